@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emocheck.dataset import load_generation_prompts  # noqa: E402
 from emocheck.models import load_model  # noqa: E402
 from emocheck.patching import PatchSpec, generate_patched, generate_plain  # noqa: E402
+from emocheck.patching_hooks import generate_patched_hooks  # noqa: E402
 from emocheck.patching_experiment import (SETTINGS, Condition, random_directions, run_conditions,  # noqa: E402
                                           settings)
 from emocheck.profiles import get_profile, results_dir  # noqa: E402
@@ -51,17 +52,22 @@ def throughput(loaded, prompts, new_tokens: int, rounds: int) -> dict:
     vec = random_directions(loaded.d_model, len(prompts), seed=0, norm=1.0).float()
     generate_plain(loaded, prompts[:2], spec)                 # warm-up both paths
     generate_patched(loaded, prompts[:2], spec, vec[:2])
-    times = {"hf": [], "nnsight_patched": []}
+    runners = {"hf": lambda: generate_plain(loaded, prompts, spec),
+               "nnsight_patched": lambda: generate_patched(loaded, prompts, spec, vec),
+               "hooks_patched": lambda: generate_patched_hooks(loaded, prompts, spec, vec)}
+    times = {name: [] for name in runners}
     for _ in range(rounds):
-        for name in ("hf", "nnsight_patched"):
+        for name, run in runners.items():
             t = time.perf_counter()
-            res = generate_plain(loaded, prompts, spec) if name == "hf" else generate_patched(loaded, prompts, spec, vec)
+            res = run()
             times[name].append(time.perf_counter() - t)
             assert res.steps_run == new_tokens
     tokens = len(prompts) * new_tokens
     tps = {k: tokens / statistics.median(v) for k, v in times.items()}
     return {"prompts": len(prompts), "new_tokens": new_tokens, "rounds": rounds, "seconds": times,
-            "tokens_per_s": tps, "ratio_patched_over_hf": tps["nnsight_patched"] / tps["hf"]}
+            "tokens_per_s": tps, "ratio_patched_over_hf": tps["nnsight_patched"] / tps["hf"],
+            "ratio_hooks_over_hf": tps["hooks_patched"] / tps["hf"],
+            "per_round_ratio": [h / n for h, n in zip(times["hf"], times["nnsight_patched"])]}
 
 
 def batched_conditions(loaded, prompts, new_tokens: int) -> dict:
@@ -102,7 +108,7 @@ def experiment_wall_times(model: str, rows_per_s: float | None) -> dict:
         profile = get_profile(prof)
         st = settings(profile)
         n_sweep_conds = 1 + len(st["fractions"]) * len(st["alphas"]) * 4
-        n_claim_conds = 1 + 3 * (3 + profile.random_directions)
+        n_claim_conds = 1 + 3 * (4 + profile.random_directions)   # e, neg, specific, signflip + randoms
         rows = st["tuning_prompts"] * n_sweep_conds + profile.generation_prompts * n_claim_conds
         measured = {}
         for part in ("sweep", "claims"):
@@ -147,6 +153,7 @@ def main(argv=None) -> int:
         tp = report["throughput"]
         print(f"{model}: patched/HF tokens/s ratio {tp['ratio_patched_over_hf']:.3f} "
               f"({tp['tokens_per_s']['nnsight_patched']:.1f} vs {tp['tokens_per_s']['hf']:.1f} tok/s, "
+              f"hooks/HF {tp['ratio_hooks_over_hf']:.3f}, per-round {[round(x, 3) for x in tp['per_round_ratio']]}; "
               f"{args.prompts} prompts x {args.new_tokens} tokens, {args.rounds} alternated rounds); "
               f"batched conditions x{b['speedup']:.2f}, identical={b['identical_texts']}")
         for prof, e in report["experiment_wall_times"].items():

@@ -17,7 +17,9 @@ alpha means the same displacement at every patched token and no decay rate has t
 **Conditions** (all on the same prompts, paired by prompt; one batched generation, one direction per
 row, zero for the baseline - the tests prove this changes no token): ``baseline``; per emotion e:
 ``e`` (v_e), ``neg:e`` (-v_e), ``specific:e``; ``random{k}:e`` for k < profile.random_directions
-(seeded Gaussian directions with norm ||v_e||, seeds recorded).
+(seeded Gaussian directions with norm ||v_e||, seeds recorded); ``signflip:e`` (v_e with random
+coordinate signs: same norm and same per-dimension magnitudes - the fairer null on Gemma, whose few
+massive residual dimensions make an isotropic random direction far more destructive than v_e).
 
 **Layer and alpha selection rule** (fixed in advance; evaluated on TUNING prompts disjoint from the
 judged ones, `split_generation_prompts`): sweep layers at 25/50/75% depth x alpha in SWEEP_ALPHAS with
@@ -64,12 +66,12 @@ EMOTIONS = ("gratitude", "anger", "apology")
 TARGETS = {"gratitude": ("politeness", +1), "anger": ("sentiment", -1), "apology": ("emo_remorse", +1)}
 SCORE_COLUMNS = ("sentiment", "politeness", "emo_gratitude", "emo_anger", "emo_remorse")
 SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
-SWEEP_ALPHAS = (1.0, 2.0, 4.0, 8.0)
+SWEEP_ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 FLUENCY_MAX_DNLL = math.log(1.5)
 FLUENCY_MAX_DREP3 = 0.10
 #: Per profile: tuning prompts (disjoint from judged ones), sweep grid, rows per batched generation.
 SETTINGS = {
-    "smoke": {"tuning_prompts": 4, "fractions": (0.5,), "alphas": (1.0, 4.0), "rows_per_batch": 64},
+    "smoke": {"tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0), "rows_per_batch": 64},
     "ci": {"tuning_prompts": 10, "fractions": SWEEP_FRACTIONS, "alphas": SWEEP_ALPHAS, "rows_per_batch": 96},
     "full": {"tuning_prompts": 20, "fractions": SWEEP_FRACTIONS, "alphas": SWEEP_ALPHAS, "rows_per_batch": 96},
 }
@@ -162,6 +164,13 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, n_random: int, s
         for k in range(n_random):
             conds.append(Condition(f"random{k}:{e}", "random", e, layer, alpha, alpha * units[k] * n,
                                    seed=seed + k, norm=n))
+        # Sign-flip control: v_e with every coordinate's sign drawn at random. Same norm AND the same
+        # per-dimension magnitudes (Gemma's few massive dimensions keep their share), so it separates
+        # "this direction" from "this much push along these dimensions".
+        sf_seed = seed + 500 + EMOTIONS.index(e) if e in EMOTIONS else seed + 500
+        g = torch.Generator().manual_seed(sf_seed)
+        signs = torch.randint(0, 2, (d,), generator=g, dtype=torch.int64).double() * 2 - 1
+        conds.append(Condition(f"signflip:{e}", "signflip", e, layer, alpha, alpha * v * signs, seed=sf_seed, norm=n))
     return conds
 
 
@@ -311,15 +320,17 @@ def paired_scores(samples: pd.DataFrame, treated: str, controls: list[str], colu
     when adjust) and metrics: raw d, adjusted d, b1, mean NLL / distinct-2 / rep-3 differences, n.
     """
     conds = [treated, *controls]
-    s = _wide(samples, conds, column)
-    f = _wide(samples, conds, "nll")
-    r = _wide(samples, conds, "rep3")
-    dist = _wide(samples, conds, "distinct2")
-    ids = [i for i in s.index if np.isfinite(s.loc[i, conds].astype(float)).all()]
-    t = s.loc[ids, treated].to_numpy(float)
-    c = s.loc[ids, controls].to_numpy(float).mean(1)
-    ft = f.loc[ids, treated].to_numpy(float)
-    fc = f.loc[ids, controls].to_numpy(float).mean(1)
+    s = _wide(samples, conds, column).reindex(columns=conds).astype(float)
+    f = _wide(samples, conds, "nll").reindex(columns=conds).astype(float)
+    r = _wide(samples, conds, "rep3").reindex(columns=conds).astype(float)
+    dist = _wide(samples, conds, "distinct2").reindex(columns=conds).astype(float)
+    ok = np.isfinite(s.to_numpy()).all(1) & np.isfinite(f.reindex(s.index).to_numpy()).all(1)
+    ids = list(s.index[ok])
+    s, f, r, dist = (x.reindex(ids) for x in (s, f, r, dist))
+    t = s[treated].to_numpy(float)
+    c = s[controls].to_numpy(float).mean(1)
+    ft = f[treated].to_numpy(float)
+    fc = f[controls].to_numpy(float).mean(1)
     diff, fdiff = t - c, ft - fc
     b0, b1 = float(np.mean(diff)), 0.0
     if adjust and len(ids) > 3 and np.std(fdiff) > 1e-12:
@@ -331,8 +342,8 @@ def paired_scores(samples: pd.DataFrame, treated: str, controls: list[str], colu
         "adjusted_mean_diff": float(np.mean(adj)), "adjusted_d": paired_d(adj), "fluency_slope": b1,
         "fluency_nll_diff": float(np.mean(fdiff)),
         "fluency_ppl_ratio": float(np.exp(np.mean(fdiff))),
-        "rep3_diff": float(np.nanmean(r.loc[ids, treated].to_numpy(float) - r.loc[ids, controls].to_numpy(float).mean(1))),
-        "distinct2_diff": float(np.nanmean(dist.loc[ids, treated].to_numpy(float) - dist.loc[ids, controls].to_numpy(float).mean(1))),
+        "rep3_diff": float(np.nanmean(r[treated].to_numpy(float) - r[controls].to_numpy(float).mean(1))),
+        "distinct2_diff": float(np.nanmean(dist[treated].to_numpy(float) - dist[controls].to_numpy(float).mean(1))),
     }
     return {"treated": (c + adj) if adjust else t, "control": c, "sample_ids": list(ids), "metrics": metrics}
 
@@ -522,3 +533,29 @@ def write_summary(samples: pd.DataFrame, d: Path, model_name: str) -> pd.DataFra
     except Exception as exc:  # a figure must never fail a claim
         log.warning("could not draw the conditions figure: %s", exc)
     return summary
+
+
+def main(argv=None) -> int:
+    """`python -m emocheck.patching_experiment --profile ci --models smollm2-135m gemma3-270m`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="run (or resume) the phase-5 residual patching experiment")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--models", nargs="*", default=None)
+    ap.add_argument("--sweep-only", action="store_true")
+    args = ap.parse_args(argv)
+    profile = get_profile(args.profile)
+    for model in args.models or profile.models:
+        t = time.perf_counter()
+        sel = sweep(model, profile.name)
+        print(f"{model}: selected layer {sel['layer']} alpha {sel['alpha']} ({sel['reason']}) "
+              f"[{time.perf_counter() - t:.0f}s]", flush=True)
+        if not args.sweep_only:
+            samples = claims_samples(model, profile.name)
+            print(f"{model}: {len(samples)} samples -> {out_dir(profile, model, 'claims')} "
+                  f"[{time.perf_counter() - t:.0f}s]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -83,7 +83,10 @@ Statistics flow and verdict
    ``emocheck_verdict_uncorrected`` and, added after correction, ``emocheck_correction``,
    ``emocheck_p_adjusted``, ``emocheck_p_min_effect_adjusted``, ``emocheck_verdict``; a claim that
    fails only after correction also gets a ``<failure>`` element.
-7. *MLflow* (``--emocheck-mlflow``): one run per session, see ``emocheck.tracking``.
+7. *MLflow* (``--emocheck-mlflow``): one run per session, see ``emocheck.tracking``. MLflow >= 3
+   keeps the ``file:`` store in maintenance mode and refuses it unless MLFLOW_ALLOW_FILE_STORE=true;
+   emocheck sets that for its own ``file:`` URI only. A logging failure is printed in red in the
+   summary and does not change the verdicts.
 """
 from __future__ import annotations
 

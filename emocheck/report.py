@@ -194,6 +194,15 @@ TABLE_HEADERS = [
 ]
 
 
+def _shorten_middle(text: str, width: int) -> str:
+    """Keep the start and the end (the parameters, e.g. model and emotion, are what tells rows apart)."""
+    if len(text) <= width:
+        return text
+    tail = text[text.find("["):] if "[" in text else ""
+    tail = tail[-(width - 12):]
+    return text[: width - len(tail) - 1] + "…" + tail
+
+
 def _shorten(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -207,14 +216,14 @@ def table_rows(rows: list[dict], statement_width: int = 60) -> list[list[str]]:
             d_ci = f"{r['d']:.2f} [{r['d_ci_low']:.2f}, {r['d_ci_high']:.2f}]"
             need = "/".join(str(r.get(f"n_required_d{k}") or "-") for k in N_REQUIRED_KEYS)
             out.append([
-                _shorten(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
+                _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
                 n, d_ci, fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]),
                 fmt_p(r["p_min_effect_adjusted"]), f"{r['power']:.2f}", need, r["verdict"],
             ])
         else:
             reason = _shorten(r["error"] or r["status"], 60)
             out.append([
-                _shorten(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
+                _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
                 "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}",
             ])
     return out
@@ -339,7 +348,7 @@ def forest_plot(rows: list[dict], path: str | Path) -> bool:
                 ax.plot([m, m], [y - 0.4, y + 0.4], color="#4575b4", lw=1.2, ls="--")
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(ys)
-    ax.set_yticklabels([_shorten(r["short_id"], 60) for r in plotted], fontsize=8)
+    ax.set_yticklabels([_shorten_middle(r["short_id"], 70) for r in plotted], fontsize=8)
     ax.set_xlabel("Cohen's d (d_z when paired) with CI")
     ax.set_title("emocheck: effect size per claim")
     ax.legend(handles=[

@@ -22,10 +22,13 @@ from .dataset import emotions_of, load_emotion_prompts, split, subsample
 from .extraction import POSITION_RULES, RESID_SITES
 from .models import load_model, model_identity, model_n_layers
 from .profiles import Profile, results_dir
-from .storage import atomic_save_tensors, atomic_write_json, file_lock
+from .storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
 from .vectors import (EmotionSubspaces, EmotionVectors, compute_emotion_subspaces, compute_emotion_vectors)
 
 log = logging.getLogger(__name__)
+
+# Bump when vectors or subspaces are computed differently, so saved ones are recomputed.
+VECTORS_CODE_VERSION = "vectors-v1"
 
 
 @dataclass
@@ -86,28 +89,60 @@ def build_representations(model_name: str, profile: Profile, *, emotions: list[s
     labels = prompts["emotion"].to_numpy()
     train_acts = ActivationSet(acts.model, [i for i, t in zip(acts.ids, train) if t],
                                {n: t[train] for n, t in acts.tensors.items()}, acts.meta)
-    vectors = compute_emotion_vectors(train_acts, labels[train], emos, model=identity["name"])
-    subspaces = compute_emotion_subspaces(train_acts, labels[train], emos, k=k, model=identity["name"])
+    train_ids = [i for i, t in zip(acts.ids, train) if t]
     meta = {"model": identity, "profile": profile.name, "activation_key": acts.meta["key"], "emotions": emos,
-            "layers": acts.layers, "train_ids": [i for i, t in zip(acts.ids, train) if t],
+            "layers": acts.layers, "train_ids": train_ids, "k": k, "code": VECTORS_CODE_VERSION,
             "n_train": {e: int(((labels == e) & train).sum()) for e in [*emos, "neutral"]}}
-    vectors.meta = subspaces.meta = meta
-    _save(profile, identity["name"], vectors, subspaces, meta)
+    meta["key"] = stable_hash({n: meta[n] for n in ("activation_key", "emotions", "train_ids", "k", "code")}, 24)
+    saved = _load_saved(profile, identity["name"], meta["key"])
+    if saved is not None:
+        vectors, subspaces = saved
+    else:
+        vectors = compute_emotion_vectors(train_acts, labels[train], emos, model=identity["name"])
+        subspaces = compute_emotion_subspaces(train_acts, labels[train], emos, k=k, model=identity["name"])
+        vectors.meta = subspaces.meta = meta
+        _save(profile, identity["name"], vectors, subspaces, meta)
     reps = Representations(identity["name"], profile, prompts, acts, vectors, subspaces)
     _MEMO[key] = reps
     return reps
 
 
+def _paths(profile: Profile, name: str) -> tuple[Path, Path]:
+    return (results_dir(profile, "emotion_vectors") / f"{name}_vectors_token_based.safetensors",
+            results_dir(profile, "emotion_subspaces") / f"{name}_subspaces.safetensors")
+
+
+def _load_saved(profile: Profile, name: str, key: str):
+    """Vectors and subspaces saved by an earlier session for exactly these activations and training
+    prompts (same key), verified by checksum; None when absent, stale or damaged (then recomputed)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    found = []
+    for path in _paths(profile, name):
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text())
+            if meta.get("key") != key or sha256_file(path) != meta.get("sha256"):
+                return None
+            found.append((load_file(str(path)), meta))
+        except Exception:  # missing or unreadable: recompute
+            return None
+    (vt, meta), (st, _) = found
+    norms = {k.split("/", 1)[1]: v for k, v in vt.items() if k.startswith("neutral_norm/")}
+    vecs = {k: v for k, v in vt.items() if not k.startswith("neutral_norm/")}
+    return (EmotionVectors(name, meta["layers"], meta["emotions"], vecs, norms, meta),
+            EmotionSubspaces(name, meta["layers"], meta["emotions"], st, meta))
+
+
 def _save(profile: Profile, name: str, vectors: EmotionVectors, subspaces: EmotionSubspaces, meta: dict) -> None:
-    vec_dir = results_dir(profile, "emotion_vectors")
-    sub_dir = results_dir(profile, "emotion_subspaces")
-    with file_lock(vec_dir / name):
-        atomic_save_tensors(vec_dir / f"{name}_vectors_token_based.safetensors",
-                            {**vectors.tensors, **{f"neutral_norm/{k}": v for k, v in vectors.neutral_norm.items()}})
-        atomic_write_json(vec_dir / f"{name}_vectors_token_based.json", meta)
-    with file_lock(sub_dir / name):
-        atomic_save_tensors(sub_dir / f"{name}_subspaces.safetensors", subspaces.tensors)
-        atomic_write_json(sub_dir / f"{name}_subspaces.json", meta)
+    vec_path, sub_path = _paths(profile, name)
+    for path, tensors in ((vec_path, {**vectors.tensors, **{f"neutral_norm/{k}": v for k, v in vectors.neutral_norm.items()}}),
+                          (sub_path, subspaces.tensors)):
+        with file_lock(path):
+            # tensors first, then the JSON that vouches for them (with their checksum)
+            atomic_save_tensors(path, tensors)
+            atomic_write_json(path.with_suffix(".json"), {**meta, "sha256": sha256_file(path)})
 
 
 def load_saved_vectors(path: str | Path) -> EmotionVectors:

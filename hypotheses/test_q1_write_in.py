@@ -10,8 +10,9 @@ HELD-OUT prompts: Cohen's d (and AUC) between the projections of two groups of h
   (which largely means "emotional") and once with the emotion-specific direction (this emotion
   against the other emotions). The first is the one a naive analysis would report; whether it holds
   is a finding.
-- The layer profile: the layer chosen on training prompts should also be among the best on held-out
-  prompts (otherwise the "where" answer does not generalise).
+- The layer profile: the layer chosen on training prompts should also be close to the best on held-out
+  prompts (otherwise the "where" answer does not generalise): its held-out d must reach 80% of the
+  best held-out d over all layers (the best is itself optimistically chosen, so this is demanding).
 """
 import pytest
 
@@ -35,7 +36,7 @@ def _judge(evidence, reps, emotion, direction_kind, contrast):
         treated=treated, control=control,
         metrics={"layer": layer, "n_layers": len(reps.layers), "held_out_auc": stats.auc(treated, control),
                  "held_out_auc_ci_low": lo, "held_out_auc_ci_high": hi,
-                 "train_d_at_layer": float(profile.loc[profile.layer == layer, "train_d"].iloc[0]),
+                 "train_cv_d_at_layer": float(profile.loc[profile.layer == layer, "train_cv_d"].iloc[0]),
                  "direction": direction_kind, "position": POSITION, "site": SITE},
     )
 
@@ -69,7 +70,7 @@ def test_emotion_specific_direction_is_specific(model_name, emotion, representat
 
 def test_layer_choice_generalises_to_held_out(model_name, representations, emocheck_profile):
     """Writes the layer profiles (CSV + PNG) and checks that, for every emotion and contrast, the layer
-    chosen on training prompts is within the three best layers on held-out prompts."""
+    chosen on training prompts reaches 80% of the best held-out d."""
     import pandas as pd
 
     frames = []
@@ -84,9 +85,9 @@ def test_layer_choice_generalises_to_held_out(model_name, representations, emoch
     misses = []
     for (emotion, kind, contrast), g in profiles.groupby(["emotion", "direction", "contrast"]):
         chosen = choose_layer(g)
-        top3 = g.nlargest(3, "held_out_d")["layer"].tolist()
-        if chosen not in top3:
-            held = float(g.loc[g.layer == chosen, "held_out_d"].iloc[0])
+        held = float(g.loc[g.layer == chosen, "held_out_d"].iloc[0])
+        best = g.loc[g["held_out_d"].idxmax()]
+        if held < 0.8 * best["held_out_d"]:
             misses.append(f"{emotion} {kind} {contrast}: chose layer {chosen} (held-out d {held:.2f}), "
-                          f"held-out best {top3} (d {g['held_out_d'].max():.2f})")
-    assert not misses, "layer chosen on training prompts is not among the 3 best held-out layers:\n" + "\n".join(misses)
+                          f"held-out best layer {int(best['layer'])} (d {best['held_out_d']:.2f})")
+    assert not misses, "layer chosen on training prompts falls short on held-out prompts:\n" + "\n".join(misses)

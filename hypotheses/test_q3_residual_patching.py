@@ -6,7 +6,9 @@ prompts) is added at one layer's resid_post, alpha x v_e, for generated tokens 0
 greedy, profile.new_tokens tokens, on neutral prompts. Layer and alpha come from a fixed rule applied
 to a sweep on TUNING prompts that are never judged. Controls on the same prompts (paired by prompt):
 random directions of norm ||v_e|| (profile.random_directions seeded draws, averaged per prompt), the
-unpatched baseline, the negated vector, and other emotions' vectors.
+unpatched baseline, the negated vector, other emotions' vectors, and a sign-flipped copy of the vector
+(random coordinate signs: same norm and per-dimension magnitudes; the fairer null on Gemma, whose
+massive residual dimensions make isotropic random directions unusually destructive).
 
 Fluency: every claim is judged on the score difference adjusted for the fluency difference
 (regression of the per-prompt score difference on the per-prompt continuation-NLL difference under
@@ -119,3 +121,18 @@ def test_specific_direction_lowers_vs_random(model_name, emotion, evaluator, evi
                                              patching_selection):
     _record(evidence, patching_samples, patching_selection, f"specific:{emotion}",
             _randoms(patching_samples, emotion), evaluator)
+
+
+# Fairer null for Gemma: same per-dimension magnitudes as the emotion vector, random signs.
+@claim("the {emotion} vector raises {evaluator} versus its sign-flipped control (same per-dimension magnitudes)",
+       family=FAMILY, paired=True, alternative="greater", min_d=0.2)
+@pytest.mark.parametrize("emotion, evaluator", RAISES)
+def test_vector_raises_vs_signflip(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
+    _record(evidence, patching_samples, patching_selection, emotion, [f"signflip:{emotion}"], evaluator)
+
+
+@claim("the {emotion} vector lowers {evaluator} versus its sign-flipped control (same per-dimension magnitudes)",
+       family=FAMILY, paired=True, alternative="less", min_d=0.2)
+@pytest.mark.parametrize("emotion, evaluator", LOWERS)
+def test_vector_lowers_vs_signflip(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
+    _record(evidence, patching_samples, patching_selection, emotion, [f"signflip:{emotion}"], evaluator)

@@ -19,3 +19,11 @@ def tiny_llama():
 def results_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOCHECK_RESULTS_DIR", str(tmp_path / "results"))
     return tmp_path / "results"
+
+
+def pytest_configure(config):
+    # Tiny models run fastest on one thread, and on a busy 2-core machine two torch threads per
+    # process spin against other processes and slow runs down several times.
+    import torch
+
+    torch.set_num_threads(1)

@@ -44,7 +44,7 @@ def test_claim_conditions_norms():
     conds = claim_conditions(vecs, layer=1, alpha=2.0, site="hook_resid_post", n_random=3, seed=5)
     names = [c.name for c in conds]
     assert names[0] == "baseline" and float(conds[0].vector.abs().sum()) == 0
-    assert len(conds) == 1 + 3 * (3 + 3)
+    assert len(conds) == 1 + 3 * (3 + 3 + 1)
     for e in EMOTIONS:
         n = float(vecs.vector(e, 1).norm())
         by = {c.name: c for c in conds}
@@ -53,6 +53,8 @@ def test_claim_conditions_norms():
         for name in (f"specific:{e}", "random0:" + e, "random2:" + e):
             assert by[name].vector.norm().item() == pytest.approx(2.0 * n)
         assert [by[f"random{k}:{e}"].seed for k in range(3)] == [5, 6, 7]
+        sf = by[f"signflip:{e}"].vector
+        assert torch.allclose(sf.abs(), by[e].vector.abs()) and not torch.allclose(sf, by[e].vector)
 
 
 def test_split_generation_prompts_disjoint():
@@ -72,8 +74,8 @@ def test_paired_scores_adjusts_for_fluency():
     s_t = s_c + eff - 0.8 * (f_t - f_c) + rng.normal(0, 0.05, n)
     rows = []
     for i in range(n):
-        rows.append({"sample_id": i, "condition": "T", "politeness": s_t[i], "nll": f_t[i], "rep3": 0.0, "distinct2": 1.0})
-        rows.append({"sample_id": i, "condition": "C", "politeness": s_c[i], "nll": f_c[i], "rep3": 0.1, "distinct2": 0.9})
+        rows.append({"sample_id": f"gen-{i:03d}", "condition": "T", "politeness": s_t[i], "nll": f_t[i], "rep3": 0.0, "distinct2": 1.0})
+        rows.append({"sample_id": f"gen-{i:03d}", "condition": "C", "politeness": s_c[i], "nll": f_c[i], "rep3": 0.1, "distinct2": 0.9})
     out = paired_scores(pd.DataFrame(rows), "T", ["C"], "politeness")
     m = out["metrics"]
     assert m["fluency_slope"] == pytest.approx(-0.8, abs=0.05)

@@ -6,17 +6,15 @@ the toy model list ``--emocheck-models a,b``.
 from __future__ import annotations
 
 import json
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as st
 
 from emocheck import stats
-from emocheck.claims import Evidence, claim, claim_spec
+from emocheck.claims import Evidence, claim
 from emocheck.errors import ConfigError, EvidenceError
 
 pytest_plugins = ["pytester"]
@@ -79,7 +77,7 @@ def _effects(pytester, profile="ci") -> pd.DataFrame:
 
 
 def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
-    pytester.makepyfile(test_toy=TOY)
+    pytester.makepyfile(test_ecp_toy=TOY)
     result = run("--emocheck-models", "a,b", "--junitxml", "junit.xml")
 
     # big effect supported (passes), null effect fails, nothing recorded / too few -> ERROR
@@ -89,10 +87,10 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     assert "emocheck: claims" in out
     result.stdout.fnmatch_lines([
         "*claim*model*statement*n (t/c)*d [[]CI[]]*p raw*p corr*p(d>min_d) corr*power*verdict*",
-        "*test_toy::test_big[[]a[]]*a big effect on a*40/40*supported*",
-        "*test_toy::test_null[[]b[]]*no effect on b*30/30*not supported*",
-        "*toy_errors*4*0*test_toy.py*",
-        "*toy_main*4*4*test_toy.py*",
+        "*test_ecp_toy::test_big[[]a[]]*a big effect on a*40/40*supported*",
+        "*test_ecp_toy::test_null[[]b[]]*no effect on b*30/30*not supported*",
+        "*toy_errors*4*0*test_ecp_toy.py*",
+        "*toy_main*4*4*test_ecp_toy.py*",
     ])
     result.stdout.fnmatch_lines([
         "*ERROR at call of test_nothing[[]a[]]*",
@@ -111,13 +109,13 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
                 "n_required_d0.3", "n_required_d0.5", "family_declared", "family_run", "verdict",
                 "verdict_uncorrected", "metric_auc", "metric_layer", "metric_note", "statement", "model"):
         assert col in eff.columns, col
-    big = eff.loc["test_toy.py::test_big[a]"]
+    big = eff.loc["test_ecp_toy.py::test_big[a]"]
     assert big["verdict"] == "supported" and big["d"] > 1.0 and big["n_treated"] == 40
     assert big["metric_auc"] == pytest.approx(0.91, abs=1e-6) and big["metric_layer"] == 3
     assert big["statement"] == "a big effect on a"
-    assert eff.loc["test_toy.py::test_null[a]", "verdict"] == "not supported"
-    assert eff.loc["test_toy.py::test_few[b]", "status"] == "error"
-    assert "at least 3" in eff.loc["test_toy.py::test_few[b]", "error"]
+    assert eff.loc["test_ecp_toy.py::test_null[a]", "verdict"] == "not supported"
+    assert eff.loc["test_ecp_toy.py::test_few[b]", "status"] == "error"
+    assert "at least 3" in eff.loc["test_ecp_toy.py::test_few[b]", "error"]
     assert (eff.loc[eff.family == "toy_main", "family_declared"] == 4).all()
 
     # every number can be recomputed from the per-sample file
@@ -126,11 +124,11 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     again = stats.compare(samples.treated.dropna(), samples.control.dropna(), min_d=0.5)
     assert again.d == pytest.approx(big["d"], rel=1e-12)
     assert again.p_value == pytest.approx(big["p_value"], rel=1e-9)
-    paired = pd.read_csv(d / eff.loc["test_toy.py::test_null[b]", "samples_file"])
+    paired = pd.read_csv(d / eff.loc["test_ecp_toy.py::test_null[b]", "samples_file"])
     assert list(paired.columns) == ["sample_id", "treated", "control", "difference"]
 
     power = pd.read_csv(d / "power_analysis.csv")
-    assert set(power.claim_id) == {f"test_toy.py::test_{t}[{m}]" for t in ("big", "null") for m in "ab"}
+    assert set(power.claim_id) == {f"test_ecp_toy.py::test_{t}[{m}]" for t in ("big", "null") for m in "ab"}
     assert {"n_treated", "d", "power", "n_required_d0.2", "n_required_d0.3", "n_required_d0.5", "n_unit"} <= set(power.columns)
     pj = json.loads((d / "power_analysis.json").read_text())
     assert len(pj["claims"]) == 4 and pj["settings"]["correction"] == "holm"
@@ -153,7 +151,7 @@ def test_all_supported_exits_zero_and_github_summary(pytester, run, monkeypatch)
     summary = pytester.path / "step_summary.md"
     summary.write_text("previous step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    pytester.makepyfile(test_ok='''
+    pytester.makepyfile(test_ecp_ok='''
 import numpy as np
 from emocheck.claims import claim
 
@@ -203,10 +201,10 @@ def test_plain_unit_test():
 '''
 
 
-@pytest.mark.parametrize("selection", [["-k", "e0"], ["test_family.py::test_other"]],
+@pytest.mark.parametrize("selection", [["-k", "e0"], ["test_ecp_family.py::test_other"]],
                          ids=["keyword", "nodeid"])
 def test_subset_is_corrected_for_the_declared_family(pytester, run, selection):
-    pytester.makepyfile(test_family=FAMILY)
+    pytester.makepyfile(test_ecp_family=FAMILY)
     result = run("--emocheck-models", "a", "--junitxml", "junit.xml", *selection)
     eff = _effects(pytester)
     ran = 1 if selection[0] == "-k" else 2
@@ -234,7 +232,7 @@ def test_subset_is_corrected_for_the_declared_family(pytester, run, selection):
 
 
 def test_whole_family_with_bh_and_without_correction_needed(pytester, run):
-    pytester.makepyfile(test_family=FAMILY)
+    pytester.makepyfile(test_ecp_family=FAMILY)
     result = run("--emocheck-models", "a", "--emocheck-correction", "bh", "--emocheck-alpha", "0.2")
     eff = _effects(pytester)
     assert len(eff) == 5 and (eff.family_run == 5).all()
@@ -247,12 +245,12 @@ def test_whole_family_with_bh_and_without_correction_needed(pytester, run):
 
 def test_family_in_two_modules_is_a_usage_error(pytester, run):
     pytester.makepyfile(
-        test_one='from emocheck.claims import claim\n@claim("x", family="shared")\ndef test_a(evidence):\n    pass\n',
-        test_two='from emocheck.claims import claim\n@claim("y", family="shared")\ndef test_b(evidence):\n    pass\n',
+        test_ecp_one='from emocheck.claims import claim\n@claim("x", family="shared")\ndef test_a(evidence):\n    pass\n',
+        test_ecp_two='from emocheck.claims import claim\n@claim("y", family="shared")\ndef test_b(evidence):\n    pass\n',
     )
     result = run("-k", "test_a")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*family 'shared' is declared in test_one.py, test_two.py*"])
+    result.stderr.fnmatch_lines(["*family 'shared' is declared in test_ecp_one.py, test_ecp_two.py*"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +259,7 @@ def test_family_in_two_modules_is_a_usage_error(pytester, run):
 
 
 def test_misuse_is_an_error_with_a_clear_message(pytester, run):
-    pytester.makepyfile(test_misuse='''
+    pytester.makepyfile(test_ecp_misuse='''
 from emocheck.claims import claim
 
 def test_evidence_without_claim(evidence):
@@ -288,8 +286,8 @@ def test_no_fixture():
     result.assert_outcomes(errors=5)
     assert result.ret == 1
     result.stdout.fnmatch_lines_random([
-        "E * test_misuse.py::test_evidence_without_claim uses the `evidence` fixture but has no @claim(...) marker*",
-        "E * evidence.record() was called twice in test_misuse.py::test_twice*",
+        "E * test_ecp_misuse.py::test_evidence_without_claim uses the `evidence` fixture but has no @claim(...) marker*",
+        "E * evidence.record() was called twice in test_ecp_misuse.py::test_twice*",
         "E * the claim is paired but treated has 4 values and control has 3*",
         "E * treated contains 1 non-finite value(s)*",
         "E * claim test finished without recording evidence: request the `evidence` fixture*",
@@ -312,7 +310,6 @@ def test_claim_arguments_are_validated_at_decoration():
 
 
 def test_evidence_converts_arrays_and_metrics():
-    torch = pytest.importorskip("torch") if False else None  # noqa: F841 - numpy covers the path
     ev = Evidence("x", None)
     ev.record(treated=np.array([[1.0], [2.0], [3.0]]), control=(0, 1, 2),
               metrics={"auc": np.float64(0.5), "layer": np.int64(4), "one": np.array([2.5]), "s": "txt"})
@@ -321,10 +318,17 @@ def test_evidence_converts_arrays_and_metrics():
     assert type(ev.metrics["layer"]) is int
     with pytest.raises(EvidenceError, match="single number"):
         Evidence().record(treated=[1, 2, 3], control=[1, 2, 3], metrics={"v": np.ones(3)})
+    import torch
+
+    ev = Evidence()
+    ev.record(treated=torch.tensor([1.0, 2.0, 3.0], requires_grad=True),
+              control=torch.tensor([0.0, 1.0, 2.0], dtype=torch.bfloat16), metrics={"auc": torch.tensor(0.75)})
+    assert ev.treated == [1.0, 2.0, 3.0] and ev.control == [0.0, 1.0, 2.0] and ev.metrics == {"auc": 0.75}
+    assert type(ev.metrics["auc"]) is float
 
 
 def test_model_name_parametrised_over_profile_models_and_k_selects(pytester, run):
-    pytester.makepyfile(test_models='''
+    pytester.makepyfile(test_ecp_models='''
 import pytest
 
 def test_uses_model(model_name, emocheck_profile):
@@ -335,7 +339,7 @@ def test_own_param(model_name):
     assert model_name == "own"
 ''')
     result = run("--collect-only", "-q", "-k", "gemma")
-    result.stdout.fnmatch_lines(["test_models.py::test_uses_model[[]gemma3-270m[]]"])
+    result.stdout.fnmatch_lines(["test_ecp_models.py::test_uses_model[[]gemma3-270m[]]"])
     assert "smollm2" not in result.stdout.str()
     result = run("--emocheck-models", "x,y", "-v")
     result.assert_outcomes(passed=3)
@@ -344,7 +348,7 @@ def test_own_param(model_name):
 
 
 def test_xdist_group_marker_and_profile_options(pytester, run):
-    pytester.makepyfile(test_m='def test_x(model_name):\n    pass\n')
+    pytester.makepyfile(test_ecp_m='def test_x(model_name):\n    pass\n')
     items, _ = pytester.inline_genitems("--emocheck-models", "a,b", "--emocheck-results", "r")
     groups = {i.callspec.params["model_name"]: i.get_closest_marker("xdist_group").kwargs["name"] for i in items}
     assert groups == {"a": "a", "b": "b"}
@@ -390,8 +394,7 @@ def test_steer(model_name, emotion, evidence):
 
 
 def test_xdist_gives_identical_numbers(pytester, run):
-    pytest.importorskip("xdist")
-    pytester.makepyfile(test_x=XDIST)
+    pytester.makepyfile(test_ecp_x=XDIST)
     pytester.makeini("[pytest]\naddopts = --dist loadgroup\n")  # must be harmless without -n
     frames = {}
     for label, extra in (("none", []), ("n1", ["-n", "1"]), ("n2", ["-n", "2"])):
@@ -416,3 +419,30 @@ def test_xdist_gives_identical_numbers(pytester, run):
     pd.testing.assert_frame_equal(frames["none"], frames["n2"], check_exact=True)
     # the bootstrap CIs are seeded per claim: different claims, different seeds
     assert frames["none"].seed.nunique() == 10
+
+
+def test_family_counts_claims_in_classes_whatever_the_nodeid_selects(pytester, run):
+    pytester.makepyfile(test_ecp_cls='''
+import numpy as np
+from emocheck.claims import claim
+
+def data():
+    return np.arange(10.0) + np.linspace(0, 1, 10) ** 2, np.arange(10.0)
+
+class TestGroup:
+    @claim("in class on {model_name}", family="k", paired=True)
+    def test_in_class(self, model_name, evidence):
+        evidence.record(*data())
+
+@claim("free on {model_name}", family="k", paired=True)
+def test_free(model_name, evidence):
+    evidence.record(*data())
+''')
+    run("test_ecp_cls.py::test_free", "--emocheck-models", "a,b")
+    eff = _effects(pytester)
+    assert list(eff.index) == ["test_ecp_cls.py::test_free[a]", "test_ecp_cls.py::test_free[b]"]
+    assert (eff.family_declared == 4).all() and (eff.family_run == 2).all()
+    run("test_ecp_cls.py::TestGroup", "--emocheck-models", "a")
+    eff = _effects(pytester)
+    assert list(eff.index) == ["test_ecp_cls.py::TestGroup::test_in_class[a]"]
+    assert eff.family_declared.iloc[0] == 2 and eff.short_id.iloc[0] == "test_ecp_cls::TestGroup::test_in_class[a]"

@@ -34,7 +34,7 @@ def test_missing_mlflow_is_a_clear_error(monkeypatch, pytester, clean_env):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # makes `import mlflow` raise ImportError
     with pytest.raises(ConfigError, match=r"pip install 'emocheck\[mlflow\]'"):
         require_mlflow()
-    pytester.makepyfile(test_c=CLAIMS)
+    pytester.makepyfile(test_ecp_c=CLAIMS)
     result = pytester.runpytest("--emocheck-mlflow", "--emocheck-results", "results", "-p", "no:hypothesispytest")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--emocheck-mlflow needs mlflow*pip install 'emocheck[[]mlflow[]]'*"])
@@ -56,7 +56,7 @@ def test_session_is_logged_to_a_local_mlflow_store(pytester, tmp_path, clean_env
 
     store = tmp_path / "mlruns"
     uri = store.as_uri()
-    pytester.makepyfile(test_c=CLAIMS)
+    pytester.makepyfile(test_ecp_c=CLAIMS)
     result = pytester.runpytest(
         "--emocheck-mlflow", "--emocheck-mlflow-uri", uri, "--emocheck-models", "a,bb",
         "--emocheck-results", "results", "--emocheck-correction", "bonferroni", "-p", "no:hypothesispytest",
@@ -76,7 +76,7 @@ def test_session_is_logged_to_a_local_mlflow_store(pytester, tmp_path, clean_env
     assert run.data.params["correction"] == "bonferroni"
     assert float(run.data.params["alpha"]) == 0.05
     metrics = run.data.metrics
-    key = claim_key("test_c.py::test_big[a]")
+    key = claim_key("test_ecp_c.py::test_big[a]")
     assert metrics[f"{key}/d"] > 1.0
     assert 0 <= metrics[f"{key}/p_adjusted"] <= 1 and metrics[f"{key}/supported"] == 1.0
     assert metrics[f"{key}/metric_auc"] == pytest.approx(0.93)
