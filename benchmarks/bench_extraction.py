@@ -8,7 +8,7 @@ For each embedded model, in one process, alternating the variants (this machine 
   - model load time cold (parse the GGUF and write the de-quantised copy) and warm (read the copy)
 
     python benchmarks/bench_extraction.py [--models gemma3-270m smollm2-135m] [--prompts 128] [--rounds 3]
-                                          [--skip-cold-load]
+                                          [--skip-cold-load] [--threads N]
 Prints ratios; asserts nothing (timings are not tests).
 """
 from __future__ import annotations
@@ -104,7 +104,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--skip-cold-load", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's choice). On a machine with other load, 1 avoids "
+                         "threads spinning against other processes, which distorts every timing")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from tabulate import tabulate
 
     rows = []

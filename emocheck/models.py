@@ -384,6 +384,10 @@ def _load_hf(spec: ModelSpec, dtype: torch.dtype):
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     kwargs = {"token": token} if token else {}
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        # huggingface_hub reads these variables once, at import; pass them on so an offline session
+        # fails at once instead of waiting for network time-outs.
+        kwargs["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(spec.hub_id, dtype=dtype, **kwargs)
