@@ -56,8 +56,8 @@ def test_vectors_are_saved_and_reused(tiny_setup, results_tmp):
     # the vectors are built from training prompts only
     train = first.prompts["split"] == "train"
     x = first.activations.get(1, "hook_resid_post", "last").double()
-    em = torch.as_tensor(((first.prompts["emotion"] == "anger") & train).to_numpy())
-    ne = torch.as_tensor(((first.prompts["emotion"] == "neutral") & train).to_numpy())
+    em = torch.as_tensor(((first.prompts["emotion"] == "anger") & train).to_numpy().copy())
+    ne = torch.as_tensor(((first.prompts["emotion"] == "neutral") & train).to_numpy().copy())
     assert torch.allclose(first.vectors.vector("anger", 1).double(), x[em].mean(0) - x[ne].mean(0), atol=1e-5)
 
 
