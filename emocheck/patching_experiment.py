@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,7 +55,7 @@ from .errors import ConfigError
 from .fluency import fluency_table
 from .patching import PatchSpec, generate_patched
 from .profiles import Profile, get_profile, results_dir
-from .storage import atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from .storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -431,11 +430,7 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    atomic_save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------- entry points
@@ -526,10 +521,7 @@ def write_summary(samples: pd.DataFrame, d: Path, model_name: str) -> pd.DataFra
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{model_name}: score vs fluency per condition", fontsize=10)
         fig.tight_layout()
-        tmp = d / f".conditions.{os.getpid()}.png"
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, d / "conditions.png")
+        atomic_save_figure(fig, d / "conditions.png")
     except Exception as exc:  # a figure must never fail a claim
         log.warning("could not draw the conditions figure: %s", exc)
     return summary

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from .storage import atomic_write_bytes, atomic_write_dataframe, atomic_write_json, atomic_write_text, file_lock, stable_hash
+from .storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, atomic_write_text, file_lock, stable_hash
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
 N_REQUIRED_KEYS = ("0.2", "0.3", "0.5")
@@ -324,7 +324,6 @@ def forest_plot(rows: list[dict], path: str | Path) -> bool:
     plotted = [r for r in rows if r["status"] == "ok" and not math.isnan(_num(r["d"]))]
     if not plotted:
         return False
-    import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -357,9 +356,7 @@ def forest_plot(rows: list[dict], path: str | Path) -> bool:
         Line2D([], [], color="#4575b4", ls="--", label="claim's min_d"),
     ], loc="best", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)
     return True
 
 

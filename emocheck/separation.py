@@ -20,6 +20,7 @@ import torch
 
 from . import stats
 from .errors import ConfigError
+from .storage import atomic_save_figure
 from .representations import Representations
 from .vectors import vectors_for_layer
 
@@ -118,10 +119,4 @@ def plot_layer_profiles(profiles: pd.DataFrame, path) -> None:
         ax.set_title(f"{profiles['model'].iloc[0]}: emotion {contrast.replace('_', ' ')}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    from .storage import atomic_write_bytes
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)

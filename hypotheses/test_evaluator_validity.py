@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-try:
-    from emocheck import claim
-except ImportError:  # pragma: no cover - until emocheck/__init__.py re-exports it
-    from emocheck.claims import claim
+from emocheck import claim
 
 from emocheck.evaluators import get_evaluator
 from emocheck.evaluators.validation import auc

@@ -62,7 +62,6 @@ def test_positions_follow_the_rules(tiny_llama):
 def test_mean_excludes_the_first_token(tiny_llama):
     m = tiny_llama
     acts = extract_activations(m, TEXTS[:1], positions=("mean",), layers=[1], sites=("hook_resid_post",), progress=False)
-    hs = hf_hidden_states  # noqa: F841 (documenting the reference below)
     ids = m.tokenizer(TEXTS[:1], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         full = m.model(input_ids=ids, output_hidden_states=True).hidden_states[2][0]

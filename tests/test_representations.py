@@ -10,7 +10,6 @@ from emocheck.profiles import Profile
 
 @pytest.fixture
 def tiny_setup(tmp_path, monkeypatch, results_tmp):
-    from emocheck import models
     from emocheck.testing import tiny_model
 
     tiny = tiny_model("llama", n_layers=2)
