@@ -31,11 +31,11 @@ def peak_rss_gb() -> float:
 
 
 def bench_model(name: str, n_prompts: int, rounds: int, batch_size: int) -> dict:
-    from emocheck import activation_cache
-    from emocheck.activation_cache import cached_activations
+    from emocheck.representations import cache as activation_cache
+    from emocheck.representations.cache import cached_activations
     from emocheck.dataset import load_emotion_prompts, subsample
-    from emocheck.extraction import POSITION_RULES, extract_activations, tokenize
-    from emocheck.models import load_model, unload_all
+    from emocheck.representations.extraction import POSITION_RULES, extract_activations, tokenize
+    from emocheck.models.registry import load_model, unload_all
 
     unload_all()
     # Importing transformers' model classes is a per-process cost, not a model load: timed apart.

@@ -4,7 +4,7 @@ with real statistics (effect sizes, corrected p-values, power).
 The library is usable without pytest (a notebook can call every phase as a plain function):
 
     from emocheck.profiles import get_profile
-    from emocheck.representations import build_representations
+    from emocheck.representations.build import build_representations
     reps = build_representations("smollm2-135m", get_profile("ci"))
     reps.vectors.vector("gratitude", layer=10)
 
@@ -19,7 +19,7 @@ def __getattr__(name):
     # Lazy, so `import emocheck` stays cheap (pytest loads the plugin at start-up) and submodules are
     # imported only when used.
     if name == "claim":
-        from .claims import claim
+        from emocheck.plugin.claims import claim
 
         return claim
     if name == "stats":

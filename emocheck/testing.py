@@ -10,8 +10,8 @@ import string
 
 import torch
 
-from .architectures import architecture_for
-from .models import LoadedModel, ModelSpec
+from emocheck.models.architectures import architecture_for
+from emocheck.models.registry import LoadedModel, ModelSpec
 
 _CHARS = string.ascii_letters + string.digits + string.punctuation + " \n'’é"
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]

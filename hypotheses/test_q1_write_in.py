@@ -18,7 +18,7 @@ import pytest
 
 from emocheck import claim, stats
 from emocheck.profiles import results_dir
-from emocheck.separation import choose_layer, held_out_scores, layer_profile, plot_layer_profiles
+from emocheck.representations.separation import choose_layer, held_out_scores, layer_profile, plot_layer_profiles
 from emocheck.storage import atomic_write_dataframe
 
 EMOTIONS = ["gratitude", "anger", "apology"]

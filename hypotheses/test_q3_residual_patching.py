@@ -1,6 +1,6 @@
 """Q3, phase 5: does adding an emotion vector to the residual stream while generating change style?
 
-Setup (emocheck/patching_experiment.py has the full design, fixed before any judged result): the
+Setup (emocheck/patching/experiment.py has the full design, fixed before any judged result): the
 CAA-style emotion vector v_e = mean(resid | e) - mean(resid | neutral) (last prompt token, training
 prompts) is added at one layer's resid_post, alpha x v_e, for generated tokens 0-4 (fixed schedule),
 greedy, profile.new_tokens tokens, on neutral prompts. Layer and alpha come from a fixed rule applied
@@ -23,7 +23,7 @@ import pytest
 
 from emocheck import claim
 
-from emocheck.patching_experiment import paired_scores
+from emocheck.patching.experiment import paired_scores
 
 FAMILY = "q3_residual_patching"
 #: evaluator name in a claim -> column of the samples table

@@ -4,8 +4,8 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from emocheck import activation_cache
-from emocheck.activation_cache import cached_activations
+from emocheck.representations import cache as activation_cache
+from emocheck.representations.cache import cached_activations
 from emocheck.testing import tiny_model
 
 TEXTS = ["Thanks so much for the help!", "Hi there", "I am furious about the late parcel."]

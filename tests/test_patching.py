@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from emocheck.errors import ConfigError
-from emocheck.patching import PatchSpec, generate_patched, generate_plain
-from emocheck.patching_hooks import generate_patched_hooks
+from emocheck.patching.residual import PatchSpec, generate_patched, generate_plain
+from emocheck.patching.reference import generate_patched_hooks
 from emocheck.testing import tiny_model
 
 PROMPTS = ["hello there, my friend", "hi", "a quick test of padding!"]

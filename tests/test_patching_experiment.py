@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from emocheck.errors import ConfigError
-from emocheck.patching import PatchSpec, generate_patched
-from emocheck.patching_experiment import (EMOTIONS, claim_conditions, paired_scores, random_directions,
+from emocheck.patching.residual import PatchSpec, generate_patched
+from emocheck.patching.experiment import (EMOTIONS, claim_conditions, paired_scores, random_directions,
                                           run_conditions, select_layer_alpha, split_generation_prompts,
                                           sweep_conditions, sweep_layers, sweep_table)
 from emocheck.profiles import get_profile

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from emocheck import stats
-from emocheck.claims import Evidence, claim
+from emocheck.plugin.claims import Evidence, claim
 from emocheck.errors import ConfigError, EvidenceError
 
 pytest_plugins = ["pytester"]
@@ -22,7 +22,7 @@ pytest_plugins = ["pytester"]
 TOY = '''
 import numpy as np
 import pytest
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 def rng(*key):
     return np.random.default_rng([sum(map(ord, str(k))) for k in key])
@@ -153,7 +153,7 @@ def test_all_supported_exits_zero_and_github_summary(pytester, run, monkeypatch)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     pytester.makepyfile(test_ecp_ok='''
 import numpy as np
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 @claim("gratitude beats neutral on {model_name}", family="ok", alternative="less", min_d=0.3)
 def test_less(model_name, evidence):
@@ -175,7 +175,7 @@ FAMILY = '''
 import numpy as np
 import pytest
 from scipy import stats as st
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 N = 20
 P_RAW = 0.02   # one-sided paired p of every member: significant alone, not after correcting for 5
@@ -245,8 +245,8 @@ def test_whole_family_with_bh_and_without_correction_needed(pytester, run):
 
 def test_family_in_two_modules_is_a_usage_error(pytester, run):
     pytester.makepyfile(
-        test_ecp_one='from emocheck.claims import claim\n@claim("x", family="shared")\ndef test_a(evidence):\n    pass\n',
-        test_ecp_two='from emocheck.claims import claim\n@claim("y", family="shared")\ndef test_b(evidence):\n    pass\n',
+        test_ecp_one='from emocheck.plugin.claims import claim\n@claim("x", family="shared")\ndef test_a(evidence):\n    pass\n',
+        test_ecp_two='from emocheck.plugin.claims import claim\n@claim("y", family="shared")\ndef test_b(evidence):\n    pass\n',
     )
     result = run("-k", "test_a")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -260,7 +260,7 @@ def test_family_in_two_modules_is_a_usage_error(pytester, run):
 
 def test_misuse_is_an_error_with_a_clear_message(pytester, run):
     pytester.makepyfile(test_ecp_misuse='''
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 def test_evidence_without_claim(evidence):
     evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
@@ -370,7 +370,7 @@ XDIST = '''
 import os
 import numpy as np
 import pytest
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 def rng(*key):
     return np.random.default_rng([sum(map(ord, str(k))) for k in key])
@@ -424,7 +424,7 @@ def test_xdist_gives_identical_numbers(pytester, run):
 def test_family_counts_claims_in_classes_whatever_the_nodeid_selects(pytester, run):
     pytester.makepyfile(test_ecp_cls='''
 import numpy as np
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 def data():
     return np.arange(10.0) + np.linspace(0, 1, 10) ** 2, np.arange(10.0)

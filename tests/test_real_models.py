@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from emocheck.dataset import load_emotion_prompts
-from emocheck.extraction import extract_activations, hf_hidden_states, tokenize
-from emocheck.models import load_model, model_identity
+from emocheck.representations.extraction import extract_activations, hf_hidden_states, tokenize
+from emocheck.models.registry import load_model, model_identity
 
 pytestmark = pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emocheck import report as rep
+from emocheck.plugin import report as rep
 from emocheck import stats
 
 

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from emocheck import activation_cache, representations
+from emocheck.representations import cache as activation_cache
+from emocheck.representations import build as representations
 from emocheck.profiles import Profile
 
 

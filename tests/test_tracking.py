@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from emocheck.errors import ConfigError
-from emocheck.tracking import claim_key, require_mlflow, sanitize_key
+from emocheck.plugin.tracking import claim_key, require_mlflow, sanitize_key
 
 pytest_plugins = ["pytester"]
 
@@ -15,7 +15,7 @@ HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
 CLAIMS = '''
 import numpy as np
-from emocheck.claims import claim
+from emocheck.plugin.claims import claim
 
 @claim("big effect on {model_name}", family="t", min_d=0.3)
 def test_big(model_name, evidence):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from emocheck.activation_cache import ActivationSet
+from emocheck.representations.cache import ActivationSet
 from emocheck.errors import ConfigError
-from emocheck.vectors import compute_emotion_subspaces, compute_emotion_vectors, vectors_for_layer
+from emocheck.representations.vectors import compute_emotion_subspaces, compute_emotion_vectors, vectors_for_layer
 
 D = 32
 

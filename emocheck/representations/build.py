@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .activation_cache import ActivationSet, cached_activations
-from .dataset import emotions_of, load_emotion_prompts, split, subsample
-from .extraction import POSITION_RULES, RESID_SITES
-from .models import load_model, model_identity, model_n_layers
-from .profiles import Profile, results_dir
-from .storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
-from .vectors import (EmotionSubspaces, EmotionVectors, compute_emotion_subspaces, compute_emotion_vectors)
+from emocheck.representations.cache import ActivationSet, cached_activations
+from emocheck.dataset import emotions_of, load_emotion_prompts, split, subsample
+from emocheck.representations.extraction import POSITION_RULES, RESID_SITES
+from emocheck.models.registry import load_model, model_identity, model_n_layers
+from emocheck.profiles import Profile, results_dir
+from emocheck.storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
+from emocheck.representations.vectors import (EmotionSubspaces, EmotionVectors, compute_emotion_subspaces, compute_emotion_vectors)
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .architectures import check_layer, resolve, site_name
-from .errors import ConfigError, DatasetError
-from .models import LoadedModel
+from emocheck.models.architectures import check_layer, resolve, site_name
+from emocheck.errors import ConfigError, DatasetError
+from emocheck.models.registry import LoadedModel
 
 POSITION_RULES = ("trigger_last", "last", "mean")
 RESID_SITES = ("hook_resid_pre", "hook_resid_post")

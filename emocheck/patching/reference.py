@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .patching import (GenerationResult, PatchSpec, _seed, finish, generation_kwargs, prepare_directions,
+from emocheck.patching.residual import (GenerationResult, PatchSpec, _seed, finish, generation_kwargs, prepare_directions,
                        prompt_deltas, step_deltas, tokenize_prompts)
 
 

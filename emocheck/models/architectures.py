@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from emocheck.errors import ConfigError
 
 SITE_KINDS = ("hook_resid_pre", "hook_resid_post", "attn.hook_z", "hook_mlp_out")
 _SITE_RE = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|attn\.hook_z|hook_mlp_out)$")
@@ -88,7 +88,7 @@ def architecture_for(config) -> ArchitectureMap:
     if family is None:
         raise ConfigError(
             f"no architecture mapping for model_type {model_type!r}; known: {', '.join(sorted(MODEL_TYPES))}. "
-            "Add one ArchitectureMap row to emocheck/architectures.py (FAMILIES and MODEL_TYPES)."
+            "Add one ArchitectureMap row to emocheck/models/architectures.py (FAMILIES and MODEL_TYPES)."
         )
     return FAMILIES[family]
 

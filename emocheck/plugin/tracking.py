@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ConfigError
-from .storage import stable_hash
+from emocheck.errors import ConfigError
+from emocheck.storage import stable_hash
 
 MAX_KEY = 200
 

@@ -21,9 +21,9 @@ from typing import Callable
 
 import torch
 
-from .extraction import RESID_SITES, extract_activations
-from .models import LoadedModel
-from .storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
+from emocheck.representations.extraction import RESID_SITES, extract_activations
+from emocheck.models.registry import LoadedModel
+from emocheck.storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Fluency of generated continuations: perplexity under the UNPATCHED model, and repetition.
 
 A random direction that turns text into gibberish also moves the evaluators, so every patching
-condition reports these beside its scores (see emocheck.patching_experiment for how claims control
+condition reports these beside its scores (see emocheck.patching.experiment for how claims control
 for them).
 
 * `continuation_nll`: mean negative log-likelihood (nats/token) of each row's generated tokens (up to
@@ -101,7 +101,7 @@ def fluency_table(loaded, result) -> pd.DataFrame:
 
 def perplexity_of_texts(loaded, prompts: list[str], continuations: list[str]) -> np.ndarray:
     """Convenience for notebooks: perplexity of text continuations (re-tokenised) given prompts."""
-    from .patching import tokenize_prompts
+    from emocheck.patching.residual import tokenize_prompts
 
     input_ids, attention_mask = tokenize_prompts(loaded, prompts)
     tok = loaded.tokenizer

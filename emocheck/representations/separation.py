@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import stats
-from .errors import ConfigError
-from .storage import atomic_save_figure
-from .representations import Representations
-from .vectors import vectors_for_layer
+from emocheck import stats
+from emocheck.errors import ConfigError
+from emocheck.storage import atomic_save_figure
+from emocheck.representations.build import Representations
+from emocheck.representations.vectors import vectors_for_layer
 
 CONTRASTS = ("vs_neutral", "vs_other")
 

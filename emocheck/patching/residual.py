@@ -19,7 +19,7 @@ Conventions (the same in this nnsight implementation and in the plain forward-ho
 * **Scale.** ``alpha`` multiplies the vector as given. The experiment passes CAA-style emotion
   vectors ``mean(emotion) - mean(neutral)`` at that layer and site, so ``alpha = 1`` moves a residual
   by the average emotion-vs-neutral displacement on every model and layer; random controls are drawn
-  at exactly the same norm (see ``emocheck.patching_experiment``).
+  at exactly the same norm (see ``emocheck.patching.experiment``).
 * **Padding.** Prompts are left-padded (the tokenizer's side is restored afterwards); HF and nnsight
   both derive position ids from the attention mask, so a prompt's tokens do not depend on what it is
   batched with beyond float rounding.
@@ -38,8 +38,8 @@ from typing import Mapping
 
 import torch
 
-from .architectures import check_layer
-from .errors import ConfigError
+from emocheck.models.architectures import check_layer
+from emocheck.errors import ConfigError
 
 RESID_SITES = ("hook_resid_pre", "hook_resid_post")
 SCHEDULES = ("fixed", "exp_decay")
@@ -281,7 +281,7 @@ def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=Non
 
     `directions`: tensor [d] or [B, d] (or {layer: tensor}); None or alpha == 0 means no patch.
     """
-    from .architectures import resolve
+    from emocheck.models.architectures import resolve
 
     spec.validate(loaded.n_layers)
     input_ids, attention_mask = tokenize_prompts(loaded, prompts)

@@ -16,10 +16,10 @@
         evidence.record(treated=[...], control=[...], metrics={"auc": 0.97, "layer": 9})
 
 ``claim(...)`` returns the marker ``pytest.mark.emocheck_claim(...)`` (registered by
-``emocheck.plugin``); its arguments are validated here, when the module is imported, so a typo in
+``emocheck.plugin.hooks``); its arguments are validated here, when the module is imported, so a typo in
 ``alternative`` fails at collection, not after an hour of activations. ``evidence`` is a fixture of
 the plugin that hands the test an :class:`Evidence` recorder; how the recorded samples become a
-verdict is described in ``emocheck.plugin``.
+verdict is described in ``emocheck.plugin.hooks``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import pytest
 
-from .errors import ConfigError, EvidenceError
+from emocheck.errors import ConfigError, EvidenceError
 
 MARKER = "emocheck_claim"
 ALTERNATIVES = ("greater", "less", "two-sided")

@@ -1,6 +1,6 @@
 """Turn per-claim results into corrected verdicts, tables, CSV/JSON files, report.md and a forest plot.
 
-Nothing here depends on pytest: ``emocheck.plugin`` collects one *claim result* (a dict of plain
+Nothing here depends on pytest: ``emocheck.plugin.hooks`` collects one *claim result* (a dict of plain
 builtins, built on the xdist worker) per claim test and calls :func:`finalize` and
 :func:`write_statistics` on the controller. A claim result looks like::
 
@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from .storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, atomic_write_text, file_lock, stable_hash
+from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, atomic_write_text, file_lock, stable_hash
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
 N_REQUIRED_KEYS = ("0.2", "0.3", "0.5")
@@ -97,7 +97,7 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
     ordered by claim id inside a family before correcting, so the numbers do not depend on the
     order in which (xdist) workers finished.
     """
-    from .stats import Comparison, adjust_pvalues, verdict
+    from emocheck.stats.core import Comparison, adjust_pvalues, verdict
 
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")

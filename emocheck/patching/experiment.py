@@ -31,7 +31,7 @@ vector vs the random direction on the emotion's target evaluator (gratitude: pol
 -sentiment; apology: remorse); ties go to the smaller alpha. No fluent cell: the middle layer, smallest
 alpha.
 
-**Fluency control for claims** (emocheck.patching_experiment.paired_scores): per prompt, the score
+**Fluency control for claims** (emocheck.patching.experiment.paired_scores): per prompt, the score
 difference D_i (treated - control) is regressed on the fluency difference F_i (continuation NLL under
 the unpatched model, treated - control): D = b0 + b1 F. The claim is judged on D_i - b1 F_i, whose
 mean is the intercept b0 = the effect expected at equal fluency. The raw d, b1, the mean fluency
@@ -51,11 +51,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import ConfigError
-from .fluency import fluency_table
-from .patching import PatchSpec, generate_patched
-from .profiles import Profile, get_profile, results_dir
-from .storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck.errors import ConfigError
+from emocheck.patching.fluency import fluency_table
+from emocheck.patching.residual import PatchSpec, generate_patched
+from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def split_generation_prompts(profile: Profile, prompts: pd.DataFrame | None = No
     Disjoint by construction; raises when the file is too small for both.
     """
     if prompts is None:
-        from .dataset import load_generation_prompts
+        from emocheck.dataset import load_generation_prompts
 
         prompts = load_generation_prompts()
     n_tune = settings(profile)["tuning_prompts"]
@@ -135,7 +135,7 @@ class Condition:
 
 
 def _vectors(model_name: str, profile: Profile):
-    from .representations import emotion_vectors
+    from emocheck.representations.build import emotion_vectors
 
     return emotion_vectors(model_name, profile)
 
@@ -281,7 +281,7 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
 
 def score_all(texts: list[str]) -> pd.DataFrame:
     """The T2 evaluators, unchanged: sentiment score, politeness score, GoEmotions labels."""
-    from .evaluators import get_evaluator
+    from emocheck.evaluators import get_evaluator
 
     out = pd.DataFrame(index=range(len(texts)))
     s = get_evaluator("sentiment").score(texts)
@@ -448,7 +448,7 @@ def out_dir(profile: Profile, model_name: str, *parts: str) -> Path:
 @lru_cache(maxsize=None)
 def sweep(model_name: str, profile_name: str, progress: bool = True) -> dict:
     """Run (or read) the tuning sweep; write sweep.csv, selection.json and dose_response.png."""
-    from .models import load_model
+    from emocheck.models.registry import load_model
 
     profile = get_profile(profile_name) if isinstance(profile_name, str) else profile_name
     st = settings(profile)
@@ -470,7 +470,7 @@ def sweep(model_name: str, profile_name: str, progress: bool = True) -> dict:
             "median_neutral_residual_norm": float(nn_[vecs.layers.index(layer)]) if nn_ is not None else None}
     selection["norms"] = norms
     selection.update({"model": model_name, "profile": profile.name, "tuning_prompt_ids": tuning["id"].tolist(),
-                      "rule": "see emocheck.patching_experiment module doc", "site": spec.site,
+                      "rule": "see emocheck.patching.experiment module doc", "site": spec.site,
                       "window": list(spec.window), "schedule": spec.schedule})
     atomic_write_dataframe(d / "dose_response.csv", table)
     atomic_write_json(d / "selection.json", selection)
@@ -481,7 +481,7 @@ def sweep(model_name: str, profile_name: str, progress: bool = True) -> dict:
 @lru_cache(maxsize=None)
 def claims_samples(model_name: str, profile_name: str, progress: bool = True) -> pd.DataFrame:
     """Per-sample table of every claim condition on the judged prompts at the selected layer/alpha."""
-    from .models import load_model
+    from emocheck.models.registry import load_model
 
     profile = get_profile(profile_name)
     sel = sweep(model_name, profile_name, progress)
@@ -528,7 +528,7 @@ def write_summary(samples: pd.DataFrame, d: Path, model_name: str) -> pd.DataFra
 
 
 def main(argv=None) -> int:
-    """`python -m emocheck.patching_experiment --profile ci --models smollm2-135m gemma3-270m`."""
+    """`python -m emocheck.patching.experiment --profile ci --models smollm2-135m gemma3-270m`."""
     import argparse
 
     ap = argparse.ArgumentParser(description="run (or resume) the phase-5 residual patching experiment")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from emocheck.errors import ConfigError
 
 VECTOR_KINDS = ("vs_neutral", "vs_other", "specific")
 

@@ -1,6 +1,6 @@
 """emocheck's pytest plugin: research claims in, effect sizes, corrected p-values and power out.
 
-Registered through the ``pytest11`` entry point ``emocheck = "emocheck.plugin"`` (disable with
+Registered through the ``pytest11`` entry point ``emocheck = "emocheck.plugin.hooks"`` (disable with
 ``-p no:emocheck``). Claims are written with :func:`emocheck.claim` (see ``emocheck.claims``)::
 
     @claim("the {emotion} direction separates {emotion} prompts from neutral ones",
@@ -98,10 +98,10 @@ from typing import Any
 
 import pytest
 
-from .claims import MARKER, ClaimSpec, Evidence, claim_spec, format_statement
-from .errors import ConfigError, EmocheckError, EvidenceError
-from .profiles import Profile, get_profile, results_dir
-from .storage import stable_hash
+from emocheck.plugin.claims import MARKER, ClaimSpec, Evidence, claim_spec, format_statement
+from emocheck.errors import ConfigError, EmocheckError, EvidenceError
+from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.storage import stable_hash
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
 CI_METHODS = ("analytic", "bootstrap")
@@ -263,7 +263,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "xdist_group(name): run tests of one group on one xdist worker")
     state = _resolve(config)
     if state.mlflow and not state.is_worker:
-        from .tracking import require_mlflow
+        from emocheck.plugin.tracking import require_mlflow
 
         try:
             require_mlflow()
@@ -540,7 +540,7 @@ def _raise_claim_error() -> None:
 
 def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | None]:
     """Compute the claim's statistics from its evidence; return (result, exception to report)."""
-    from .stats import compare, verdict, Comparison
+    from emocheck.stats.core import compare, verdict, Comparison
 
     result = _base_result(item, spec, state)
     ev = item.stash.get(EVIDENCE_KEY, None)
@@ -685,7 +685,7 @@ def _junit(config: pytest.Config):
 
 
 def _finish(session, state: _State) -> None:
-    from . import report as rep
+    from emocheck.plugin import report as rep
 
     results = list(state.results.values())
     rows, families = rep.finalize(results, state.correction)
@@ -726,7 +726,7 @@ def _finish(session, state: _State) -> None:
     _junit_late_properties(state)
 
     if state.mlflow:
-        from .tracking import log_session
+        from emocheck.plugin.tracking import log_session
 
         try:
             state.mlflow_run = log_session(state.mlflow_uri, settings, rows, state.paths)
@@ -778,7 +778,7 @@ def _junit_late_properties(state: _State) -> None:
 def _terminal_summary(terminalreporter, state: _State) -> None:
     if state.is_worker or not state.rows:
         return
-    from . import report as rep
+    from emocheck.plugin import report as rep
 
     tr = terminalreporter
     tr.section("emocheck: claims")

@@ -1,7 +1,7 @@
 """Model registry and loading: embedded GGUF models, hub models, local folders and GGUF files.
 
 `load_model("gemma3-270m")` returns a `LoadedModel`: the Hugging Face model and tokenizer, the
-architecture map (emocheck/architectures.py), the device and dtype, an identity used in cache keys,
+architecture map (emocheck/models/architectures.py), the device and dtype, an identity used in cache keys,
 and a lazily built nnsight wrapper. A model is loaded once per process (memoised by name, device and
 dtype).
 
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from .architectures import ArchitectureMap, architecture_for, resolve, text_config
-from .errors import ModelUnavailableError
-from .storage import atomic_write_json, file_lock, sha256_file
+from emocheck.models.architectures import ArchitectureMap, architecture_for, resolve, text_config
+from emocheck.errors import ModelUnavailableError
+from emocheck.storage import atomic_write_json, file_lock, sha256_file
 
 log = logging.getLogger(__name__)
 

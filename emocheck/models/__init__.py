@@ -1,0 +1,2 @@
+"""Phase 0: the model registry and loading (`registry`), one architecture map per family
+(`architectures`)."""
