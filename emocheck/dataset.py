@@ -39,11 +39,19 @@ def data_dir() -> Path:
     return repo_data if repo_data.is_dir() else Path.cwd() / "data"
 
 
+# csv's default field limit (128 KiB) turns one long text into a misleading "quoting" error; a field
+# this large is still a plausible prompt or document, so the limit is raised to 64 MiB.
+FIELD_SIZE_LIMIT = 64 << 20
+
+
 def _read_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
+    if csv.field_size_limit() < FIELD_SIZE_LIMIT:
+        csv.field_size_limit(FIELD_SIZE_LIMIT)
     if not path.is_file():
         raise DatasetError(f"data file {path} does not exist (set EMOCHECK_DATA_DIR or run from the repository root)")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh, strict=True)
             header = next(reader, None)
             if header is None:

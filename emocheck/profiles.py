@@ -7,7 +7,9 @@ of generations) to `full` (the seed's scale: about 200 prompts per condition).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -86,9 +88,47 @@ def results_root() -> Path:
     return Path(os.environ.get("EMOCHECK_RESULTS_DIR") or (Path.cwd() / "results")).resolve()
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]+")
+
+
+def safe_part(part) -> str:
+    """One path component made from any string (a model name, a hub id, an absolute path):
+    separators become '--', other unsafe characters '_', and it never is '', '.' or '..' nor starts
+    with '.' (no hidden or parent folders). Distinct inputs that would collide get a short hash."""
+    raw = str(part)
+    text = raw.strip().replace("\\", "/").strip("/")
+    text = "--".join(p for p in text.split("/") if p not in ("", ".", ".."))
+    text = _UNSAFE.sub("_", text).lstrip(".")
+    if not text:
+        text = "_"
+    if len(text) > 120:
+        text = text[:100]
+    if text != raw:
+        # 'org/../x' and 'org/x' must not share a folder: tag a rewritten name with its origin's hash.
+        text = f"{text}-{hashlib.sha256(raw.encode('utf-8')).hexdigest()[:8]}"
+    return text
+
+
 def results_dir(profile: Profile | str, *parts: str) -> Path:
-    """`results/<profile>/<parts...>`, created on demand."""
+    """`results/<profile>/<parts...>`, created on demand. Every part is one safe path component
+    (safe_part), and the result is checked to lie inside the results root, so no caller (phase-5
+    out_dir, layer profiles, future writers) can write outside `results/` whatever model name it
+    passes. Parts that are already safe are kept as they are (existing layouts do not move)."""
     name = profile.name if isinstance(profile, Profile) else str(profile)
-    path = results_root().joinpath(name, *parts)
-    path.mkdir(parents=True, exist_ok=True)
+    root = results_root()
+    path = root.joinpath(safe_part(name), *(safe_part(p) for p in parts))
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:   # a symlink planted inside results/
+        raise ConfigError(f"results path {path} resolves to {resolved}, outside the results folder {root}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cannot create the results folder {path}: a file of that name is in the way; "
+                          "remove it or choose another folder with --emocheck-results DIR") from None
+    except PermissionError:
+        raise ConfigError(f"cannot create the results folder {path}: permission denied; make it writable or "
+                          "choose another folder with --emocheck-results DIR (or EMOCHECK_RESULTS_DIR)") from None
+    except NotADirectoryError:
+        raise ConfigError(f"cannot create the results folder {path}: part of that path is a file; "
+                          "choose another folder with --emocheck-results DIR (or EMOCHECK_RESULTS_DIR)") from None
     return path

@@ -1,42 +1,257 @@
-"""Atomic, lock-protected file writes shared by every cache in emocheck.
+"""The one rule for every file emocheck writes: atomic, checksummed, verified on read, locked, rebuilt.
 
-Why: pytest-xdist workers share `results/`; a reader must never see half a file, and two workers
-asking for the same expensive result must compute it once. Nothing here uses pickle: tensors go to
-safetensors, tables to CSV/Parquet, metadata to JSON.
+Why: pytest-xdist workers and parallel sessions share `results/` and the model cache; a reader must
+never see half a file, never trust a damaged one, and never get a mix of two writers' files.
+
+    write_artifact(path, payload_bytes, meta)      # atomic; sidecar JSON = meta + sha256 + size
+    read_artifact(path, key=...) -> (bytes, meta) | None   # None = missing/stale/damaged: rebuild
+
+`read_artifact` reads the payload ONCE into memory, checks it against the sidecar's checksum and hands
+out exactly those bytes (decoders parse them; nothing reopens the file after the check: the bug behind
+wrong vectors under contention). Both take the artefact's lock, so a reader never interleaves with a
+writer of the same artefact. Typed helpers (`save_tensors_artifact`, `write_table_artifact`, ...) wrap
+them for safetensors and Parquet/CSV; phases 4, 6 and 8 use the same calls.
+
+Temporary files carry the writer's pid (`.<name>.<pid>.<rand>.tmp`): the first write into a folder
+removes temporaries older than this process whose writer is gone, and empty lock files nobody holds.
+Locks are flock(2) on `<path>.lock`, re-entrant within a thread, and removed on release (safe: a
+waiter that wakes on an unlinked lock file retries). File modes come from the umask at write time.
+Nothing here uses pickle: tensors go to safetensors, tables to CSV/Parquet, metadata to JSON.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
-import tempfile
+import secrets
+import shutil
+import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from filelock import FileLock
+log = logging.getLogger(__name__)
+
+RUN_STARTED = time.time()   # temporaries older than this, from a writer that is gone, are stale
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
+# ----------------------------------------------------------------------------------------- modes
+
+
+def current_umask() -> int:
+    """The process umask now (not at import: a session may change it), without changing it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)   # no /proc: the classic read-by-setting (briefly process-wide)
     os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
+def file_mode() -> int:
+    return 0o666 & ~current_umask()
 
 
-def _atomic_replace(path: Path, write) -> None:
+def dir_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+# ----------------------------------------------------------------------------------------- cleanup
+
+
+_CLEANED: set[str] = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's live process
+        return True
+    return True
+
+
+def _tmp_writer_pid(name: str) -> int | None:
+    parts = name.split(".")
+    # ".<name>.<pid>.<rand>.tmp" -> [..., pid, rand, "tmp"]
+    if len(parts) >= 4 and parts[-1] == "tmp" and parts[-3].isdigit():
+        return int(parts[-3])
+    return None
+
+
+def clean_stale(folder: str | os.PathLike, *, older_than: float | None = None, force: bool = False) -> list[Path]:
+    """Remove temporaries left by killed writers and empty, unheld lock files in `folder`.
+
+    A temporary is removed when it is older than `older_than` (default: this process's start) and its
+    writer (pid in the name) is no longer running; one without a pid only by age. Runs once per folder
+    per process unless `force`. Returns what was removed."""
+    folder = Path(folder)
+    if not force and str(folder) in _CLEANED:
+        return []
+    _CLEANED.add(str(folder))
+    cutoff = RUN_STARTED if older_than is None else older_than
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        try:
+            if name.startswith(".") and name.endswith(".tmp"):
+                st = entry.stat(follow_symlinks=False)
+                pid = _tmp_writer_pid(name)
+                if st.st_mtime < cutoff and (pid is None or not _pid_alive(pid)):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            elif name.endswith(".lock") and entry.is_file(follow_symlinks=False):
+                if entry.stat().st_size == 0 and _remove_unheld_lock(Path(entry.path)):
+                    removed.append(Path(entry.path))
+        except OSError:   # vanished meanwhile, or not ours to remove
+            continue
+    return removed
+
+
+def _remove_unheld_lock(lock_path: Path) -> bool:
+    if str(lock_path) in _held():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: leave them
+        return False
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False   # somebody holds it
+    try:
+        if _same_file(fd, lock_path):
+            os.unlink(lock_path)   # while holding it: a waiter on this inode sees nlink 0 and retries
+            return True
+        return False
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- locks
+
+
+_LOCAL = threading.local()
+
+
+def _held() -> dict[str, int]:
+    if not hasattr(_LOCAL, "held"):
+        _LOCAL.held = {}
+    return _LOCAL.held
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    st = os.fstat(fd)
+    if st.st_nlink == 0:
+        return False
+    try:
+        return os.path.samestat(st, os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, timeout: float = -1) -> Iterator[None]:
+    """Inter-process lock on `path` + '.lock' (xdist workers, parallel sessions), re-entrant per thread.
+
+    The lock file is removed on release; a process that was waiting on the removed file notices
+    (its inode has no name any more) and takes the lock anew, so removal never lets two in."""
+    lock_path = Path(str(path) + ".lock")
+    held = _held()
+    key = str(lock_path)
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        from filelock import FileLock
+
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(key, timeout=timeout):
+            held[key] = 1
+            try:
+                yield
+            finally:
+                held.pop(key, None)
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, file_mode())
+        try:
+            if deadline is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"could not lock {lock_path} within {timeout} s") from None
+                        time.sleep(0.01)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock_path):
+            break
+        os.close(fd)   # the file was removed or replaced while we waited: lock the current one
+    held[key] = 1
+    try:
+        yield
+    finally:
+        held.pop(key, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- atomic writes
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def make_dirs(path: Path) -> None:
+    path.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+
+
+def _atomic_replace(path: Path, write: Callable) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_dirs(path.parent)
+    clean_stale(path.parent)
+    tmp = _tmp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; results are meant to be read by others (a shared results/).
-        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -52,8 +267,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def _json_default(obj: Any):
@@ -65,33 +284,36 @@ def _json_default(obj: Any):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def atomic_write_dataframe(path: str | os.PathLike, df) -> None:
-    """Write a pandas DataFrame as CSV or Parquet (by suffix), atomically."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import io
-
+def dataframe_bytes(df, suffix: str) -> bytes:
+    if suffix == ".parquet":
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
-        atomic_write_bytes(path, buf.getvalue())
-    elif path.suffix == ".csv":
-        atomic_write_text(path, df.to_csv(index=False))
-    else:
-        raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")
+        return buf.getvalue()
+    if suffix == ".csv":
+        return df.to_csv(index=False).encode("utf-8")
+    raise ValueError(f"unsupported table format {suffix!r}; use .csv or .parquet")
+
+
+def atomic_write_dataframe(path: str | os.PathLike, df) -> None:
+    """Write a pandas DataFrame as CSV or Parquet (by suffix), atomically (no checksum: use
+    write_table_artifact for anything that is read back)."""
+    path = Path(path)
+    atomic_write_bytes(path, dataframe_bytes(df, path.suffix))
+
+
+def tensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
 
 
 def atomic_save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Save a dict of torch tensors as safetensors, atomically."""
-    from safetensors.torch import save
-
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, tensors_bytes(tensors, metadata))
 
 
 def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
     """Save a matplotlib figure as PNG atomically and close it (figures are never left open)."""
-    import io
-
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -100,6 +322,9 @@ def atomic_save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
     finally:
         plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------------------- hashes
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -120,10 +345,177 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike, timeout: float = -1) -> Iterator[None]:
-    """Inter-process lock on `path` + '.lock' (xdist workers, parallel sessions)."""
+# ----------------------------------------------------------------------------------------- verified artefacts
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where an artefact's checksum and metadata live by default: `<stem>.json` beside it."""
+    return Path(path).with_suffix(".json")
+
+
+def write_artifact(path: str | os.PathLike, payload: bytes, meta: dict | None = None, *,
+                   meta_path: str | os.PathLike | None = None) -> dict:
+    """Write `payload` atomically, then the sidecar JSON that vouches for it (meta + sha256 + size),
+    both under the artefact's lock. A crash between the two leaves a payload the old sidecar does not
+    vouch for: the next read rebuilds it. Returns the sidecar's content."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock", timeout=timeout):
-        yield
+    meta_path = Path(meta_path) if meta_path is not None else sidecar_path(path)
+    record = {**(meta or {}), "sha256": sha256_bytes(payload), "size": len(payload)}
+    with file_lock(path):
+        atomic_write_bytes(path, payload)
+        atomic_write_bytes(meta_path, json_bytes(record))
+    return record
+
+
+def read_artifact(path: str | os.PathLike, *, key: str | None = None, meta_path: str | os.PathLike | None = None,
+                  what: str = "artefact") -> tuple[bytes, dict] | None:
+    """The verified payload and its metadata, or None when missing, stale (`key` differs from the
+    sidecar's "key") or damaged (logged): the caller rebuilds. Never raises for a bad file."""
+    path = Path(path)
+    meta_path = Path(meta_path) if meta_path is not None else sidecar_path(path)
+    with file_lock(path):
+        try:
+            meta = json.loads(meta_path.read_bytes())
+            payload = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("%s %s is unreadable (%s); rebuilding", what, path.name, exc)
+            return None
+    if not isinstance(meta, dict) or "sha256" not in meta:
+        log.warning("%s %s has no checksum record; rebuilding", what, path.name)
+        return None
+    if key is not None and meta.get("key") != key:
+        return None
+    if ("size" in meta and len(payload) != meta["size"]) or sha256_bytes(payload) != meta["sha256"]:
+        log.warning("%s %s does not match its checksum; rebuilding", what, path.name)
+        return None
+    return payload, meta
+
+
+def save_tensors_artifact(path, tensors: dict, meta: dict | None = None, *, meta_path=None) -> dict:
+    return write_artifact(path, tensors_bytes(tensors), meta, meta_path=meta_path)
+
+
+def load_tensors_artifact(path, *, key: str | None = None, meta_path=None, what: str = "tensor file"):
+    """(tensors, meta) from a verified safetensors artefact, or None (rebuild)."""
+    from safetensors.torch import load
+
+    found = read_artifact(path, key=key, meta_path=meta_path, what=what)
+    if found is None:
+        return None
+    payload, meta = found
+    try:
+        return load(payload), meta
+    except Exception as exc:  # checksum matched but not safetensors (written by a buggy writer)
+        log.warning("%s %s is not a safetensors file (%s); rebuilding", what, Path(path).name, exc)
+        return None
+
+
+def write_table_artifact(path, df, meta: dict | None = None, *, meta_path=None) -> dict:
+    """A DataFrame as Parquet or CSV (by suffix), written by the one rule."""
+    path = Path(path)
+    return write_artifact(path, dataframe_bytes(df, path.suffix), meta, meta_path=meta_path)
+
+
+def read_table_artifact(path, *, key: str | None = None, meta_path=None, what: str = "table"):
+    """The verified DataFrame, or None (missing, stale or damaged: rebuild)."""
+    import pandas as pd
+
+    path = Path(path)
+    found = read_artifact(path, key=key, meta_path=meta_path, what=what)
+    if found is None:
+        return None
+    payload, _ = found
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(io.BytesIO(payload))
+        return pd.read_csv(io.BytesIO(payload))
+    except Exception as exc:
+        log.warning("%s %s cannot be parsed (%s); rebuilding", what, path.name, exc)
+        return None
+
+
+def cached_artifact(path, key: str, build: Callable[[], bytes], meta: dict | None = None, *,
+                    meta_path=None) -> tuple[bytes, dict]:
+    """Get-or-build under one lock: concurrent callers build `key` once; a damaged file is rebuilt."""
+    with file_lock(path):
+        found = read_artifact(path, key=key, meta_path=meta_path)
+        if found is not None:
+            return found
+        payload = build()
+        return payload, write_artifact(path, payload, {**(meta or {}), "key": key}, meta_path=meta_path)
+
+
+# ----------------------------------------------------------------------------------------- folder manifests
+
+
+MANIFEST = "manifest.json"
+
+
+def write_manifest(folder: str | os.PathLike, files: list[str | os.PathLike], meta: dict | None = None) -> Path:
+    """Record the sha256 and size of `files` (paths inside `folder`) in `folder/manifest.json`, for
+    folders of many human-facing files (statistics) where a sidecar per file would be clutter."""
+    folder = Path(folder)
+    entries = {}
+    for f in files:
+        p = Path(f)
+        rel = p.relative_to(folder).as_posix() if p.is_absolute() else p.as_posix()
+        data = (folder / rel).read_bytes()
+        entries[rel] = {"sha256": sha256_bytes(data), "size": len(data)}
+    path = folder / MANIFEST
+    atomic_write_json(path, {**(meta or {}), "files": entries})
+    return path
+
+
+def verify_manifest(folder: str | os.PathLike) -> dict[str, str]:
+    """{file: problem} for every file the manifest lists that is missing or damaged (empty = all good);
+    {MANIFEST: problem} when there is no readable manifest."""
+    folder = Path(folder)
+    try:
+        entries = json.loads((folder / MANIFEST).read_bytes())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {MANIFEST: f"missing or unreadable ({exc})"}
+    problems = {}
+    for rel, rec in entries.items():
+        try:
+            data = (folder / rel).read_bytes()
+        except OSError:
+            problems[rel] = "missing"
+            continue
+        if len(data) != rec.get("size") or sha256_bytes(data) != rec.get("sha256"):
+            problems[rel] = "does not match its checksum"
+    return problems
+
+
+def read_verified(folder: str | os.PathLike, rel: str) -> bytes | None:
+    """One file of a manifest folder, verified; None when missing or damaged."""
+    folder = Path(folder)
+    try:
+        entries = json.loads((folder / MANIFEST).read_bytes())["files"]
+        rec = entries[rel]
+        data = (folder / rel).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(data) != rec.get("size") or sha256_bytes(data) != rec.get("sha256"):
+        return None
+    return data
+
+
+def prune_older_than(folder: str | os.PathLike, started: float, keep: set[str] | None = None) -> list[Path]:
+    """Remove files under `folder` last written before `started` (an earlier session's), except
+    `keep` (relative paths) and lock files; empty sub-folders go too. Returns what was removed."""
+    folder = Path(folder)
+    keep = keep or set()
+    removed = []
+    for p in sorted(folder.rglob("*"), reverse=True):
+        rel = p.relative_to(folder).as_posix()
+        try:
+            if p.is_file() and not p.name.endswith(".lock") and rel not in keep and p.stat().st_mtime < started:
+                p.unlink()
+                removed.append(p)
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        except OSError:
+            continue
+    return removed

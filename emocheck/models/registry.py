@@ -8,8 +8,10 @@ dtype).
 Embedded GGUF models take about a minute to parse (gguf's pure-Python vocabulary reader), so the
 first load writes a de-quantised copy (safetensors + tokenizer files) under the model cache
 (`$EMOCHECK_MODEL_CACHE`, default `~/.cache/emocheck/models`); later loads read that copy in seconds.
-The copy is keyed by the GGUF file's checksum, written atomically under a lock, and verified by its
-own checksum file before use.
+The copy is keyed by the GGUF file's checksum, written atomically under a lock; the sha256 of every
+file is recorded once at write and verified on load (sizes and mtimes always, a full re-hash when an
+mtime moved, with EMOCHECK_VERIFY_MODELS=1 or `verify_model_cache(name)`); a damaged copy is rebuilt.
+Files get the modes of the umask at write time, so a cache on a group-readable folder can be shared.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ import torch
 
 from emocheck.models.architectures import ArchitectureMap, architecture_for, resolve, text_config
 from emocheck.errors import ModelUnavailableError
-from emocheck.storage import atomic_write_json, file_lock, sha256_file
+from emocheck.storage import atomic_write_json, clean_stale, dir_mode, file_lock, file_mode, make_dirs, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +276,10 @@ def _gguf_checksum(path: Path) -> str:
     """sha256 of the GGUF file, remembered beside the cache by (path, size, mtime) to skip re-hashing."""
     memo, key, known = _checksum_memo(path)
     if key not in known:
-        known[key] = sha256_file(path)
-        with file_lock(memo):
+        digest = sha256_file(path)
+        with file_lock(memo):   # re-read under the lock: another process may have added its entry
+            memo, key, known = _checksum_memo(path)
+            known[key] = digest
             atomic_write_json(memo, known)
     return known[key]
 
@@ -357,19 +361,74 @@ def _load_gguf(spec: ModelSpec, gguf_path: Path, dtype: torch.dtype):
     return model, tokenizer, identity
 
 
-def _dequantised_copy_ok(cache_dir: Path) -> bool:
-    manifest = cache_dir / "emocheck_manifest.json"
+_MANIFEST = "emocheck_manifest.json"
+
+
+def _hash_files(folder: Path, rels) -> dict:
+    out = {}
+    for rel in rels:
+        p = folder / rel
+        st = p.stat()
+        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(p)}
+    return out
+
+
+def _dequantised_copy_ok(cache_dir: Path, full: bool | None = None) -> bool:
+    """Is the de-quantised copy exactly what was written? Every file's sha256 is recorded once, at
+    write; a load checks sizes and mtimes (cheap) and re-hashes a file whose mtime moved (an in-place
+    edit keeps the size but not the mtime). `full=True` (or EMOCHECK_VERIFY_MODELS=1) re-hashes every
+    file. A manifest from before checksums (sizes only) is upgraded in place, once."""
+    if full is None:
+        full = os.environ.get("EMOCHECK_VERIFY_MODELS", "") not in ("", "0")
+    manifest = cache_dir / _MANIFEST
     if not manifest.is_file():
         return False
     try:
-        files = json.loads(manifest.read_text())["files"]
+        record = json.loads(manifest.read_text())
+        files = record["files"]
+        changed = False
         for rel, meta in files.items():
             p = cache_dir / rel
-            if not p.is_file() or p.stat().st_size != meta["size"]:
+            if not p.is_file():
                 return False
+            st = p.stat()
+            if st.st_size != meta["size"]:
+                log.warning("model cache file %s has the wrong size; rebuilding the copy", p)
+                return False
+            if "sha256" not in meta:        # written before checksums: hash once, trusting the sizes
+                meta.update(_hash_files(cache_dir, [rel])[rel])
+                changed = True
+            elif full or st.st_mtime_ns != meta.get("mtime_ns"):
+                if sha256_file(p) != meta["sha256"]:
+                    log.warning("model cache file %s does not match its checksum; rebuilding the copy", p)
+                    return False
+                if st.st_mtime_ns != meta.get("mtime_ns"):
+                    meta["mtime_ns"] = st.st_mtime_ns   # touched, not changed: remember the new mtime
+                    changed = True
+        if changed:
+            atomic_write_json(manifest, record)
         return True
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, OSError):
         return False
+
+
+def verify_model_cache(name: str) -> bool:
+    """Re-hash every file of a model's de-quantised copy (on demand); False when it is damaged (the
+    next load rebuilds it) or absent."""
+    spec = resolve_spec(name)
+    if spec.source not in ("gguf-package", "gguf-file"):
+        return True
+    cache_dir = _dequantised_dir(spec, _gguf_checksum(locate_gguf(spec)))
+    with file_lock(cache_dir):
+        return _dequantised_copy_ok(cache_dir, full=True)
+
+
+def _share_tree(folder: Path) -> None:
+    """mkdtemp makes a 0700 folder: give the copy the modes of the umask now, so a cache on a
+    group-readable EMOCHECK_MODEL_CACHE can be shared by the users of one machine."""
+    os.chmod(folder, dir_mode())
+    for p in folder.rglob("*"):
+        os.chmod(p, dir_mode() if p.is_dir() else file_mode())
 
 
 def _write_dequantised_copy(gguf_path: Path, cache_dir: Path, checksum: str) -> None:
@@ -383,19 +442,33 @@ def _write_dequantised_copy(gguf_path: Path, cache_dir: Path, checksum: str) -> 
     model.hf_quantizer = None
     with contextlib.suppress(AttributeError):
         del model.config.quantization_config
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
+    _install_copy(cache_dir, checksum, lambda tmp: (model.save_pretrained(tmp, safe_serialization=True),
+                                                   tokenizer.save_pretrained(tmp)))
+
+
+def _install_copy(cache_dir: Path, checksum: str, fill) -> None:
+    """Fill a temporary folder, hash its files into the manifest, and swap it in for `cache_dir`
+    (the old copy is moved aside first, so a process still reading it keeps its open files)."""
+    make_dirs(cache_dir.parent)
+    clean_stale(cache_dir.parent)
+    tmp = cache_dir.parent / f".{cache_dir.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()
+    old = None
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        files = {str(p.relative_to(tmp)): {"size": p.stat().st_size} for p in tmp.rglob("*") if p.is_file()}
-        atomic_write_json(tmp / "emocheck_manifest.json", {"gguf_sha256": checksum, "files": files})
+        fill(tmp)
+        rels = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        _share_tree(tmp)
+        atomic_write_json(tmp / _MANIFEST, {"gguf_sha256": checksum, "files": _hash_files(tmp, rels)})
         if cache_dir.exists():
-            shutil.rmtree(cache_dir)
+            old = cache_dir.parent / f".{cache_dir.name}.{os.getpid()}.{secrets.token_hex(4)}.old.tmp"
+            os.replace(cache_dir, old)
         os.replace(tmp, cache_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_hf(spec: ModelSpec, dtype: torch.dtype):

@@ -55,7 +55,8 @@ from emocheck.errors import ConfigError
 from emocheck.patching.fluency import fluency_table
 from emocheck.patching.residual import PatchSpec, generate_patched
 from emocheck.profiles import Profile, get_profile, results_dir
-from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck.storage import (atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, read_table_artifact,
+                              sidecar_path, stable_hash, write_table_artifact)
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +216,9 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
     samples_path = out_dir / "samples.parquet"
     meta_path = out_dir / "samples.json"
     with file_lock(out_dir / "samples"):
-        if samples_path.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key:
-            return pd.read_parquet(samples_path)
+        cached = read_table_artifact(samples_path, key=key, meta_path=meta_path, what="samples table")
+        if cached is not None:   # verified by checksum; a truncated or stale table is regenerated
+            return cached
         layers = sorted({c.layer for c in conditions if c.layer is not None})
         if not layers:
             raise ConfigError("no condition names a layer")
@@ -240,7 +242,7 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
         for ci, bi, rows in tqdm(jobs, desc=f"patching {getattr(loaded, 'name', '')}", disable=not progress):
             part = parts_dir / f"part-{key}-{ci:04d}-{bi:05d}.parquet"
             part_paths.append(part)
-            if part.exists():
+            if read_table_artifact(part, what="part file") is not None:
                 continue
             chunk = chunks[ci]
             texts = [chunk["text"].iloc[p] for _, p in rows]
@@ -265,18 +267,26 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
                 "new_token_ids": [" ".join(map(str, res.new_tokens[i, : res.lengths[i]].tolist())) for i in range(len(rows))],
             })
             df = pd.concat([df, flu], axis=1)
-            atomic_write_dataframe(part, df)
+            write_table_artifact(part, df)
         gen_seconds = time.perf_counter() - t0
-        samples = pd.concat([pd.read_parquet(p) for p in part_paths], ignore_index=True)
+        samples = pd.concat([_read_part(p) for p in part_paths], ignore_index=True)
         if evaluators:
             samples = pd.concat([samples, score_all(samples["text"].tolist())], axis=1)
-        atomic_write_dataframe(samples_path, samples)
-        atomic_write_json(meta_path, {"key": key, "spec": spec.to_dict(), "n_conditions": n_cond,
-                                      "n_prompts": len(prompts), "generation_seconds": gen_seconds,
-                                      "conditions": [_condition_key(c) for c in conditions]})
+        write_table_artifact(samples_path, samples, {
+            "key": key, "spec": spec.to_dict(), "n_conditions": n_cond, "n_prompts": len(prompts),
+            "generation_seconds": gen_seconds, "conditions": [_condition_key(c) for c in conditions]},
+            meta_path=meta_path)
         for p in part_paths:
             p.unlink(missing_ok=True)
+            sidecar_path(p).unlink(missing_ok=True)
         return samples
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    df = read_table_artifact(path, what="part file")
+    if df is None:   # damaged between its check above and now: only another writer can do that
+        raise ConfigError(f"part file {path} was damaged while this run used it; run again (it is regenerated)")
+    return df
 
 
 def score_all(texts: list[str]) -> pd.DataFrame:

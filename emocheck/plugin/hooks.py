@@ -92,6 +92,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ class _State:
         self.mlflow_run: str | None = None
         self.notes: list[str] = []
         self.config: pytest.Config | None = None
+        self.started = time.time()   # statistics files older than this are an earlier session's
 
     def settings(self) -> dict:
         return {
@@ -419,6 +421,18 @@ def pytest_collection_modifyitems(session, config, items) -> None:
             "whatever -k selects); rename the family in all but one module:\n" + "\n".join(lines)
         )
     state.family_sizes = sizes
+    if any(item.get_closest_marker(MARKER) is not None for item in items):
+        _preflight(state)
+
+
+def _preflight(state: _State) -> None:
+    """Claims are about to run: check the results folder, profile, models, dataset and layers first."""
+    from emocheck.plugin.preflight import preflight
+
+    try:
+        preflight(state.profile, state.results_root)
+    except EmocheckError as exc:
+        raise pytest.UsageError(f"emocheck: {exc}") from None
 
 
 @pytest.hookimpl(trylast=True)
@@ -625,6 +639,10 @@ def pytest_runtest_makereport(item, call):
             call.excinfo = pytest.ExceptionInfo.from_current()
 
     report = yield
+    if call.excinfo is not None and report.failed and isinstance(call.excinfo.value, EmocheckError):
+        # errors.py's promise: a user's mistake is shown as its message, not a traceback through
+        # the library (which, for a fixture shared by ten claims, ran to hundreds of lines).
+        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
     if result is not None:
         report.emocheck = result
         if call.when == "call":
@@ -692,7 +710,7 @@ def _finish(session, state: _State) -> None:
     state.rows, state.families = rows, families
     settings = state.settings()
     out_dir = results_dir(state.profile, "statistics")
-    state.paths = rep.write_statistics(results, rows, families, settings, out_dir)
+    state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         rep.append_github_summary(state.paths["report"].read_text(encoding="utf-8"), summary)

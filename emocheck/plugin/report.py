@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, atomic_write_text, file_lock, stable_hash
+from emocheck.storage import (RUN_STARTED, atomic_save_figure, atomic_write_dataframe, atomic_write_json, atomic_write_text,
+                              file_lock, prune_older_than, stable_hash, write_manifest)
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
 N_REQUIRED_KEYS = ("0.2", "0.3", "0.5")
@@ -361,11 +362,13 @@ def forest_plot(rows: list[dict], path: str | Path) -> bool:
 
 
 def write_statistics(results: list[dict], rows: list[dict], families: dict, settings: dict,
-                     out_dir: str | Path) -> dict[str, Path]:
+                     out_dir: str | Path, session_started: float | None = None) -> dict[str, Path]:
     """Write every statistics file of the session into ``out_dir`` (atomically); returns the paths.
 
     The files describe exactly this session: they are rewritten, not merged with earlier runs
-    (claims not run this session do not appear).
+    (claims not run this session do not appear), files an earlier session wrote (last written before
+    ``session_started``) are removed, and ``manifest.json`` records the sha256 of each file written
+    here (``emocheck.storage.verify_manifest`` / ``read_verified`` check them).
     """
     import pandas as pd
 
@@ -407,6 +410,11 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
             paths["forest_plot"] = out / "forest_plot.png"
         paths["settings"] = out / "session.json"
         atomic_write_json(paths["settings"], {"settings": settings, "families": families})
+        written = [p for k, p in paths.items() if k != "samples"]
+        written += [sample_dir / f"{safe_name(r['claim_id'])}.csv" for r in results if r.get("samples")]
+        paths["manifest"] = write_manifest(out, written, {"settings": settings})
+        keep = {Path(p).relative_to(out).as_posix() for p in [*written, paths["manifest"]]}
+        prune_older_than(out, RUN_STARTED if session_started is None else session_started, keep=keep)
     return paths
 
 

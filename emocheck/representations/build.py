@@ -21,8 +21,9 @@ from emocheck.representations.cache import ActivationSet, cached_activations
 from emocheck.dataset import emotions_of, load_emotion_prompts, split, subsample
 from emocheck.representations.extraction import POSITION_RULES, RESID_SITES
 from emocheck.models.registry import load_model, model_identity, model_n_layers
-from emocheck.profiles import Profile, results_dir
-from emocheck.storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
+from emocheck.errors import DatasetError
+from emocheck.profiles import Profile, results_dir, safe_part
+from emocheck.storage import file_lock, load_tensors_artifact, save_tensors_artifact, stable_hash
 from emocheck.representations.vectors import (EmotionSubspaces, EmotionVectors, compute_emotion_subspaces, compute_emotion_vectors)
 
 log = logging.getLogger(__name__)
@@ -108,54 +109,53 @@ def build_representations(model_name: str, profile: Profile, *, emotions: list[s
 
 
 def _paths(profile: Profile, name: str) -> tuple[Path, Path]:
+    name = safe_part(name)
     return (results_dir(profile, "emotion_vectors") / f"{name}_vectors_token_based.safetensors",
             results_dir(profile, "emotion_subspaces") / f"{name}_subspaces.safetensors")
 
 
+def _split_norms(tensors: dict) -> tuple[dict, dict]:
+    norms = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("neutral_norm/")}
+    vecs = {k: v for k, v in tensors.items() if not k.startswith("neutral_norm/")}
+    return vecs, norms
+
+
 def _load_saved(profile: Profile, name: str, key: str):
     """Vectors and subspaces saved by an earlier session for exactly these activations and training
-    prompts (same key), verified by checksum; None when absent, stale or damaged (then recomputed)."""
-    import json
+    prompts (same key), verified by checksum; None when absent, stale or damaged (then recomputed).
 
-    from safetensors.torch import load_file
-
-    found = []
-    for path in _paths(profile, name):
-        try:
-            meta = json.loads(path.with_suffix(".json").read_text())
-            if meta.get("key") != key or sha256_file(path) != meta.get("sha256"):
-                return None
-            found.append((load_file(str(path)), meta))
-        except Exception:  # missing or unreadable: recompute
-            return None
-    (vt, meta), (st, _) = found
-    norms = {k.split("/", 1)[1]: v for k, v in vt.items() if k.startswith("neutral_norm/")}
-    vecs = {k: v for k, v in vt.items() if not k.startswith("neutral_norm/")}
+    Both files are read under the vectors file's lock (the one `_save` holds while writing the pair),
+    each parsed from the bytes its checksum vouched for, and both must carry `key`: a reader never gets
+    one key's vectors with another key's subspaces."""
+    vec_path, sub_path = _paths(profile, name)
+    with file_lock(vec_path):
+        vec = load_tensors_artifact(vec_path, key=key, what="saved vectors")
+        sub = load_tensors_artifact(sub_path, key=key, what="saved subspaces") if vec is not None else None
+    if vec is None or sub is None:
+        return None
+    (vt, meta), (st, _) = vec, sub
+    vecs, norms = _split_norms(vt)
     return (EmotionVectors(name, meta["layers"], meta["emotions"], vecs, norms, meta),
             EmotionSubspaces(name, meta["layers"], meta["emotions"], st, meta))
 
 
 def _save(profile: Profile, name: str, vectors: EmotionVectors, subspaces: EmotionSubspaces, meta: dict) -> None:
     vec_path, sub_path = _paths(profile, name)
-    for path, tensors in ((vec_path, {**vectors.tensors, **{f"neutral_norm/{k}": v for k, v in vectors.neutral_norm.items()}}),
-                          (sub_path, subspaces.tensors)):
-        with file_lock(path):
-            # tensors first, then the JSON that vouches for them (with their checksum)
-            atomic_save_tensors(path, tensors)
-            atomic_write_json(path.with_suffix(".json"), {**meta, "sha256": sha256_file(path)})
+    with file_lock(vec_path):   # one lock for the pair: readers see both files of one key
+        save_tensors_artifact(vec_path, {**vectors.tensors, **{f"neutral_norm/{k}": v for k, v in vectors.neutral_norm.items()}}, meta)
+        save_tensors_artifact(sub_path, subspaces.tensors, meta)
 
 
 def load_saved_vectors(path: str | Path) -> EmotionVectors:
     """Read vectors written by build_representations (for notebooks; no model needed)."""
-    import json
-
-    from safetensors.torch import load_file
-
     path = Path(path)
-    tensors = load_file(str(path))
-    meta = json.loads(path.with_suffix(".json").read_text())
-    norms = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("neutral_norm/")}
-    vecs = {k: v for k, v in tensors.items() if not k.startswith("neutral_norm/")}
+    found = load_tensors_artifact(path, what="saved vectors")
+    if found is None:
+        raise DatasetError(
+            f"{path} is missing, damaged or does not match its checksum file {path.with_suffix('.json').name}; "
+            "rebuild it with build_representations(model, profile) (it is recomputed automatically)")
+    tensors, meta = found
+    vecs, norms = _split_norms(tensors)
     return EmotionVectors(meta["model"]["name"], meta["layers"], meta["emotions"], vecs, norms, meta)
 
 

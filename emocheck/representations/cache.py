@@ -7,8 +7,10 @@ identity (GGUF checksum or hub id and revision, dtype), the prompts' ids/texts/t
 rules, layers and sites, the extraction code version and the transformers/torch versions.
 
 Reads verify the tensor file against the checksum in the JSON; a missing, truncated or corrupt file
-is rebuilt, never trusted. The JSON is written after the tensors, both atomically, so a crash leaves
-either a complete entry or one that fails verification. A file lock makes concurrent xdist workers
+is rebuilt, never trusted. Written and read by the storage rule (emocheck.storage.write_artifact /
+read_artifact): the JSON is written after the tensors, both atomically, so a crash leaves either a
+complete entry or one that fails verification; the tensors are parsed from the very bytes that were
+checked. A file lock makes concurrent xdist workers
 compute a given entry once; the others wait and read it.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ import torch
 
 from emocheck.representations.extraction import RESID_SITES, extract_activations
 from emocheck.models.registry import LoadedModel
-from emocheck.storage import atomic_save_tensors, atomic_write_json, file_lock, sha256_file, stable_hash
+from emocheck.errors import ConfigError
+from emocheck.storage import file_lock, load_tensors_artifact, save_tensors_artifact, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +65,32 @@ def activation_key(identity: dict, ids, texts, triggers, positions, layers, site
 
 
 def _verify_and_load(tensor_path: Path, meta_path: Path) -> tuple[dict, dict] | None:
-    from safetensors.torch import load_file
-
-    if not (tensor_path.is_file() and meta_path.is_file()):
+    """The entry's tensors and metadata when the checksum vouches for them and they are complete;
+    None (rebuild) otherwise. The storage rule reads the bytes once and parses those bytes."""
+    found = load_tensors_artifact(tensor_path, meta_path=meta_path, what="activation cache")
+    if found is None:
         return None
+    tensors, meta = found
     try:
-        meta = json.loads(meta_path.read_text())
-        if sha256_file(tensor_path) != meta["sha256"]:
-            log.warning("activation cache %s does not match its checksum; rebuilding", tensor_path.name)
-            return None
-        tensors = load_file(str(tensor_path))
         n = len(meta["ids"])
         if set(tensors) != set(meta["tensor_names"]) or any(t.shape[0] != n for t in tensors.values()):
             log.warning("activation cache %s is incomplete; rebuilding", tensor_path.name)
             return None
-        return tensors, meta
-    except Exception as exc:  # unreadable JSON or safetensors: rebuild, but say so
-        log.warning("activation cache %s is unreadable (%s); rebuilding", tensor_path.name, exc)
+    except (KeyError, TypeError) as exc:
+        log.warning("activation cache %s has a malformed record (%s); rebuilding", tensor_path.name, exc)
         return None
+    return tensors, meta
+
+
+def _check_prompts(ids, texts, triggers) -> None:
+    if len(texts) == 0:
+        raise ConfigError("no prompts to extract activations for: pass at least one prompt")
+    if len(ids) != len(texts):
+        raise ConfigError(f"{len(ids)} prompt ids for {len(texts)} texts: give one id per prompt text")
+    if triggers is not None and len(triggers) != len(texts):
+        raise ConfigError(f"{len(triggers)} triggers for {len(texts)} texts: give one trigger per prompt (or none)")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("prompt ids are not unique: every prompt needs its own id")
 
 
 _MEMO: dict[str, ActivationSet] = {}
@@ -105,6 +116,7 @@ def cached_activations(
     `model` may be a zero-argument loader so that a warm cache never loads the model at all;
     `identity` (models.model_identity) and `n_layers` must then describe it without loading.
     """
+    _check_prompts(ids, texts, triggers)
     if layers is None:
         if n_layers is None:
             if callable(model) and not isinstance(model, LoadedModel):
@@ -125,13 +137,11 @@ def cached_activations(
             acts = extract_activations(model, texts, triggers, positions=positions, layers=layers, sites=sites,
                                        batch_size=batch_size, progress=progress)
             tensors = {f"{p}/{name}": t for p, d in acts.items() for name, t in d.items()}
-            atomic_save_tensors(tensor_path, tensors)
-            meta = {
+            meta = save_tensors_artifact(tensor_path, tensors, {
                 "key": key, "model_identity": identity, "ids": list(ids), "positions": list(positions),
                 "layers": list(layers), "sites": list(sites), "tensor_names": sorted(tensors),
-                "code": EXTRACTION_CODE_VERSION, "sha256": sha256_file(tensor_path),
-            }
-            atomic_write_json(meta_path, meta)
+                "code": EXTRACTION_CODE_VERSION,
+            }, meta_path=meta_path)
         else:
             tensors, meta = found
     result = ActivationSet(identity.get("name", "?"), list(meta["ids"]), tensors, meta)

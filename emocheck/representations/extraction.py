@@ -37,6 +37,16 @@ class TokenizedBatch:
     mean_mask: torch.Tensor        # [b, T] 1.0 on real tokens except the first
 
 
+def context_length(model: LoadedModel) -> int | None:
+    """The most positions the model can attend over (GPT-2: n_positions; Llama, Gemma: max_position_embeddings)."""
+    config = model.config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def tokenize(model: LoadedModel, texts: list[str], triggers: list[str] | None = None) -> TokenizedBatch:
     tok = model.tokenizer
     if not getattr(tok, "is_fast", False):
@@ -48,6 +58,12 @@ def tokenize(model: LoadedModel, texts: list[str], triggers: list[str] | None = 
     if (lengths < 2).any():
         bad = int((lengths < 2).nonzero()[0, 0])
         raise DatasetError(f"prompt {texts[bad]!r} has fewer than 2 tokens; positions need at least two")
+    limit = context_length(model)
+    if limit is not None and int(lengths.max()) > limit:
+        bad = int(lengths.argmax())
+        raise DatasetError(
+            f"prompt {texts[bad][:80]!r}... is {int(lengths[bad])} tokens long, more than {model.name}'s context of "
+            f"{limit} tokens; shorten it or drop it from the prompt set")
     last = lengths - 1
     mean_mask = mask.clone().float()
     mean_mask[:, 0] = 0.0
@@ -108,6 +124,10 @@ def extract_activations(
     """{position rule: {'blocks.L.hook_resid_post': float32 CPU tensor [n_prompts, d_model]}}."""
     positions = tuple(positions)
     sites = tuple(sites)
+    if len(texts) == 0:
+        raise ConfigError("no prompts to extract activations for: pass at least one prompt text")
+    if triggers is not None and len(triggers) != len(texts):
+        raise ConfigError(f"{len(triggers)} triggers for {len(texts)} prompts: give one trigger per prompt (or none)")
     layers = _validate(model, positions, layers, sites, triggers)
     lm = model.lm
     blocks = resolve(lm, model.arch.layers)

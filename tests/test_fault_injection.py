@@ -1,0 +1,419 @@
+"""Fault injection: SIGKILL at random points of every kind of write, concurrent readers and writers of
+every cached artefact, and the list of bad inputs (issue 15). Fast (tiny models, forked processes).
+
+The counts (kills, rounds, served reads, wrong answers) are printed with `-s` and written to
+`$EMOCHECK_FAULT_REPORT` when that is set; every run asserts zero trusted corrupt entries and zero
+wrong answers.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emocheck import storage
+from emocheck.plugin import report as rep
+from emocheck.profiles import Profile
+from emocheck.representations import build
+from emocheck.representations import cache as activation_cache
+from emocheck.representations.vectors import EmotionSubspaces, EmotionVectors
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot  # noqa: E402,F401 - imported before forking, so children do not pay for it
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="forks processes (POSIX only)")
+
+CTX = mp.get_context("fork") if hasattr(os, "fork") else None
+COUNTS: dict[str, dict] = {}
+KEYS = [f"k{i}" for i in range(3)]
+PROFILE = Profile(name="fault", models=("tiny",), prompts_per_emotion=None)
+TEXTS = ["Thanks so much for the help!", "Hi there", "I am furious about the late parcel.", "Sorry, my fault."]
+TRIGGERS = ["Thanks so much", "there", "furious", "Sorry"]
+
+
+def _record(name: str, **counts) -> None:
+    COUNTS[name] = counts
+    print(f"\n[fault-injection] {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    out = os.environ.get("EMOCHECK_FAULT_REPORT")
+    if out:
+        path = Path(out)
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[name] = counts
+        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+# ----------------------------------------------------------------------------------------- artefacts
+# Each kind: write(folder, key) stores the artefact for `key`; read(folder, key) returns what a
+# consumer would be served (None = rebuild); expected(key) is the right answer.
+
+
+def _tensor_for(key: str, shape) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(int(key[1:]) + 1)
+    return torch.randn(*shape, generator=gen)
+
+
+def _vectors_for(key: str):
+    layers, emos = list(range(24)), ["anger", "gratitude", "remorse"]
+    meta = {"key": key, "layers": layers, "emotions": emos, "model": {"name": "tiny"}}
+    vt = {"last/hook_resid_post/vs_neutral": _tensor_for(key, (24, 3, 1024))}
+    norms = {"last/hook_resid_post": _tensor_for(key, (24,))}
+    st = {f"last/hook_resid_post/{e}/components": _tensor_for(key, (24, 10, 1024)) + i for i, e in enumerate(emos)}
+    return (EmotionVectors("tiny", layers, emos, vt, norms, meta), EmotionSubspaces("tiny", layers, emos, st, meta))
+
+
+def vectors_write(folder, key):
+    v, s = _vectors_for(key)
+    build._save(PROFILE, "tiny", v, s, v.meta)
+
+
+def vectors_read(folder, key):
+    got = build._load_saved(PROFILE, "tiny", key)
+    if got is None:
+        return None
+    v, s = got
+    return {**{f"v/{k}": t for k, t in v.tensors.items()}, **{f"n/{k}": t for k, t in v.neutral_norm.items()},
+            **{f"s/{k}": t for k, t in s.tensors.items()}}
+
+
+def vectors_expected(key):
+    v, s = _vectors_for(key)
+    return {**{f"v/{k}": t for k, t in v.tensors.items()}, **{f"n/{k}": t for k, t in v.neutral_norm.items()},
+            **{f"s/{k}": t for k, t in s.tensors.items()}}
+
+
+def _table_for(key: str) -> pd.DataFrame:
+    rng = np.random.default_rng(int(key[1:]))
+    n = 20_000
+    return pd.DataFrame({"sample_id": [f"{key}-{i}" for i in range(n)], "score": rng.normal(size=n),
+                         "text": [f"text {key} {i}" for i in range(n)]})
+
+
+def table_write(folder, key):
+    storage.write_table_artifact(Path(folder) / "samples.parquet", _table_for(key), {"key": key})
+
+
+def table_read(folder, key):
+    return storage.read_table_artifact(Path(folder) / "samples.parquet", key=key)
+
+
+_TINY = None
+
+
+def _tiny():
+    global _TINY
+    if _TINY is None:
+        from emocheck.testing import tiny_model
+
+        _TINY = tiny_model("llama", n_layers=2)
+    return _TINY
+
+
+def _ids(key):
+    return [f"{key}-{i}" for i in range(len(TEXTS))]
+
+
+def activations_write(folder, key, force=True):
+    tiny = _tiny()
+    activation_cache.clear_memo()
+    if force:   # a rebuild: drop the record so the entry is extracted and written again
+        k = activation_cache.activation_key(tiny.identity, _ids(key), TEXTS, TRIGGERS,
+                                            ("trigger_last", "last", "mean"), [0, 1],
+                                            ("hook_resid_pre", "hook_resid_post"))
+        (Path(folder) / f"{k}.json").unlink(missing_ok=True)
+    activation_cache.cached_activations(tiny, tiny.identity, _ids(key), TEXTS, TRIGGERS, folder, n_layers=2,
+                                        progress=False)
+
+
+def activations_read(folder, key):
+    tiny = _tiny()
+    activation_cache.clear_memo()
+    k = activation_cache.activation_key(tiny.identity, _ids(key), TEXTS, TRIGGERS, ("trigger_last", "last", "mean"),
+                                        [0, 1], ("hook_resid_pre", "hook_resid_post"))
+    found = activation_cache._verify_and_load(Path(folder) / f"{k}.safetensors", Path(folder) / f"{k}.json")
+    return None if found is None else found[0]
+
+
+def activations_serve(folder, key):
+    """What a consumer gets: cached_activations (reads, or rebuilds a missing/damaged entry)."""
+    tiny = _tiny()
+    activation_cache.clear_memo()
+    return dict(activation_cache.cached_activations(tiny, tiny.identity, _ids(key), TEXTS, TRIGGERS, folder,
+                                                    n_layers=2, progress=False).tensors)
+
+
+_ACT_EXPECTED: dict = {}
+
+
+def activations_expected(key):
+    if key not in _ACT_EXPECTED:
+        from emocheck.representations.extraction import extract_activations
+
+        acts = extract_activations(_tiny(), TEXTS, TRIGGERS, positions=("trigger_last", "last", "mean"), layers=[0, 1],
+                                   progress=False)
+        _ACT_EXPECTED[key] = {f"{p}/{n}": t for p, d in acts.items() for n, t in d.items()}
+    return _ACT_EXPECTED[key]
+
+
+def _stat_results(key):
+    from emocheck import stats
+
+    def make_result(claim_id, family, size, t, c):
+        comp = stats.compare(t, c, paired=False, alternative="greater", min_d=0.0)
+        return {"claim_id": claim_id, "short_id": claim_id.split("/")[-1], "module": claim_id.split("::")[0],
+                "family": family, "family_size": size, "statement": f"statement of {claim_id}", "model": "m",
+                "params": {"model_name": "m"}, "status": "ok", "error": None, "metrics": {},
+                "settings": {"paired": False, "alternative": "greater", "min_d": 0.0, "alpha": 0.05,
+                             "ci_method": "analytic", "n_resamples": 200, "seed": 0},
+                "comparison": comp.to_dict(),
+                "samples": {"treated": list(map(float, t)), "control": list(map(float, c)), "sample_ids": None}}
+
+    rng = np.random.default_rng(int(key[1:]))
+    out = []
+    for i in range(4):
+        t, c = rng.normal(0.5 * i, 1, 30), rng.normal(0, 1, 30)
+        out.append(make_result(f"h/test_{key}.py::test_x[{i}]", "fam", 4, t, c))
+    return out
+
+
+def statistics_write(folder, key):
+    results = _stat_results(key)
+    rows, families = rep.finalize(results, "holm")
+    rep.write_statistics(results, rows, families, {"key": key}, Path(folder) / "statistics")
+
+
+def statistics_read(folder, key):
+    """The session's statistics as a reader (MLflow logging, the summary) gets them: only when the
+    manifest vouches for every file."""
+    out = Path(folder) / "statistics"
+    if storage.verify_manifest(out):
+        return None
+    manifest = json.loads((out / storage.MANIFEST).read_text())
+    if manifest.get("settings", {}).get("key") != key:
+        return None
+    return {rel: storage.read_verified(out, rel) for rel in sorted(manifest["files"]) if rel.endswith((".csv", ".md"))}
+
+
+def statistics_expected(key):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        statistics_write(tmp, key)
+        return statistics_read(tmp, key)
+
+
+KINDS = {
+    "activations": (activations_write, activations_read, activations_expected),
+    "vectors": (vectors_write, vectors_read, vectors_expected),
+    "parquet": (table_write, table_read, lambda key: _table_for(key)),
+    "statistics": (statistics_write, statistics_read, statistics_expected),
+}
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, pd.DataFrame):
+        return isinstance(got, pd.DataFrame) and got.equals(want)
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or set(got) != set(want):
+            return False
+        for k, w in want.items():
+            g = got[k]
+            if isinstance(w, torch.Tensor):
+                if not (isinstance(g, torch.Tensor) and g.shape == w.shape and torch.equal(g, w)):
+                    return False
+            elif g != w:
+                return False
+        return True
+    return got == want
+
+
+@pytest.fixture
+def fault_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOCHECK_RESULTS_DIR", str(tmp_path / "results"))
+    folder = tmp_path / "results" / "fault" / "artefacts"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _write_forever(kind, folder, ready):
+    write = KINDS[kind][0]
+    ready.set()
+    r = 0
+    while True:
+        write(folder, KEYS[r % len(KEYS)])
+        r += 1
+
+
+def _leftovers(root: Path) -> tuple[int, int]:
+    tmps = [p for p in root.rglob(".*.tmp")]
+    locks = [p for p in root.rglob("*.lock")]
+    return len(tmps), len(locks)
+
+
+# ----------------------------------------------------------------------------------------- kills
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_sigkill_mid_write_never_leaves_a_trusted_corrupt_entry(kind, fault_dir):
+    write, read, expected = KINDS[kind]
+    want = {k: expected(k) for k in KEYS}
+    for key in KEYS:   # complete entries first: a kill then interrupts a REwrite, the risky case
+        write(fault_dir, key)
+    rng = random.Random(f"kill-{kind}")
+    kills = rounds = served = rebuilt = trusted_corrupt = tmp_left = 0
+    deadline = time.monotonic() + 4.0
+    while kills < 12 and time.monotonic() < deadline or kills < 5:
+        ready = CTX.Event()
+        child = CTX.Process(target=_write_forever, args=(kind, fault_dir, ready), daemon=True)
+        child.start()
+        ready.wait(30)
+        time.sleep(rng.uniform(0.0, 0.25))
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        kills += 1
+        for key in KEYS:
+            rounds += 1
+            got = read(fault_dir, key)
+            if got is None:
+                rebuilt += 1
+            elif _same(got, want[key]):
+                served += 1
+            else:
+                trusted_corrupt += 1
+        tmp_left += _leftovers(fault_dir.parent)[0]
+    # the next run's first write into each folder removes what the killed writers left
+    for folder in {p.parent for p in fault_dir.parent.rglob("*")} | {fault_dir}:
+        storage.clean_stale(folder, older_than=time.time() + 1, force=True)
+    tmp_after, locks_after = _leftovers(fault_dir.parent)
+    # and every entry is rebuilt correctly afterwards
+    for key in KEYS:
+        write(fault_dir, key)
+        assert _same(read(fault_dir, key), want[key])
+    _record(f"kill/{kind}", kills=kills, reads=rounds, served_correct=served, rebuilt=rebuilt,
+            trusted_corrupt=trusted_corrupt, tmp_seen_after_kills=tmp_left, tmp_left_after_cleanup=tmp_after,
+            locks_left_after_cleanup=locks_after)
+    assert trusted_corrupt == 0
+    assert tmp_after == 0 and locks_after == 0
+
+
+# ----------------------------------------------------------------------------------------- concurrency
+
+
+def _writer(kind, folder, keys, stop_at):
+    write = KINDS[kind][0]
+    n = 0
+    while time.time() < stop_at:
+        write(folder, keys[n % len(keys)])
+        n += 1
+    os._exit(0)
+
+
+def _reader(kind, folder, keys, stop_at, queue, serve):
+    read = KINDS[kind][1] if not serve else serve
+    want = {k: KINDS[kind][2](k) for k in keys}
+    served = wrong = missing = 0
+    n = 0
+    while time.time() < stop_at:
+        key = keys[n % len(keys)]
+        n += 1
+        got = read(folder, key)
+        if got is None:
+            missing += 1
+        elif _same(got, want[key]):
+            served += 1
+        else:
+            wrong += 1
+    queue.put((served, wrong, missing))
+    queue.close()
+    queue.join_thread()   # flush before os._exit (which skips the feeder thread)
+    os._exit(0)
+
+
+CONCURRENT = {
+    # finding 1: two sessions rewriting the vectors/subspaces files for different keys
+    "vectors": None,
+    "parquet": None,
+    # readers are consumers: cached_activations rebuilds what a writer has just dropped
+    "activations": activations_serve,
+}
+
+
+@pytest.mark.parametrize("kind", list(CONCURRENT))
+def test_concurrent_readers_and_writers_get_no_wrong_answer(kind, fault_dir):
+    keys = KEYS[:2]
+    for key in keys:
+        KINDS[kind][0](fault_dir, key)
+        KINDS[kind][2](key)   # warm the expected values before forking
+    stop_at = time.time() + 3.0
+    queue = CTX.Queue()
+    procs = [CTX.Process(target=_writer, args=(kind, fault_dir, keys[i:] + keys[:i], stop_at)) for i in range(2)]
+    procs += [CTX.Process(target=_reader, args=(kind, fault_dir, keys[i:] + keys[:i], stop_at, queue, CONCURRENT[kind]))
+              for i in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in range(2)]
+    for p in procs:
+        p.join(30)
+    served = sum(r[0] for r in results)
+    wrong = sum(r[1] for r in results)
+    missing = sum(r[2] for r in results)
+    _record(f"concurrent/{kind}", writers=2, readers=2, seconds=3.0, served=served, wrong=wrong, not_served=missing)
+    assert wrong == 0
+    assert served > 0
+
+
+def test_concurrent_cold_fill_computes_once(fault_dir):
+    """Four processes ask for the same missing activations: one extracts, all get the same numbers."""
+    queue = CTX.Queue()
+
+    def ask():
+        calls = {"n": 0}
+        tiny = _tiny()
+
+        def loader():
+            calls["n"] += 1
+            return tiny
+
+        activation_cache.clear_memo()
+        acts = activation_cache.cached_activations(loader, tiny.identity, _ids("k9"), TEXTS, TRIGGERS, fault_dir,
+                                                   n_layers=2, progress=False)
+        queue.put((calls["n"], _same(dict(acts.tensors), activations_expected("k9"))))
+        queue.close()
+        queue.join_thread()
+        os._exit(0)
+
+    activations_expected("k9")
+    rounds, computed, wrong = 4, 0, 0
+    for r in range(rounds):
+        for p in fault_dir.iterdir():
+            p.unlink()
+        procs = [CTX.Process(target=ask) for _ in range(4)]
+        for p in procs:
+            p.start()
+        got = [queue.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        computed += sum(c for c, _ in got)
+        wrong += sum(1 for _, ok in got if not ok)
+        assert sum(c for c, _ in got) == 1
+    _record("concurrent/cold_fill", rounds=rounds, processes=4, extractions=computed, wrong=wrong)
+    assert wrong == 0
+
+
+def test_print_counts():
+    """Summary line of everything above (run last in this module)."""
+    kills = sum(c.get("kills", 0) for c in COUNTS.values())
+    wrong = sum(c.get("wrong", 0) + c.get("trusted_corrupt", 0) for c in COUNTS.values())
+    print(f"\n[fault-injection] total: kills={kills}, wrong_or_trusted_corrupt={wrong}, parts={len(COUNTS)}")
+    assert wrong == 0
