@@ -43,3 +43,131 @@ def test_figure_is_saved_as_png_and_closed(tmp_path):
 def test_stable_hash_ignores_key_order():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+# ------------------------------------------------------------------ the one rule (issue 15)
+
+import json as _json
+import multiprocessing as _mp
+import time as _time
+
+import pandas as _pd
+import torch as _torch
+
+from emocheck import storage
+
+
+def test_artifact_is_verified_on_read_and_never_trusted_when_damaged(tmp_path):
+    path = tmp_path / "x.bin"
+    record = storage.write_artifact(path, b"payload" * 100, {"key": "A"})
+    assert record["sha256"] == storage.sha256_bytes(b"payload" * 100) and record["size"] == 700
+    assert storage.read_artifact(path, key="A") == (b"payload" * 100, {**record})
+    assert storage.read_artifact(path, key="B") is None            # stale key
+    flipped = bytearray(path.read_bytes())
+    flipped[10] ^= 0xFF
+    path.write_bytes(bytes(flipped))                                # same size, one byte changed
+    assert storage.read_artifact(path, key="A") is None
+    path.write_bytes(b"payload")                                    # truncated
+    assert storage.read_artifact(path) is None
+    storage.sidecar_path(path).write_text("{not json")
+    assert storage.read_artifact(path) is None                      # unreadable record: rebuild, no raise
+    assert storage.read_artifact(tmp_path / "absent.bin") is None
+
+
+def test_tensor_and_table_artifacts_round_trip_and_rebuild(tmp_path):
+    t = {"a": _torch.arange(6.0).reshape(2, 3)}
+    storage.save_tensors_artifact(tmp_path / "t.safetensors", t, {"key": "k"})
+    got, meta = storage.load_tensors_artifact(tmp_path / "t.safetensors", key="k")
+    assert _torch.equal(got["a"], t["a"]) and meta["key"] == "k"
+    df = _pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]})
+    for name in ("s.parquet", "s.csv"):
+        storage.write_table_artifact(tmp_path / name, df, {"key": "k"})
+        assert storage.read_table_artifact(tmp_path / name, key="k").equals(df)
+    (tmp_path / "s.parquet").write_bytes((tmp_path / "s.parquet").read_bytes()[:50])   # truncated Parquet
+    assert storage.read_table_artifact(tmp_path / "s.parquet", key="k") is None
+
+
+def _build_once(path, queue):
+    calls = []
+
+    def build():
+        calls.append(1)
+        _time.sleep(0.3)
+        return b"built"
+
+    payload, _ = storage.cached_artifact(path, "k", build)
+    queue.put((len(calls), payload))
+
+
+def test_cached_artifact_builds_once_across_processes(tmp_path):
+    ctx = _mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_build_once, args=(tmp_path / "a.bin", queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    got = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert sum(c for c, _ in got) == 1 and {p for _, p in got} == {b"built"}
+
+
+def test_lock_is_reentrant_and_its_file_is_removed(tmp_path):
+    target = tmp_path / "f"
+    with storage.file_lock(target):
+        with storage.file_lock(target):   # nested use in one thread does not deadlock
+            assert (tmp_path / "f.lock").exists()
+        assert (tmp_path / "f.lock").exists()
+    assert not (tmp_path / "f.lock").exists()
+
+
+def test_stale_temporaries_of_dead_writers_and_empty_locks_are_cleaned_on_next_write(tmp_path):
+    ctx = _mp.get_context("fork")
+    child = ctx.Process(target=lambda: None)
+    child.start()
+    child.join()
+    dead = child.pid
+    old = _time.time() - 3600
+    stale = tmp_path / f".x.bin.{dead}.abcd.tmp"
+    live = tmp_path / f".y.bin.{os.getpid()}.abcd.tmp"     # this process: still writing
+    fresh = tmp_path / f".z.bin.{dead}.abcd.tmp"           # newer than the run: not touched
+    for p in (stale, live, fresh):
+        p.write_bytes(b"partial")
+    os.utime(stale, (old, old))
+    os.utime(live, (old, old))
+    lock = tmp_path / "x.bin.lock"
+    lock.write_bytes(b"")
+    storage._CLEANED.discard(str(tmp_path))
+    storage.atomic_write_bytes(tmp_path / "x.bin", b"new")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert stale.name not in left and lock.name not in left
+    assert live.name in left and fresh.name in left
+
+
+def test_file_modes_follow_the_umask_at_write_time(tmp_path):
+    old = os.umask(0o002)
+    try:
+        storage.atomic_write_bytes(tmp_path / "g.bin", b"x")
+        assert stat.S_IMODE(os.stat(tmp_path / "g.bin").st_mode) == 0o664
+        os.umask(0o077)
+        storage.atomic_write_bytes(tmp_path / "p.bin", b"x")
+        assert stat.S_IMODE(os.stat(tmp_path / "p.bin").st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_manifest_vouches_for_a_folder_and_prune_removes_an_earlier_sessions_files(tmp_path):
+    (tmp_path / "old.csv").write_text("from an earlier session")
+    past = _time.time() - 100
+    os.utime(tmp_path / "old.csv", (past, past))
+    started = _time.time() - 1
+    storage.atomic_write_text(tmp_path / "a.csv", "x\n1\n")
+    (tmp_path / "sub").mkdir()
+    storage.atomic_write_text(tmp_path / "sub" / "b.md", "# b")
+    storage.write_manifest(tmp_path, [tmp_path / "a.csv", tmp_path / "sub" / "b.md"])
+    assert storage.verify_manifest(tmp_path) == {}
+    assert storage.read_verified(tmp_path, "sub/b.md") == b"# b"
+    (tmp_path / "a.csv").write_text("x\n2\n")
+    assert storage.verify_manifest(tmp_path) == {"a.csv": "does not match its checksum"}
+    assert storage.read_verified(tmp_path, "a.csv") is None
+    removed = storage.prune_older_than(tmp_path, started)
+    assert [p.name for p in removed] == ["old.csv"]
