@@ -38,6 +38,7 @@ from typing import Mapping
 
 import torch
 
+from emocheck import timing
 from emocheck.models.architectures import check_layer
 from emocheck.errors import ConfigError
 
@@ -276,11 +277,36 @@ def _seed(spec: PatchSpec) -> None:
 # ---------------------------------------------------------------------------------------- nnsight
 
 
-def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=None) -> GenerationResult:
-    """Patched generation with nnsight's generation interventions (the production implementation).
+ENGINES = ("auto", "fast", "nnsight")
 
-    `directions`: tensor [d] or [B, d] (or {layer: tensor}); None or alpha == 0 means no patch.
+
+def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=None, *, engine: str | None = None,
+                     max_rows: int | None = None) -> GenerationResult:
+    """Patched generation: `directions` is a tensor [d] or [B, d] (or {layer: tensor}); None or
+    alpha == 0 means no patch.
+
+    ``engine`` (default ``$EMOCHECK_GENERATION_ENGINE``, else ``auto``): ``fast`` is the greedy engine
+    of `emocheck.patching.engine` (shared prompt prefix, dropped rows, the fluency NLL computed on the
+    shared prefix into ``meta["continuation_nll"]``), token-identical to ``nnsight`` (tests); ``nnsight``
+    is nnsight's generation interventions (`generate_patched_nnsight`); ``auto`` uses ``fast`` for
+    greedy decoding and ``nnsight`` for sampling.
     """
+    import os
+
+    engine = engine or os.environ.get("EMOCHECK_GENERATION_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown generation engine {engine!r}; one of {', '.join(ENGINES)}")
+    if engine == "fast" and spec.do_sample:
+        raise ConfigError("the fast engine is greedy only; use engine='nnsight' (or 'auto') for sampling")
+    if engine == "nnsight" or spec.do_sample:
+        return generate_patched_nnsight(loaded, prompts, spec, directions)
+    from emocheck.patching.engine import generate_fast
+
+    return generate_fast(loaded, prompts, spec, directions, max_rows=max_rows)
+
+
+def generate_patched_nnsight(loaded, prompts: list[str], spec: PatchSpec, directions=None) -> GenerationResult:
+    """Patched generation with nnsight's generation interventions (one `lm.generate` trace)."""
     from emocheck.models.architectures import resolve
 
     spec.validate(loaded.n_layers)
@@ -297,7 +323,7 @@ def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=Non
         steps = spec.patched_steps()
     side = "input" if spec.site == "hook_resid_pre" else "output"
     _seed(spec)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), timing.phase("generation", model=loaded.name):
         # Expected when every row stopped at EOS before the window ended (see module doc).
         warnings.filterwarnings("ignore", message=".*was never reached.*")
         with lm.generate(**kw) as tracer:
