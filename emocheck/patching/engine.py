@@ -253,7 +253,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
             logits = out.logits[:, -1, :].float()
             if not spec.stop_at_eos and len(eos):
                 logits[:, eos_t] = -math.inf           # HF min_new_tokens = max_new_tokens
-            nxt = logits.argmax(-1)
+            nxt = logits.argmax(-1).to(dev)            # a device-mapped model's head may sit elsewhere
             new_tokens[rows_t[active.cpu()], step] = nxt.cpu()
             if step + 1 == spec.max_new_tokens:
                 break
@@ -288,6 +288,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         timed["tokens"] = int(mask[:, -steps:].sum())
         counts["scoring"] += timed["tokens"]
         head = model.get_output_embeddings()
+        cont, valid = cont.to(hidden.device), valid.to(hidden.device)
         softcap = getattr(loaded.config, "final_logit_softcapping", None)
         vocab = int(head.weight.shape[0])
         chunk = max(1, int(max_logit_elements // (vocab * steps)))
