@@ -11,7 +11,9 @@ add a nested phase to its parent's time (each phase is its own line), so a calle
 disjoint units.
 
 Each process keeps its records in memory and, when a results location is known, rewrites ONE JSON
-file for itself after every phase: ``<results_root>/<profile>/timing/<host>-<pid>.json`` (atomic,
+file for itself after any phase of at least half a second, at most every two seconds otherwise, at
+exit, and on ``flush()`` (a pytest session should call it in each worker's ``pytest_sessionfinish``
+before the controller reads the summary): ``<results_root>/<profile>/timing/<host>-<pid>.json`` (atomic,
 through ``emocheck.storage``; no two processes share a file, so no lock is needed). The location
 comes from ``configure(results_root, profile)`` or, inside a pytest session, from the plugin's
 ``EMOCHECK_RESULTS_DIR`` / ``EMOCHECK_PROFILE`` environment variables. Every file carries a run id
@@ -21,6 +23,7 @@ else this process's own), and ``summary(results_root, profile)`` adds up the fil
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -42,6 +45,9 @@ _records: list[dict] = []
 _target: dict = {"root": None, "profile": None}
 _own_run = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 _started = time.time()
+_flushed = [0.0]
+FLUSH_PHASE_SECONDS = 0.5
+FLUSH_INTERVAL = 2.0
 
 
 def run_id() -> str:
@@ -87,7 +93,17 @@ def flush() -> Path | None:
         payload = {"version": TIMING_VERSION, "run": run_id(), "pid": os.getpid(), "host": socket.gethostname(),
                    "started": _started, "updated": time.time(), "records": [dict(r) for r in _records]}
     atomic_write_json(path, payload)
+    _flushed[0] = time.time()
     return path
+
+
+def _flush_at_exit() -> None:
+    with contextlib.suppress(Exception):
+        if _records:
+            flush()
+
+
+atexit.register(_flush_at_exit)
 
 
 @contextlib.contextmanager
@@ -103,8 +119,12 @@ def phase(name: str, model: str | None = None, tokens: int | None = None, **extr
         rec["end"] = time.time()
         with _lock:
             _records.append(rec)
-        with contextlib.suppress(OSError):     # timing must never break the work it measures
-            flush()
+            # Rewriting the file after every tiny phase would cost more than the phase: write when the
+            # phase was long or the file is a second old; atexit (and `flush()`) write the rest.
+            due = rec["seconds"] >= FLUSH_PHASE_SECONDS or time.time() - _flushed[0] >= FLUSH_INTERVAL
+        if due:
+            with contextlib.suppress(OSError):     # timing must never break the work it measures
+                flush()
 
 
 def _read(root: Path, profile: str) -> list[dict]:

@@ -73,3 +73,21 @@ def test_device_mapped_load_and_generation(tmp_path, monkeypatch):
     b = generate_patched_nnsight(tiny, ["hello", "hi there"], spec, v)
     assert torch.equal(a.new_tokens, b.new_tokens)
     registry.unload_all()
+
+
+def test_remote_option_sets_the_environment():
+    """`--emocheck-remote local` reaches the generation code as $EMOCHECK_REMOTE (no network)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import os\ndef test_env():\n    assert os.environ['EMOCHECK_REMOTE'] == 'local'\n")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "test_remote_env.py").write_text(code)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--emocheck-remote", "local", "--emocheck-results", d, str(Path(d) / "test_remote_env.py")],
+                           cwd=d, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stdout + r.stderr

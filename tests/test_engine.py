@@ -152,3 +152,19 @@ def test_rows_for_memory_scales_with_budget(models):
     small = rows_for_memory(m, 1e6, new_tokens=30, prompt_tokens=40)
     big = rows_for_memory(m, 1e8, new_tokens=30, prompt_tokens=40)
     assert 1 <= small < big <= 4096
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_remote_trace_serialises_and_matches_local(models, family, monkeypatch):
+    """The intervention graph built for NDIF: nnsight's local simulation serialises the patched
+    generation trace (deltas included) as a remote request would, deserialises and runs it."""
+    m = models[family]
+    spec = PatchSpec(layers=(1,), alpha=1.5, window=(0, 3), max_new_tokens=6)
+    texts, rows = conditions_rows(n_cond=2)
+    local = generate_patched_nnsight(m, texts, spec, rows)
+    remote = generate_patched_nnsight(m, texts, spec, rows, remote="local")
+    assert remote.meta["remote"] == "local"
+    assert torch.equal(remote.new_tokens, local.new_tokens)
+    monkeypatch.setenv("EMOCHECK_REMOTE", "local")               # what --emocheck-remote local sets
+    routed = generate_patched(m, texts, spec, rows)
+    assert routed.meta.get("remote") == "local" and torch.equal(routed.new_tokens, local.new_tokens)

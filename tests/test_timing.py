@@ -19,11 +19,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def clean(monkeypatch):
     monkeypatch.delenv("EMOCHECK_RESULTS_DIR", raising=False)
     monkeypatch.delenv("EMOCHECK_PROFILE", raising=False)
+    saved = dict(timing._target)
     timing.reset()
     timing.configure(None, None)
     yield
     timing.reset()
-    timing.configure(None, None)
+    timing._target.update(saved)
+
+
+def test_long_phase_is_written_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(timing, "FLUSH_PHASE_SECONDS", 0.0)
+    timing.configure(tmp_path, "ci")
+    with timing.phase("figures"):
+        pass
+    (path,) = (tmp_path / "ci" / "timing").glob("*.json")
+    assert json.loads(path.read_text())["records"][0]["phase"] == "figures"
 
 
 def test_phase_records_time_tokens_and_survives_errors(tmp_path):
@@ -49,6 +59,7 @@ def test_file_per_process_and_summary(tmp_path, monkeypatch):
         time.sleep(0.01)
     with timing.phase("generation", model="m2", tokens=3):
         pass
+    timing.flush()                                        # short phases are written lazily
     files = list((tmp_path / "ci" / "timing").glob("*.json"))
     assert len(files) == 1 and str(os.getpid()) in files[0].name
     data = json.loads(files[0].read_text())
@@ -90,6 +101,7 @@ def test_env_location_from_plugin_and_corrupt_file_ignored(tmp_path, monkeypatch
     (tmp_path / "smoke" / "timing" / "broken.json").write_text("{not json")
     with timing.phase("statistics"):
         pass
+    timing.flush()
     s = timing.summary(tmp_path, "smoke")
     assert s["processes"] == 1 and s["phases"]["statistics"]["calls"] == 1
     assert timing.one_line(timing.summary(tmp_path, "nothing-here")) == "timing: nothing recorded"
