@@ -15,6 +15,16 @@ def tiny_llama():
     return tiny_model("llama", n_layers=3)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _timing_to_tmp(tmp_path_factory):
+    """The library's phase timers must not write into the repository's results/ during unit tests."""
+    from emocheck import timing
+
+    timing.configure(tmp_path_factory.mktemp("timing"), "tests")
+    yield
+    timing.configure(None, None)
+
+
 @pytest.fixture
 def results_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOCHECK_RESULTS_DIR", str(tmp_path / "results"))

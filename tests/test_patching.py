@@ -106,9 +106,12 @@ def test_hook_readback_patch_prompt_skips_pads(models):
     torch.testing.assert_close(diff[real], expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("engine", ["nnsight", "fast"])
 @pytest.mark.parametrize("site", ["hook_resid_pre", "hook_resid_post"])
-def test_nnsight_readback_outside_window_untouched(models, site):
-    """Read the site back with independent plain hooks while nnsight patches (Llama layout)."""
+def test_nnsight_readback_outside_window_untouched(models, site, engine):
+    """Read the site back with independent plain hooks while nnsight (or the fast engine) patches
+    (Llama layout). The fast engine also runs the shared prefix first and the fluency scoring pass
+    last: both must be unpatched."""
     m = models["llama"]
     L = 1
     layer = m.layer_module(L)
@@ -127,10 +130,17 @@ def test_nnsight_readback_outside_window_untouched(models, site):
     spec = PatchSpec(layers=(L,), site=site, alpha=3.0, window=(2, 4), max_new_tokens=7)
     v = vecs()
     try:
-        res = generate_patched(m, PROMPTS, spec, v)
+        res = generate_patched(m, PROMPTS, spec, v, engine=engine)
     finally:
         for h in handles:
             h.remove()
+    if engine == "fast":
+        assert len(rec["raw"]) == len(rec["seen"]) == 9          # prefix, 7 steps, fluency scoring
+        for extra in (0, -1):
+            assert torch.equal(rec["seen"][extra], rec["raw"][extra])
+        rec = {k: v_[1:-1] for k, v_ in rec.items()}
+        (order,) = res.meta["batch_rows"]                          # rows run longest prompt first
+        v = v[order]
     assert len(rec["raw"]) == len(rec["seen"]) == res.steps_run == 7
     for step, (raw, seen) in enumerate(zip(rec["raw"], rec["seen"])):
         if step in (2, 3):

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from emocheck.models.architectures import ArchitectureMap, architecture_for, resolve, text_config
+from emocheck.models.devices import device_for_worker, input_device
 from emocheck.errors import ModelUnavailableError
 from emocheck.storage import atomic_write_json, clean_stale, dir_mode, file_lock, file_mode, make_dirs, sha256_file
 
@@ -105,11 +106,14 @@ def resolve_spec(name: str) -> ModelSpec:
 
 
 def select_device(device: str | None = None) -> torch.device:
-    """'auto' (default, $EMOCHECK_DEVICE) picks CUDA, then Apple MPS, then CPU."""
+    """'auto' (default, $EMOCHECK_DEVICE) picks CUDA, then Apple MPS, then CPU. On CUDA, 'auto' and
+    'cuda' give each xdist worker its own GPU (`device_for_worker`)."""
     device = device or os.environ.get("EMOCHECK_DEVICE") or "auto"
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.device(device_for_worker(None, torch.cuda.device_count()))
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device(device_for_worker(None, torch.cuda.device_count()))
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -193,21 +197,32 @@ class LoadedModel:
 _LOADED: dict[tuple, LoadedModel] = {}
 
 
-def load_model(name: str, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
-    """Load (once per process) a model by registry name, hub id, local folder or GGUF path."""
+def load_model(name: str, device: str | None = None, dtype: str | torch.dtype | None = None,
+               device_map: str | dict | None = None) -> LoadedModel:
+    """Load (once per process) a model by registry name, hub id, local folder or GGUF path.
+
+    ``device_map`` (default ``$EMOCHECK_DEVICE_MAP``; e.g. ``"auto"``) spreads the decoder blocks
+    over the node's GPUs through accelerate (the seed's 8B-12B models); the model's inputs then go to
+    the device of its embeddings (``LoadedModel.device``).
+    """
     spec = resolve_spec(name)
+    device_map = device_map or os.environ.get("EMOCHECK_DEVICE_MAP") or None
     dev = select_device(device)
     dt = select_dtype(dtype, dev)
-    key = (spec.name, spec.source, spec.hub_id, spec.gguf_name, str(dev), str(dt))
+    key = (spec.name, spec.source, spec.hub_id, spec.gguf_name, str(dev), str(dt), str(device_map))
     if key in _LOADED:
         return _LOADED[key]
     start = time.perf_counter()
+    load_kw = {"device_map": device_map} if device_map is not None else {}
     if spec.source in ("gguf-package", "gguf-file"):
         gguf_path = locate_gguf(spec)
-        model, tokenizer, identity = _load_gguf(spec, gguf_path, dt)
+        model, tokenizer, identity = _load_gguf(spec, gguf_path, dt, **load_kw)
     else:
-        model, tokenizer, identity = _load_hf(spec, dt)
-    model.to(dev)
+        model, tokenizer, identity = _load_hf(spec, dt, **load_kw)
+    if device_map is None:
+        model.to(dev)
+    else:
+        dev = input_device(model)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token_id is None:
@@ -343,7 +358,7 @@ def _dequantised_dir(spec: ModelSpec, checksum: str) -> Path:
     return model_cache_root() / f"{spec.name}-{checksum[:16]}-v{_MODEL_CACHE_VERSION}"
 
 
-def _load_gguf(spec: ModelSpec, gguf_path: Path, dtype: torch.dtype):
+def _load_gguf(spec: ModelSpec, gguf_path: Path, dtype: torch.dtype, **load_kw):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checksum = _gguf_checksum(gguf_path)
@@ -356,7 +371,7 @@ def _load_gguf(spec: ModelSpec, gguf_path: Path, dtype: torch.dtype):
     # load: the two overlap, which brings a warm load of Gemma 3 270M from about 7 s to under 5 s.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(AutoTokenizer.from_pretrained, cache_dir)
-        model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype, **load_kw)
         tokenizer = pending.result()
     return model, tokenizer, identity
 
@@ -471,18 +486,19 @@ def _install_copy(cache_dir: Path, checksum: str, fill) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_hf(spec: ModelSpec, dtype: torch.dtype):
+def _load_hf(spec: ModelSpec, dtype: torch.dtype, **load_kw):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     kwargs = {"token": token} if token else {}
+    model_kwargs = dict(load_kw)
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
         # huggingface_hub reads these variables once, at import; pass them on so an offline session
         # fails at once instead of waiting for network time-outs.
         kwargs["local_files_only"] = True
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.hub_id, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(spec.hub_id, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(spec.hub_id, dtype=dtype, **kwargs, **model_kwargs)
     except OSError as exc:
         raise ModelUnavailableError(_explain_hub_failure(spec, exc, bool(token))) from None
     return model, tokenizer, {"source": spec.source, "hub_id": spec.hub_id, "revision": _hub_revision(spec)}

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emocheck import timing
+
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -87,7 +89,10 @@ def continuation_nll(loaded, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 def fluency_table(loaded, result) -> pd.DataFrame:
     """Per-row fluency of a GenerationResult: nll, ppl, distinct-2, repeated-3-gram fraction, length."""
-    nll = continuation_nll(loaded, result.input_ids, result.attention_mask, result.new_tokens, result.lengths)
+    nll = result.meta.get("continuation_nll")       # the fast engine scores on its shared prefix cache
+    if nll is None:
+        with timing.phase("fluency", model=getattr(loaded, "name", None)):
+            nll = continuation_nll(loaded, result.input_ids, result.attention_mask, result.new_tokens, result.lengths)
     return pd.DataFrame({
         "nll": nll,
         "ppl": np.exp(nll),

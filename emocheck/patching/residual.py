@@ -38,6 +38,7 @@ from typing import Mapping
 
 import torch
 
+from emocheck import timing
 from emocheck.models.architectures import check_layer
 from emocheck.errors import ConfigError
 
@@ -276,11 +277,54 @@ def _seed(spec: PatchSpec) -> None:
 # ---------------------------------------------------------------------------------------- nnsight
 
 
-def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=None) -> GenerationResult:
-    """Patched generation with nnsight's generation interventions (the production implementation).
+ENGINES = ("auto", "fast", "nnsight")
 
-    `directions`: tensor [d] or [B, d] (or {layer: tensor}); None or alpha == 0 means no patch.
+
+def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=None, *, engine: str | None = None,
+                     max_rows: int | None = None) -> GenerationResult:
+    """Patched generation: `directions` is a tensor [d] or [B, d] (or {layer: tensor}); None or
+    alpha == 0 means no patch.
+
+    ``engine`` (default ``$EMOCHECK_GENERATION_ENGINE``, else ``auto``): ``fast`` is the greedy engine
+    of `emocheck.patching.engine` (shared prompt prefix, dropped rows, the fluency NLL computed on the
+    shared prefix into ``meta["continuation_nll"]``), token-identical to ``nnsight`` (tests); ``nnsight``
+    is nnsight's generation interventions (`generate_patched_nnsight`); ``auto`` uses ``fast`` for
+    greedy decoding and ``nnsight`` for sampling.
     """
+    import os
+
+    engine = engine or os.environ.get("EMOCHECK_GENERATION_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown generation engine {engine!r}; one of {', '.join(ENGINES)}")
+    if engine == "fast" and spec.do_sample:
+        raise ConfigError("the fast engine is greedy only; use engine='nnsight' (or 'auto') for sampling")
+    remote = remote_setting()
+    if engine == "nnsight" or spec.do_sample or remote:
+        return generate_patched_nnsight(loaded, prompts, spec, directions, remote=remote)
+    from emocheck.patching.engine import generate_fast
+
+    return generate_fast(loaded, prompts, spec, directions, max_rows=max_rows)
+
+
+def remote_setting() -> bool | str:
+    """``$EMOCHECK_REMOTE`` (set by ``--emocheck-remote``): '' / '0' = local, '1' = NDIF (nnsight's
+    configured host and API key), 'local' = nnsight's local simulation of a remote run (the trace is
+    serialised and deserialised as it would be for NDIF, then run here), or a host URL."""
+    import os
+
+    value = os.environ.get("EMOCHECK_REMOTE", "").strip()
+    if value in ("", "0", "false", "no"):
+        return False
+    return True if value in ("1", "true", "yes", "ndif") else value
+
+
+def generate_patched_nnsight(loaded, prompts: list[str], spec: PatchSpec, directions=None,
+                             remote: bool | str = False) -> GenerationResult:
+    """Patched generation with nnsight's generation interventions (one `lm.generate` trace).
+
+    ``remote`` runs the same trace through nnsight's remote execution: True = NDIF (the model must be
+    one NDIF hosts, loaded by its hub id; nnsight's API key configured), "local" = serialise the
+    intervention graph exactly as for NDIF and run it in this process (how it is tested offline)."""
     from emocheck.models.architectures import resolve
 
     spec.validate(loaded.n_layers)
@@ -297,9 +341,11 @@ def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=Non
         steps = spec.patched_steps()
     side = "input" if spec.site == "hook_resid_pre" else "output"
     _seed(spec)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), timing.phase("generation", model=loaded.name):
         # Expected when every row stopped at EOS before the window ended (see module doc).
         warnings.filterwarnings("ignore", message=".*was never reached.*")
+        if remote:
+            kw["remote"] = remote
         with lm.generate(**kw) as tracer:
             with tracer.invoke({"input_ids": input_ids, "attention_mask": attention_mask}):
                 if patch:
@@ -315,7 +361,8 @@ def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=Non
                                 h[:, -1] += deltas[step][layer]
             with tracer.invoke():
                 sequences = tracer.result.save()
-    return finish(loaded, prompts, input_ids, attention_mask, sequences, spec, {"impl": "nnsight"})
+    meta = {"impl": "nnsight"} if not remote else {"impl": "nnsight", "remote": remote}
+    return finish(loaded, prompts, input_ids, attention_mask, sequences, spec, meta)
 
 
 def generate_plain(loaded, prompts: list[str], spec: PatchSpec) -> GenerationResult:

@@ -191,6 +191,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="log the session (settings, per-claim numbers, statistics files) to MLflow")
     group.addoption("--emocheck-mlflow-uri", default=None, metavar="URI",
                     help="MLflow tracking URI (default: ini emocheck_mlflow_uri, file:./mlruns)")
+    group.addoption("--emocheck-remote", default=None, metavar="WHERE", nargs="?", const="1",
+                    help="run patched generation on NDIF through nnsight remote execution ('local': "
+                         "nnsight's in-process simulation of it); sets $EMOCHECK_REMOTE")
     parser.addini("emocheck_profile", "default emocheck profile", default="")
     parser.addini("emocheck_correction", "bonferroni | holm | bh", default="holm")
     parser.addini("emocheck_alpha", "default significance level", default="0.05")
@@ -271,7 +274,9 @@ def pytest_configure(config: pytest.Config) -> None:
             require_mlflow()
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-    for key, value in ((ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)):
+    remote = config.getoption("--emocheck-remote", None)      # speed: nnsight remote execution
+    exports = [(ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)]
+    for key, value in exports + ([("EMOCHECK_REMOTE", remote)] if remote else []):
         state.env_backup[key] = os.environ.get(key)
         os.environ[key] = value
     state.config = config

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from emocheck import timing
+
 from emocheck.models.architectures import check_layer, resolve, site_name
 from emocheck.errors import ConfigError, DatasetError
 from emocheck.models.registry import LoadedModel
@@ -110,6 +112,7 @@ def _validate(model: LoadedModel, positions, layers, sites, triggers):
     return layers
 
 
+@timing.timed("extraction")
 def extract_activations(
     model: LoadedModel,
     texts: list[str],

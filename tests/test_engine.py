@@ -1,0 +1,170 @@
+"""The fast greedy engine (emocheck.patching.engine): the same tokens as the nnsight implementation and
+the plain-hook reference on every tiny family, fluency NLL equal to the full second forward."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emocheck import timing
+from emocheck.errors import ConfigError
+from emocheck.patching.engine import _Patcher, _batches, generate_fast, rows_for_memory
+from emocheck.patching.fluency import continuation_nll, fluency_table
+from emocheck.patching.reference import generate_patched_hooks
+from emocheck.patching.residual import PatchSpec, generate_patched, generate_patched_nnsight, generate_plain
+from emocheck.testing import TINY_FAMILIES, tiny_model
+
+PROMPTS = ["hello there, my friend", "hi", "a quick test of padding!", "x"]
+
+
+def conditions_rows(n_cond=4, d=64, seed=0, scale=4.0):
+    """Rows as the experiment builds them: every condition on every prompt, condition 0 = baseline."""
+    g = torch.Generator().manual_seed(seed)
+    conds = torch.randn(n_cond, d, generator=g) * scale
+    conds[0] = 0
+    rows = conds.repeat_interleave(len(PROMPTS), 0)
+    return PROMPTS * n_cond, rows
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {fam: tiny_model(fam, n_layers=3, seed=1) for fam in TINY_FAMILIES}
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+@pytest.mark.parametrize("variant", [
+    dict(),
+    dict(site="hook_resid_pre", window=(1, 4)),
+    dict(patch_prompt=True, window=(0, 3)),
+    dict(stop_at_eos=False, layers=(0, 2), schedule="exp_decay", decay=0.5),
+])
+def test_fast_matches_nnsight_and_hooks(models, family, variant):
+    m = models[family]
+    spec = PatchSpec(**{"layers": (1,), "alpha": 1.5, "window": (0, 4), "max_new_tokens": 9, **variant})
+    texts, rows = conditions_rows()
+    ref = generate_patched_nnsight(m, texts, spec, rows)
+    hooks = generate_patched_hooks(m, texts, spec, rows)
+    assert torch.equal(ref.new_tokens, hooks.new_tokens)
+    for max_rows in (5, 64):                     # split batches (other padding) and one batch
+        fast = generate_fast(m, texts, spec, rows, max_rows=max_rows)
+        assert torch.equal(fast.new_tokens, ref.new_tokens), max_rows
+        assert fast.texts == ref.texts and torch.equal(fast.lengths, ref.lengths)
+        assert torch.equal(fast.input_ids, ref.input_ids)
+        nll = continuation_nll(m, ref.input_ids, ref.attention_mask, ref.new_tokens, ref.lengths)
+        np.testing.assert_allclose(fast.meta["continuation_nll"], nll, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(ref.new_tokens[len(PROMPTS):], generate_plain(m, texts, spec).new_tokens[len(PROMPTS):])
+
+
+def test_prefix_is_computed_once_per_prompt(models):
+    m = models["llama"]
+    texts, rows = conditions_rows(n_cond=5)
+    spec = PatchSpec(layers=(1,), window=(0, 3), max_new_tokens=6, stop_at_eos=False)
+    res = generate_fast(m, texts, spec, rows, max_rows=64)
+    prompt_tokens = [len(m.tokenizer(p)["input_ids"]) for p in PROMPTS]
+    counts = res.meta["tokens"]
+    assert counts["distinct_prompts"] == len(PROMPTS) and counts["rows"] == 5 * len(PROMPTS)
+    assert counts["prefix"] == sum(n - 1 for n in prompt_tokens)          # once per prompt, not per row
+    assert counts["decode"] == counts["rows"] * 6                          # last prompt token + 5 fed back
+    assert counts["scoring"] == counts["rows"] * 6
+
+
+def test_finished_rows_are_dropped_and_tokens_kept(models):
+    m = models["llama"]
+    spec = PatchSpec(layers=(1,), alpha=2.0, window=(0, 6), max_new_tokens=10)
+    texts, rows = conditions_rows()
+    plain = generate_patched_nnsight(m, texts, spec, rows)
+    eos = sorted(set(plain.new_tokens[::3, 1].tolist()))   # some rows stop at step 1, others run on
+    old = m.model.generation_config.eos_token_id
+    m.model.generation_config.eos_token_id = eos
+    try:
+        ref = generate_patched_nnsight(m, texts, spec, rows)
+        assert bool(ref.hit_eos.any()) and not bool(ref.hit_eos.all())
+        fast = generate_fast(m, texts, spec, rows, max_rows=7)
+        assert torch.equal(fast.new_tokens, ref.new_tokens) and torch.equal(fast.hit_eos, ref.hit_eos)
+        assert fast.meta["tokens"]["decode"] == int(ref.lengths.sum())       # no work after a row's EOS
+        nll = continuation_nll(m, ref.input_ids, ref.attention_mask, ref.new_tokens, ref.lengths)
+        np.testing.assert_allclose(fast.meta["continuation_nll"], nll, rtol=1e-5, atol=1e-5)
+    finally:
+        m.model.generation_config.eos_token_id = old
+
+
+def test_generate_patched_routes_engines(models, monkeypatch):
+    m = models["gpt2"]
+    spec = PatchSpec(layers=(1,), window=(0, 3), max_new_tokens=5)
+    texts, rows = conditions_rows(n_cond=2)
+    assert generate_patched(m, texts, spec, rows).meta["impl"] == "prefix-cache"
+    assert generate_patched(m, texts, spec, rows, engine="nnsight").meta["impl"] == "nnsight"
+    monkeypatch.setenv("EMOCHECK_GENERATION_ENGINE", "nnsight")
+    assert generate_patched(m, texts, spec, rows).meta["impl"] == "nnsight"
+    sampled = spec.replace(do_sample=True, seed=3)
+    assert generate_patched(m, texts, sampled, rows, engine="auto").meta["impl"] == "nnsight"
+    with pytest.raises(ConfigError, match="greedy only"):
+        generate_patched(m, texts, sampled, rows, engine="fast")
+    with pytest.raises(ConfigError, match="unknown generation engine"):
+        generate_patched(m, texts, spec, rows, engine="turbo")
+
+
+def test_fluency_table_uses_engine_nll_and_timing(models, tmp_path):
+    m = models["qwen3"]
+    spec = PatchSpec(layers=(1,), window=(0, 3), max_new_tokens=6)
+    texts, rows = conditions_rows(n_cond=2)
+    timing.reset()
+    res = generate_fast(m, texts, spec, rows)
+    phases = {r["phase"] for r in timing.records()}
+    assert phases == {"generation", "fluency"}
+    table = fluency_table(m, res)
+    np.testing.assert_array_equal(table["nll"].to_numpy(), res.meta["continuation_nll"])
+    res.meta.pop("continuation_nll")
+    np.testing.assert_allclose(fluency_table(m, res)["nll"].to_numpy(), table["nll"].to_numpy(), rtol=1e-5, atol=1e-5)
+    timing.reset()
+
+
+def test_low_precision_patch_is_added_in_float32():
+    lin = torch.nn.Linear(4, 4)
+
+    class Fake:
+        def layer_module(self, layer):
+            return lin
+    p = _Patcher(Fake(), PatchSpec(layers=(0,), site="hook_resid_post"))
+    try:
+        h = torch.full((2, 3, 4), 256.0, dtype=torch.bfloat16)
+        delta = torch.full((2, 4), 0.75)
+        p.deltas = {0: delta}
+        p._apply(0, h)
+        # bf16 has 8 significant bits: 256 + 0.75 rounds once, to 257 (two bf16 adds could not differ
+        # here, but the rule is exercised: the sum is formed in float32 and rounded once).
+        assert h.dtype == torch.bfloat16
+        assert torch.equal(h[:, -1].float(), (torch.full((2, 4), 256.0) + delta).to(torch.bfloat16).float())
+        assert torch.equal(h[:, :-1].float(), torch.full((2, 2, 4), 256.0))
+    finally:
+        p.close()
+
+
+def test_batches_keep_prompts_together_longest_first():
+    groups = [[0, 3], [1, 4], [2, 5]]
+    out = _batches(groups, lengths=[5, 9, 7], max_rows=4)
+    assert out == [[1, 4, 2, 5], [0, 3]]
+    assert _batches([[0, 1, 2, 3, 4]], [3], max_rows=2) == [[0, 1], [2, 3], [4]]
+
+
+def test_rows_for_memory_scales_with_budget(models):
+    m = models["llama"]
+    small = rows_for_memory(m, 1e6, new_tokens=30, prompt_tokens=40)
+    big = rows_for_memory(m, 1e8, new_tokens=30, prompt_tokens=40)
+    assert 1 <= small < big <= 4096
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_remote_trace_serialises_and_matches_local(models, family, monkeypatch):
+    """The intervention graph built for NDIF: nnsight's local simulation serialises the patched
+    generation trace (deltas included) as a remote request would, deserialises and runs it."""
+    m = models[family]
+    spec = PatchSpec(layers=(1,), alpha=1.5, window=(0, 3), max_new_tokens=6)
+    texts, rows = conditions_rows(n_cond=2)
+    local = generate_patched_nnsight(m, texts, spec, rows)
+    remote = generate_patched_nnsight(m, texts, spec, rows, remote="local")
+    assert remote.meta["remote"] == "local"
+    assert torch.equal(remote.new_tokens, local.new_tokens)
+    monkeypatch.setenv("EMOCHECK_REMOTE", "local")               # what --emocheck-remote local sets
+    routed = generate_patched(m, texts, spec, rows)
+    assert routed.meta.get("remote") == "local" and torch.equal(routed.new_tokens, local.new_tokens)
