@@ -1,0 +1,234 @@
+"""Phase 4 end to end for one model pair, from cached activations to files and claim inputs.
+
+    from emocheck.alignment.run import run_alignment
+    res = run_alignment("gemma3-270m", "smollm2-135m", get_profile("ci"))
+    res.overlaps                 # per emotion x contrast x k: observed, chance k/d, nulls, calibrated scores
+    res.transfer                 # per emotion: mapped-direction AUC / d, source's own AUC, random-direction null
+
+The FIRST model is the reference (the target space: GPT-2 for the seed's hub models, Gemma 3 for the
+embedded pair); the second is mapped into it. Outputs (atomic, under a lock, recomputed when the
+activations or the configuration change) in results/<profile>/alignment/<reference>_vs_<other>/<position>/:
+layer_pairs.csv, overlaps.csv, transfer.csv, transfer_scores.csv, variants.csv, k_selection.csv,
+nulls.safetensors, map.safetensors, summary.json, layer_pairs.png, k_curves.png; and the k selection
+of every pair in results/<profile>/statistics/k_selection.csv.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emocheck.alignment.analysis import FIT_ON, AlignConfig, analyse_pair
+from emocheck.alignment.figures import plot_k_curves, plot_layer_heatmap
+from emocheck.alignment.kselect import bootstrap_k
+from emocheck.alignment.layers import choose_pair, search_layer_pairs
+from emocheck.alignment.maps import MAP_KINDS
+from emocheck.alignment.paired import paired_activations, relative_depth
+from emocheck.alignment.subspaces import CONTRASTS
+from emocheck.errors import ConfigError
+from emocheck.profiles import Profile, results_dir
+from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomic_write_json, file_lock, sha256_file,
+                              stable_hash)
+
+log = logging.getLogger(__name__)
+
+ALIGNMENT_CODE_VERSION = "alignment-v1"
+OUTLIER_DIMS = 5
+TABLES = ("layer_pairs", "overlaps", "transfer", "transfer_scores", "variants", "k_selection")
+
+
+@dataclass
+class AlignmentResult:
+    reference: str
+    other: str
+    layers: dict            # source_layer, target_layer, depths
+    config: AlignConfig
+    tables: dict[str, pd.DataFrame]
+    nulls: dict[str, np.ndarray]
+    summary: dict
+    out_dir: Path
+
+    @property
+    def overlaps(self) -> pd.DataFrame:
+        return self.tables["overlaps"]
+
+    @property
+    def transfer(self) -> pd.DataFrame:
+        return self.tables["transfer"]
+
+    def overlap_row(self, emotion: str, contrast: str, k: int) -> pd.Series:
+        o = self.overlaps
+        hit = o[(o.emotion == emotion) & (o.contrast == contrast) & (o.k == k)]
+        if hit.empty:
+            raise ConfigError(f"no overlap for {emotion}/{contrast}/k={k}")
+        return hit.iloc[0]
+
+    def null(self, emotion: str, contrast: str, name: str, k: int | None = None) -> np.ndarray:
+        draws = self.nulls[f"{emotion}/{contrast}/{name}"]
+        return draws[:, k - 1] if k is not None else draws
+
+
+def pair_name(reference: str, other: str) -> str:
+    return f"{reference}_vs_{other}"
+
+
+_MEMO: dict[str, AlignmentResult] = {}
+
+
+def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig | None = None, *,
+                  progress: bool = True) -> AlignmentResult:
+    cfg = cfg or AlignConfig(seed=profile.seed)
+    if reference == other:
+        raise ConfigError(f"alignment needs two different models, got {reference!r} twice")
+    paired = paired_activations(other, reference, profile, position=cfg.position, site=cfg.site, progress=progress)
+    key = stable_hash({"source": paired.source.activations.meta["key"], "target": paired.target.activations.meta["key"],
+                       "config": cfg.to_dict(), "code": ALIGNMENT_CODE_VERSION}, 24)
+    if key in _MEMO:
+        return _MEMO[key]
+    out = results_dir(profile, "alignment", pair_name(reference, other), cfg.position)
+    with file_lock(out / "summary.json"):
+        result = _load(out, key, reference, other, cfg)
+        if result is None:
+            result = _compute(paired, reference, other, profile, cfg, key, out, progress)
+    _MEMO[key] = result
+    return result
+
+
+def _compute(paired, reference, other, profile, cfg, key, out, progress) -> AlignmentResult:
+    labels, train, emotions = paired.labels, paired.train, paired.emotions
+    ids = paired.prompts["id"].to_numpy()
+    layer_table = search_layer_pairs(paired, cfg, progress=progress)
+    ls, lt = choose_pair(layer_table)
+    xs, xt = paired.x("source", ls), paired.x("target", lt)
+    main = analyse_pair(xs, xt, labels, train, emotions, cfg, ids=ids)
+    pair_cols = {"source": other, "target": reference, "source_layer": ls, "target_layer": lt}
+    overlaps = main.overlaps.assign(**pair_cols)
+    transfer = main.transfer.assign(**pair_cols)
+    scores = main.transfer_scores.assign(**pair_cols)
+
+    # Variants at the chosen pair: map fitted on neutral / all training prompts, outlier dims kept /
+    # removed, three maps. Fewer null draws (these are reported, not claimed).
+    variant_rows = []
+    light = dict(permutations=200, pairing_draws=50, random_draws=200)
+    for fit_on in FIT_ON:
+        for drop in (0, OUTLIER_DIMS):
+            for kind in MAP_KINDS:
+                vcfg = replace(cfg, fit_on=fit_on, drop_outliers=drop, map_kind=kind, **light)
+                v = analyse_pair(xs, xt, labels, train, emotions, vcfg, ids=ids)
+                o = v.overlaps[v.overlaps.k == cfg.k_claim]
+                for _, r in o.iterrows():
+                    variant_rows.append({"fit_on": fit_on, "outlier_dims_removed": drop, "map": kind,
+                                         "emotion": r.emotion, "contrast": r.contrast, "k": cfg.k_claim,
+                                         "observed": r.observed, "chance_k_over_d": r.chance_k_over_d,
+                                         "label_permuted_mean": r.label_permuted_mean,
+                                         "label_permuted_score": r.label_permuted_score, "label_permuted_p": r.label_permuted_p,
+                                         "shuffled_pairing_score": r.shuffled_pairing_score,
+                                         "shuffled_pairing_p": r.shuffled_pairing_p,
+                                         "source_outlier_dims": " ".join(map(str, v.reducers[0].dropped)),
+                                         "target_outlier_dims": " ".join(map(str, v.reducers[1].dropped))})
+                for _, r in v.transfer.iterrows():
+                    variant_rows.append({"fit_on": fit_on, "outlier_dims_removed": drop, "map": kind,
+                                         "emotion": r.emotion, "contrast": "transfer_auc", "k": np.nan,
+                                         "observed": r.mapped_auc, "chance_k_over_d": 0.5,
+                                         "label_permuted_mean": np.nan, "label_permuted_score": np.nan,
+                                         "label_permuted_p": r.random_auc_p, "shuffled_pairing_score": np.nan,
+                                         "shuffled_pairing_p": np.nan, "source_outlier_dims": "", "target_outlier_dims": ""})
+    variants = pd.DataFrame(variant_rows).assign(**pair_cols)
+
+    held = ~train
+    zs, zt = main.z
+    kframes = []
+    for ci, contrast in enumerate(CONTRASTS):
+        means = {e: main.nulls[f"{e}/{contrast}/label_permuted"].mean(0) for e in emotions}
+        draws = {e: main.nulls[f"{e}/{contrast}/label_permuted"] for e in emotions}
+        kframes.append(bootstrap_k(main.fitted, zs[held], zt[held], labels[held], emotions, contrast, cfg.k_max, means,
+                                   draws, cfg.bootstrap, cfg.seed + 31 + ci))
+    chance = overlaps.drop_duplicates("k").set_index("k")["chance_k_over_d"]
+    kselect = pd.concat(kframes, ignore_index=True).assign(**pair_cols, profile=profile.name)
+    kselect["chance_k_over_d"] = kselect["k"].map(chance)
+
+    layer_table = layer_table.assign(source=other, target=reference)
+    tables = {"layer_pairs": layer_table, "overlaps": overlaps, "transfer": transfer, "transfer_scores": scores,
+              "variants": variants, "k_selection": kselect}
+    for name, df in tables.items():
+        atomic_write_dataframe(out / f"{name}.csv", df)
+    _merge_statistics(profile, reference, other, cfg.position, kselect)
+    atomic_save_tensors(out / "nulls.safetensors", {k: torch.as_tensor(v) for k, v in main.nulls.items()})
+    rs, rt = main.reducers
+    atomic_save_tensors(out / "map.safetensors", {
+        "source_matrix": torch.as_tensor(main.fitted.source_matrix), "target_matrix": torch.as_tensor(main.fitted.target_matrix),
+        "source_components": torch.as_tensor(rs.components), "source_mean": torch.as_tensor(rs.mean),
+        "source_scale": torch.as_tensor(rs.scale), "source_keep": torch.as_tensor(rs.keep),
+        "target_components": torch.as_tensor(rt.components), "target_mean": torch.as_tensor(rt.mean),
+        "target_scale": torch.as_tensor(rt.scale), "target_keep": torch.as_tensor(rt.keep)})
+    title = f"{other} -> {reference} ({cfg.position}, {cfg.site}, map {cfg.map_kind} on {cfg.fit_on} prompts, p={cfg.p})"
+    layer_table.attrs.update(source=other, target=reference)
+    plot_layer_heatmap(layer_table, (ls, lt), title, out / "layer_pairs.png")
+    plot_k_curves(overlaps, kselect, title, out / "k_curves.png")
+    layers = {"source_layer": ls, "target_layer": lt,
+              "source_depth": relative_depth(ls, len(paired.source.layers)),
+              "target_depth": relative_depth(lt, len(paired.target.layers)),
+              "source_n_layers": len(paired.source.layers), "target_n_layers": len(paired.target.layers)}
+    chosen = layer_table[(layer_table.source_layer == ls) & (layer_table.target_layer == lt)].iloc[0]
+    best_held = layer_table.loc[layer_table["held_out_score"].idxmax()]
+    summary = {"key": key, "reference": reference, "other": other, "source": other, "target": reference,
+               "config": cfg.to_dict(), "layers": layers, "map_info": _plain(main.fitted.info),
+               "reducer_explained_held_out": [rs.explained(xs[held]), rt.explained(xt[held])],
+               "search": {"chosen_train_overlap": float(chosen.train_overlap),
+                          "chosen_held_out_score": float(chosen.held_out_score),
+                          "best_held_out_score": float(best_held.held_out_score),
+                          "best_held_out_pair": [int(best_held.source_layer), int(best_held.target_layer)],
+                          "n_pairs": int(len(layer_table))},
+               "files": {}}
+    for path in sorted(out.iterdir()):
+        if path.suffix in (".csv", ".safetensors", ".png"):
+            summary["files"][path.name] = sha256_file(path)
+    atomic_write_json(out / "summary.json", summary)   # last: it vouches for the files above
+    return AlignmentResult(reference, other, layers, cfg, tables, dict(main.nulls), summary, out)
+
+
+def _plain(info: dict) -> dict:
+    return json.loads(json.dumps(info, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _merge_statistics(profile, reference, other, position, kselect):
+    path = results_dir(profile, "statistics") / "k_selection.csv"
+    with file_lock(path):
+        frames = [kselect]
+        if path.is_file():
+            try:
+                old = pd.read_csv(path)
+                keep = ~((old["source"] == other) & (old["target"] == reference) & (old.get("position", position) == position))
+                frames.insert(0, old[keep])
+            except Exception as exc:  # unreadable: rewrite with this pair only, and say so
+                log.warning("rewriting unreadable %s (%s)", path, exc)
+        atomic_write_dataframe(path, pd.concat(frames, ignore_index=True).assign(
+            position=lambda d: d.get("position", position)))
+
+
+def _load(out: Path, key: str, reference: str, other: str, cfg: AlignConfig) -> AlignmentResult | None:
+    """A complete earlier run for exactly this key, verified by checksums; None to recompute."""
+    from safetensors.torch import load_file
+
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        if summary.get("key") != key:
+            return None
+        for name, digest in summary["files"].items():
+            if sha256_file(out / name) != digest:
+                log.warning("alignment output %s does not match its checksum; recomputing", name)
+                return None
+        tables = {name: pd.read_csv(out / f"{name}.csv") for name in TABLES}
+        nulls = {k: v.double().numpy() for k, v in load_file(str(out / "nulls.safetensors")).items()}
+    except (OSError, ValueError, KeyError):
+        return None
+    return AlignmentResult(reference, other, summary["layers"], cfg, tables, nulls, summary, out)
+
+
+def clear_memo() -> None:
+    _MEMO.clear()
