@@ -68,7 +68,8 @@ def unit_directions(reps, emotions: list[str], kind: str, layers: list[int]) -> 
 
 
 def per_prompt_scores(loaded, reps, emotions: list[str], *, batch_size: int = 16, progress: bool = True) -> dict:
-    """{measure: tensor [n_prompts, n_layers, n_heads(, n_emotions)]} for every prompt of `reps`."""
+    """{measure: tensor [n_prompts, n_layers, n_heads(, n_emotions)]} for every prompt of `reps`, and
+    'z_last' [n_prompts, n_layers, n_heads, head_dim] (every head's output at the last token)."""
     g = head_geometry(loaded)
     layers = list(range(g.n_layers))
     u_write = unit_directions(reps, emotions, "vs_neutral", layers)     # [L, E, d]
@@ -76,6 +77,7 @@ def per_prompt_scores(loaded, reps, emotions: list[str], *, batch_size: int = 16
     u_final = u_write[-1]                                               # [E, d]
     texts, triggers = reps.prompts["text"].tolist(), reps.prompts["trigger"].tolist()
     out = {m: [] for m in MEASURES}
+    out["z_last"] = []     # [n, L, H, head_dim]: the source of mean / resample / patch-in values
     bar = tqdm(total=len(texts), desc=f"screen heads {loaded.name}", unit="prompt", disable=not progress, leave=False)
     for start in range(0, len(texts), batch_size):
         ids, mask, last, span = tokenize_with_spans(loaded, texts[start:start + batch_size],
@@ -87,6 +89,7 @@ def per_prompt_scores(loaded, reps, emotions: list[str], *, batch_size: int = 16
         out["direct"].append(torch.einsum("blhd,ed->blhe", w, u_final))
         pat = torch.stack([r.pattern[layer] for layer in layers], 1)    # [B, L, H, T]
         out["trigger"].append((pat * span[:, None, None, :].float()).sum(-1))
+        out["z_last"].append(torch.stack([r.z[layer] for layer in layers], 1))
         bar.update(len(ids))
     bar.close()
     return {m: torch.cat(v) for m, v in out.items()}
