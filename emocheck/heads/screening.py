@@ -141,7 +141,7 @@ class HeadScreen:
         r = self.ranked(emotion, measure)
         if n > len(r):
             raise ConfigError(f"asked for the top {n} heads but the model has {len(r)}")
-        return [(int(a), int(b)) for a, b in zip(r.layer[:n], r.head[:n])]
+        return [(int(a), int(b)) for a, b in zip(r["layer"][:n], r["head"][:n])]
 
 
 def score_heads(scores: dict, prompts: pd.DataFrame, emotions: list[str], model: str, *,
