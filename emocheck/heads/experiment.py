@@ -60,8 +60,9 @@ def cached_per_prompt_scores(model_name: str, profile: Profile, reps, progress: 
     return scores
 
 
-def screen(model_name: str, profile: Profile, progress: bool = True, write: bool = True) -> HeadScreen:
-    """Screen every head of the model; writes the tables and heat maps (memoised per process)."""
+def screen(model_name: str, profile: Profile, progress: bool = True, write: bool = True):
+    """Screen every head of the model: (HeadScreen, per-prompt scores, Representations). Writes the
+    tables and heat maps; memoised per process, per-prompt scores cached on disk."""
     from emocheck.representations.build import build_representations
 
     memo = (model_name, profile.name)

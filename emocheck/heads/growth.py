@@ -80,22 +80,33 @@ def first_order(scores: dict, reps, emotion: str, kind: str, chosen, n_sets: int
     return {"effects": eff.numpy(), "sets": sets}
 
 
+def first_order_null(screen, scores, reps, emotions, profile: Profile, emotion: str, kind: str, n: int) -> dict:
+    """The top-n set's mean first-order effect over held-out prompts and that of `direct_sets` random
+    sets of the same layers (seeded by profile, n, emotion and kind)."""
+    ei = list(emotions).index(emotion)
+    chosen = screen.top_heads(emotion, n)
+    k = settings(profile)["direct_sets"]
+    seed = profile.seed + 7919 * n + 31 * ei + (0 if kind == "ablate" else 17)
+    fo = first_order(scores, reps, emotion, kind, chosen, k, seed, list(emotions))
+    means = fo["effects"].mean(0)
+    return {"observed": float(means[0]), "null": means[1:], "chosen": chosen, "n_prompts": fo["effects"].shape[0],
+            "overlap": overlap(chosen, fo["sets"][1:])}
+
+
 def growth_table(screen, scores, reps, emotions, profile: Profile, kind: str) -> pd.DataFrame:
     """First-order growth: per emotion and n, the top-n set's mean effect vs the random-set null."""
     rows = []
-    k = settings(profile)["direct_sets"]
-    for ei, e in enumerate(emotions):
+    for e in emotions:
         for n in N_VALUES:
-            chosen = screen.top_heads(e, n)
-            fo = first_order(scores, reps, e, kind, chosen, k, profile.seed + 7919 * n + 31 * ei, emotions)
-            means = fo["effects"].mean(0)
-            obs, null = float(means[0]), means[1:]
+            r = first_order_null(screen, scores, reps, emotions, profile, e, kind, n)
+            obs, null = r["observed"], r["null"]
+            sd = null.std(ddof=1)
             rows.append({"emotion": e, "kind": kind, "n": n, "observed": obs, "null_mean": float(null.mean()),
-                         "null_sd": float(null.std(ddof=1)), "null_p95": float(np.percentile(null, 95)),
-                         "z": float((obs - null.mean()) / null.std(ddof=1)) if null.std() > 0 else float("nan"),
-                         "mc_p": monte_carlo_p(obs, null), "n_sets": k, "n_prompts": fo["effects"].shape[0],
-                         "mean_overlap": float(overlap(chosen, fo["sets"][1:]).mean()),
-                         "heads": ";".join(f"L{a}H{b}" for a, b in chosen)})
+                         "null_sd": float(sd), "null_p95": float(np.percentile(null, 95)),
+                         "z": float((obs - null.mean()) / sd) if sd > 0 else float("nan"),
+                         "mc_p": monte_carlo_p(obs, null), "n_sets": len(null), "n_prompts": r["n_prompts"],
+                         "mean_overlap": float(r["overlap"].mean()),
+                         "heads": ";".join(f"L{a}H{b}" for a, b in r["chosen"])})
     return pd.DataFrame(rows)
 
 
@@ -111,10 +122,7 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
     Columns: prompt_id, set, effect (exact), first_order, heads. Cached by a key over everything that
     determines it.
     """
-    from emocheck.heads.access import read_heads
     from emocheck.heads.experiment import EMOTIONS, screen
-    from emocheck.heads.patching import patched_residuals
-    from emocheck.heads.specs import HeadPatchSpec
     from emocheck.models.registry import load_model
 
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
@@ -138,28 +146,10 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
             pass
         loaded = load_model(model_name)
         final = loaded.n_layers - 1
-        u = _final_unit(reps, emotion, final)
         z_mean = scores["z_last"][source].double().mean(0).float()                       # [L, H, hd]
-        values = {layer: z_mean[layer] for layer in range(loaded.n_layers)}
         texts = reps.prompts["text"].to_numpy()[sample].tolist()
-        enc = loaded.tokenizer(texts, return_tensors="pt", padding=True, padding_side="right")
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        last = mask.sum(1) - 1
-        clean = read_heads(loaded, ids, mask, last, layers=[final], resid=True).resid_post[final] @ u
-        mode = "mean" if kind == "ablate" else "replace"
-        specs = [HeadPatchSpec(s, mode, "last", label=f"set{i}") for i, s in enumerate(sets)]
-        per_chunk = max(1, 64 // len(sample))
-        effects = np.zeros((len(sets), len(sample)))
-        bar = tqdm(total=len(sets), desc=f"exact {kind} {emotion} {model_name}", disable=not progress, leave=False)
-        for start in range(0, len(sets), per_chunk):
-            chunk = specs[start:start + per_chunk]
-            rep = len(chunk)
-            row_specs = [s for s in chunk for _ in range(len(sample))]
-            res = patched_residuals(loaded, ids.repeat(rep, 1), mask.repeat(rep, 1), last.repeat(rep),
-                                    row_specs, values, read_layers=[final])[final] @ u
-            effects[start:start + rep] = (sign(kind) * (res.view(rep, -1) - clean[None])).double().numpy()
-            bar.update(rep)
-        bar.close()
+        effects = exact_effects(loaded, texts, sets, z_mean, _final_unit(reps, emotion, final), kind,
+                                progress=progress, desc=f"exact {kind} {emotion} {model_name}")
         direct = scores["direct"][..., ei]
         replacement = direct[source].double().mean(0)
         fo = sign(kind) * direct_path_effects(direct[sample], replacement, set_masks(sets, *direct.shape[1:]))
@@ -171,6 +161,38 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
         atomic_write_json(meta_path, {"key": key, "sets": [list(map(list, s)) for s in sets],
                                       "sample": ids_col.tolist(), "kind": kind, "emotion": emotion, "n": n})
     return df
+
+
+def exact_effects(loaded, texts: list[str], sets, z_values: torch.Tensor, u: torch.Tensor, kind: str, *,
+                  rows_per_pass: int = 64, progress: bool = False, desc: str = "exact") -> np.ndarray:
+    """[n_sets, n_prompts] exact effects on resid_post(final layer, last token) @ u of replacing each
+    set's hook_z at the last token by z_values [L, H, hd]; several sets share one batched pass."""
+    from emocheck.heads.access import read_heads
+    from emocheck.heads.patching import patched_residuals
+    from emocheck.heads.specs import HeadPatchSpec
+
+    final = loaded.n_layers - 1
+    values = {layer: z_values[layer] for layer in range(loaded.n_layers)}
+    enc = loaded.tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="right")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    last = mask.sum(1) - 1
+    u = u.float()
+    clean = read_heads(loaded, ids, mask, last, layers=[final], resid=True).resid_post[final] @ u
+    mode = "mean" if kind == "ablate" else "replace"
+    specs = [HeadPatchSpec(s, mode, "last", label=f"set{i}") for i, s in enumerate(sets)]
+    per_chunk = max(1, rows_per_pass // len(texts))
+    effects = np.zeros((len(sets), len(texts)))
+    bar = tqdm(total=len(sets), desc=desc, disable=not progress, leave=False)
+    for start in range(0, len(sets), per_chunk):
+        chunk = specs[start:start + per_chunk]
+        rep = len(chunk)
+        row_specs = [s for s in chunk for _ in range(len(texts))]
+        res = patched_residuals(loaded, ids.repeat(rep, 1), mask.repeat(rep, 1), last.repeat(rep),
+                                row_specs, values, read_layers=[final])[final] @ u
+        effects[start:start + rep] = (sign(kind) * (res.view(rep, -1) - clean[None])).double().numpy()
+        bar.update(rep)
+    bar.close()
+    return effects
 
 
 def exact_arrays(df: pd.DataFrame):
