@@ -35,6 +35,15 @@ class ArchitectureMap:
     n_heads_attr: str = "num_attention_heads"
     d_model_attr: str = "hidden_size"
     text_config_attr: str | None = None   # multimodal wrappers keep the text config here
+    # Per-head access (emocheck.heads): the attention module that returns (output, pattern), and the
+    # norm that some families (Gemma 3) apply to the attention output before the residual add.
+    attn_post_norm: str | None = None     # relative to a block; None: o_proj's output is the write
+    n_kv_heads_attr: str = "num_key_value_heads"
+
+    @property
+    def attn_module(self) -> str:
+        """Relative to a block: the attention module (the parent of the output projection)."""
+        return self.attn_out_proj.rsplit(".", 1)[0]
 
 
 FAMILIES: dict[str, ArchitectureMap] = {
@@ -60,11 +69,12 @@ FAMILIES: dict[str, ArchitectureMap] = {
     # write is the output of post_feedforward_layernorm, not of the MLP itself.
     "gemma3_text": ArchitectureMap(
         "gemma3_text", layers="model.layers", attn_out_proj="self_attn.o_proj",
-        mlp_out="post_feedforward_layernorm", final_norm="model.norm",
+        mlp_out="post_feedforward_layernorm", final_norm="model.norm", attn_post_norm="post_attention_layernorm",
     ),
     "gemma3": ArchitectureMap(
         "gemma3", layers="model.language_model.layers", attn_out_proj="self_attn.o_proj",
         mlp_out="post_feedforward_layernorm", final_norm="model.language_model.norm", text_config_attr="text_config",
+        attn_post_norm="post_attention_layernorm",
     ),
 }
 

@@ -1,0 +1,110 @@
+"""Phase 6 end to end for one model and profile: screening, then ablation/patching against random sets.
+
+    python -m emocheck.heads.experiment screen gemma3-270m --profile ci
+    python -m emocheck.heads.experiment ablate gemma3-270m --profile ci --emotion gratitude
+
+Outputs:
+    results/<profile>/head_scores/<model>/head_scores.csv      every (emotion, measure, layer, head)
+    results/<profile>/head_scores/<model>/top_heads.csv        the 16 top heads per emotion (training rank)
+    results/<profile>/head_scores/<model>/heatmap_<emotion>.png
+    results/<profile>/head_scores/<model>/per_prompt.safetensors  per-prompt scores (cache, keyed)
+    results/<profile>/patching/heads/<model>/...                (see emocheck.heads.growth)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import torch
+
+from emocheck.heads.screening import (MEASURES, SCREEN_CODE_VERSION, HeadScreen, per_prompt_scores, plot_heatmaps,
+                                      score_heads)
+from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.storage import atomic_save_tensors, atomic_write_dataframe, atomic_write_json, file_lock, sha256_file, stable_hash
+
+log = logging.getLogger(__name__)
+
+EMOTIONS = ("gratitude", "anger", "apology")
+TOP_N = 16
+_MEMO: dict = {}
+
+
+def scores_dir(profile: Profile, model_name: str):
+    return results_dir(profile, "head_scores", model_name)
+
+
+def cached_per_prompt_scores(model_name: str, profile: Profile, reps, progress: bool = True) -> dict:
+    """Per-prompt head scores, computed once (one pass per batch) and stored as safetensors + JSON."""
+    from safetensors.torch import load_file
+
+    from emocheck.models.registry import load_model
+
+    key = stable_hash({"vectors": reps.vectors.meta.get("key"), "code": SCREEN_CODE_VERSION,
+                       "emotions": list(EMOTIONS), "ids": reps.prompts["id"].tolist()}, 24)
+    path = scores_dir(profile, model_name) / "per_prompt.safetensors"
+    meta_path = path.with_suffix(".json")
+    with file_lock(path):
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("key") == key and sha256_file(path) == meta.get("sha256"):
+                return load_file(str(path))
+        except (OSError, ValueError):
+            pass
+        loaded = load_model(model_name)
+        scores = per_prompt_scores(loaded, reps, list(EMOTIONS), batch_size=profile.batch_size, progress=progress)
+        scores = {k: v.contiguous() for k, v in scores.items()}
+        atomic_save_tensors(path, scores)
+        atomic_write_json(meta_path, {"key": key, "sha256": sha256_file(path), "model": model_name,
+                                      "emotions": list(EMOTIONS), "measures": list(MEASURES)})
+    return scores
+
+
+def screen(model_name: str, profile: Profile, progress: bool = True, write: bool = True):
+    """Screen every head of the model: (HeadScreen, per-prompt scores, Representations). Writes the
+    tables and heat maps; memoised per process, per-prompt scores cached on disk."""
+    from emocheck.representations.build import build_representations
+
+    memo = (model_name, profile.name)
+    if memo in _MEMO:
+        return _MEMO[memo]
+    reps = build_representations(model_name, profile, progress=progress)
+    scores = cached_per_prompt_scores(model_name, profile, reps, progress=progress)
+    result = score_heads(scores, reps.prompts, list(EMOTIONS), model_name,
+                         n_boot=min(profile.bootstrap_resamples, 2000), seed=profile.seed)
+    if write:
+        out = scores_dir(profile, model_name)
+        atomic_write_dataframe(out / "head_scores.csv", result.table)
+        import pandas as pd
+
+        tops = [result.ranked(e).head(TOP_N).assign(rank=range(1, TOP_N + 1)) for e in EMOTIONS]
+        atomic_write_dataframe(out / "top_heads.csv", pd.concat(tops, ignore_index=True))
+        for e in EMOTIONS:
+            plot_heatmaps(result, e, out / f"heatmap_{e}.png")
+    _MEMO[memo] = (result, scores, reps)
+    return _MEMO[memo]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m emocheck.heads.experiment")
+    p.add_argument("what", choices=["screen", "ablate"])
+    p.add_argument("model")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--emotion", default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    profile = get_profile(args.profile)
+    if args.what == "screen":
+        result, _, _ = screen(args.model, profile)
+        for e in EMOTIONS:
+            print(e, result.top_heads(e, 5))
+        return 0
+    from emocheck.heads.growth import run_growth
+
+    for e in ([args.emotion] if args.emotion else EMOTIONS):
+        print(run_growth(args.model, profile, e).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

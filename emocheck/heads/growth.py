@@ -1,0 +1,246 @@
+"""Top-n head sets against random-head nulls, and how the effect grows with n (phase 6, Q3).
+
+Two interventions at the LAST prompt token (where the emotion projection is read), each measured on
+the projection of the final layer's resid_post (last token) on the unit emotion direction
+(vs_neutral, from training prompts):
+
+    ablate    emotion -> neutral: on held-out prompts of the emotion, replace the set's head outputs
+              (hook_z) with their mean over TRAINING neutral prompts (mean ablation keeps the activation
+              on-distribution). Effect = drop of the projection (clean - patched); > 0 = the set carries it.
+    patch_in  neutral -> emotion: on held-out neutral prompts, write the set's mean output over TRAINING
+              prompts of the emotion. Effect = rise of the projection (patched - clean).
+
+Heads are ranked on training prompts (`emocheck.heads.screening`, direct-effect mean difference), the
+random sets have the chosen set's layer profile (`emocheck.heads.nulls`). Two estimates:
+
+    first_order  the direct-path (linear) effect, for every held-out prompt and MANY random sets
+                 (cheap: it is read off the screening pass); n = 1, 2, 4, 8, 16 -> growth table + PNG
+    exact        real patched forward passes (nnsight), for CLAIM_N heads, a seeded sample of held-out
+                 prompts and fewer random sets (each set costs one forward per prompt on a shared CPU);
+                 the same sets also get the first-order estimate, so the two are compared (Spearman).
+
+Outputs under results/<profile>/patching/heads/<model>/: growth_<kind>.csv, growth.png,
+exact_<kind>_<emotion>_n<N>.csv (+ .json with the sets and key).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from emocheck.heads.nulls import direct_path_effects, monte_carlo_p, overlap, random_head_sets, set_masks
+from emocheck.profiles import Profile, results_dir
+from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+
+N_VALUES = (1, 2, 4, 8, 16)
+CLAIM_N = 8
+KINDS = ("ablate", "patch_in")
+GROWTH_CODE_VERSION = "head-growth-v1"
+SETTINGS = {
+    "smoke": {"exact_prompts": 4, "exact_sets": 4, "direct_sets": 200},
+    "ci": {"exact_prompts": 12, "exact_sets": 20, "direct_sets": 1000},
+    "full": {"exact_prompts": 40, "exact_sets": 40, "direct_sets": 2000},
+}
+
+
+def settings(profile: Profile) -> dict:
+    return SETTINGS.get(profile.name, SETTINGS["ci"])
+
+
+def out_dir(profile: Profile, model_name: str):
+    return results_dir(profile, "patching", "heads", model_name)
+
+
+def _rows(reps, label: str, split_name: str) -> np.ndarray:
+    return np.flatnonzero(reps.rows(label, split_name))
+
+
+def intervention_rows(reps, emotion: str, kind: str):
+    """(held-out rows the intervention runs on, training rows whose mean it writes)."""
+    if kind == "ablate":
+        return _rows(reps, emotion, "held_out"), _rows(reps, "neutral", "train")
+    return _rows(reps, "neutral", "held_out"), _rows(reps, emotion, "train")
+
+
+def sign(kind: str) -> float:
+    return -1.0 if kind == "ablate" else 1.0      # ablate: effect = clean - patched
+
+
+def first_order(scores: dict, reps, emotion: str, kind: str, chosen, n_sets: int, seed: int,
+                emotions: list[str]) -> dict:
+    ei = emotions.index(emotion)
+    direct = scores["direct"][..., ei]                                  # [n_all, L, H]
+    run, source = intervention_rows(reps, emotion, kind)
+    replacement = direct[source].double().mean(0)
+    sets = [tuple(chosen)] + random_head_sets(chosen, direct.shape[2], n_sets, seed)
+    eff = sign(kind) * direct_path_effects(direct[run], replacement, set_masks(sets, *direct.shape[1:]))
+    return {"effects": eff.numpy(), "sets": sets}
+
+
+def first_order_null(screen, scores, reps, emotions, profile: Profile, emotion: str, kind: str, n: int) -> dict:
+    """The top-n set's mean first-order effect over held-out prompts and that of `direct_sets` random
+    sets of the same layers (seeded by profile, n, emotion and kind)."""
+    ei = list(emotions).index(emotion)
+    chosen = screen.top_heads(emotion, n)
+    k = settings(profile)["direct_sets"]
+    seed = profile.seed + 7919 * n + 31 * ei + (0 if kind == "ablate" else 17)
+    fo = first_order(scores, reps, emotion, kind, chosen, k, seed, list(emotions))
+    means = fo["effects"].mean(0)
+    return {"observed": float(means[0]), "null": means[1:], "chosen": chosen, "n_prompts": fo["effects"].shape[0],
+            "overlap": overlap(chosen, fo["sets"][1:])}
+
+
+def growth_table(screen, scores, reps, emotions, profile: Profile, kind: str) -> pd.DataFrame:
+    """First-order growth: per emotion and n, the top-n set's mean effect vs the random-set null."""
+    rows = []
+    for e in emotions:
+        for n in N_VALUES:
+            r = first_order_null(screen, scores, reps, emotions, profile, e, kind, n)
+            obs, null = r["observed"], r["null"]
+            sd = null.std(ddof=1)
+            rows.append({"emotion": e, "kind": kind, "n": n, "observed": obs, "null_mean": float(null.mean()),
+                         "null_sd": float(sd), "null_p95": float(np.percentile(null, 95)),
+                         "z": float((obs - null.mean()) / sd) if sd > 0 else float("nan"),
+                         "mc_p": monte_carlo_p(obs, null), "n_sets": len(null), "n_prompts": r["n_prompts"],
+                         "mean_overlap": float(r["overlap"].mean()),
+                         "heads": ";".join(f"L{a}H{b}" for a, b in r["chosen"])})
+    return pd.DataFrame(rows)
+
+
+def _final_unit(reps, emotion: str, layer: int) -> torch.Tensor:
+    v = reps.vectors.vector(emotion, layer, kind="vs_neutral", site="hook_resid_post", position="last").float()
+    return v / v.norm()
+
+
+def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = CLAIM_N,
+          progress: bool = True) -> pd.DataFrame:
+    """Exact patched effects for the top-n set (set 0) and random sets (1..K) on a prompt sample.
+
+    Columns: prompt_id, set, effect (exact), first_order, heads. Cached by a key over everything that
+    determines it.
+    """
+    from emocheck.heads.experiment import EMOTIONS, screen
+    from emocheck.models.registry import load_model
+
+    screen_result, scores, reps = screen(model_name, profile, progress=progress)
+    cfg = settings(profile)
+    chosen = screen_result.top_heads(emotion, n)
+    ei = list(EMOTIONS).index(emotion)
+    seed = profile.seed + 104729 + 7919 * n + 31 * ei + (0 if kind == "ablate" else 17)
+    sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, cfg["exact_sets"], seed)
+    run, source = intervention_rows(reps, emotion, kind)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(run, size=min(cfg["exact_prompts"], len(run)), replace=False))
+    key = stable_hash({"code": GROWTH_CODE_VERSION, "model": model_name, "vectors": reps.vectors.meta.get("key"),
+                       "sets": sets, "sample": sample.tolist(), "kind": kind, "emotion": emotion}, 24)
+    path = out_dir(profile, model_name) / f"exact_{kind}_{emotion}_n{n}.csv"
+    meta_path = path.with_suffix(".json")
+    with file_lock(path):
+        try:
+            if json.loads(meta_path.read_text()).get("key") == key:
+                return pd.read_csv(path)
+        except (OSError, ValueError):
+            pass
+        loaded = load_model(model_name)
+        final = loaded.n_layers - 1
+        z_mean = scores["z_last"][source].double().mean(0).float()                       # [L, H, hd]
+        texts = reps.prompts["text"].to_numpy()[sample].tolist()
+        effects = exact_effects(loaded, texts, sets, z_mean, _final_unit(reps, emotion, final), kind,
+                                progress=progress, desc=f"exact {kind} {emotion} {model_name}")
+        direct = scores["direct"][..., ei]
+        replacement = direct[source].double().mean(0)
+        fo = sign(kind) * direct_path_effects(direct[sample], replacement, set_masks(sets, *direct.shape[1:]))
+        ids_col = reps.prompts["id"].to_numpy()[sample]
+        df = pd.DataFrame([{"prompt_id": ids_col[j], "set": i, "effect": effects[i, j],
+                            "first_order": float(fo[j, i]), "heads": ";".join(f"L{a}H{b}" for a, b in sets[i])}
+                           for i in range(len(sets)) for j in range(len(sample))])
+        atomic_write_dataframe(path, df)
+        atomic_write_json(meta_path, {"key": key, "sets": [list(map(list, s)) for s in sets],
+                                      "sample": ids_col.tolist(), "kind": kind, "emotion": emotion, "n": n})
+    return df
+
+
+def exact_effects(loaded, texts: list[str], sets, z_values: torch.Tensor, u: torch.Tensor, kind: str, *,
+                  rows_per_pass: int = 64, progress: bool = False, desc: str = "exact") -> np.ndarray:
+    """[n_sets, n_prompts] exact effects on resid_post(final layer, last token) @ u of replacing each
+    set's hook_z at the last token by z_values [L, H, hd]; several sets share one batched pass."""
+    from emocheck.heads.access import read_heads
+    from emocheck.heads.patching import patched_residuals
+    from emocheck.heads.specs import HeadPatchSpec
+
+    final = loaded.n_layers - 1
+    values = {layer: z_values[layer] for layer in range(loaded.n_layers)}
+    enc = loaded.tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="right")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    last = mask.sum(1) - 1
+    u = u.float()
+    clean = read_heads(loaded, ids, mask, last, layers=[final], resid=True).resid_post[final] @ u
+    mode = "mean" if kind == "ablate" else "replace"
+    specs = [HeadPatchSpec(s, mode, "last", label=f"set{i}") for i, s in enumerate(sets)]
+    per_chunk = max(1, rows_per_pass // len(texts))
+    effects = np.zeros((len(sets), len(texts)))
+    bar = tqdm(total=len(sets), desc=desc, disable=not progress, leave=False)
+    for start in range(0, len(sets), per_chunk):
+        chunk = specs[start:start + per_chunk]
+        rep = len(chunk)
+        row_specs = [s for s in chunk for _ in range(len(texts))]
+        res = patched_residuals(loaded, ids.repeat(rep, 1), mask.repeat(rep, 1), last.repeat(rep),
+                                row_specs, values, read_layers=[final])[final] @ u
+        effects[start:start + rep] = (sign(kind) * (res.view(rep, -1) - clean[None])).double().numpy()
+        bar.update(rep)
+    bar.close()
+    return effects
+
+
+def exact_arrays(df: pd.DataFrame):
+    """(treated [n_prompts], control [n_prompts, K]) from an exact table (set 0 = the chosen set)."""
+    wide = df.pivot(index="prompt_id", columns="set", values="effect").sort_index(axis=1)
+    return wide[0].to_numpy(), wide.drop(columns=0).to_numpy()
+
+
+def plot_growth(tables: pd.DataFrame, path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    emotions = list(dict.fromkeys(tables.emotion))
+    kinds = list(dict.fromkeys(tables.kind))
+    fig, axes = plt.subplots(len(kinds), len(emotions), figsize=(3.4 * len(emotions), 2.8 * len(kinds)), squeeze=False)
+    for r, kind in enumerate(kinds):
+        for c, e in enumerate(emotions):
+            ax = axes[r][c]
+            t = tables[(tables.kind == kind) & (tables.emotion == e)].sort_values("n")
+            ax.plot(t.n, t.observed, "o-", color="C3", label="top-n (train rank)")
+            ax.plot(t.n, t.null_mean, "-", color="grey", label="random sets: mean")
+            ax.fill_between(t.n, t.null_mean - 2 * t.null_sd, t.null_mean + 2 * t.null_sd, color="grey", alpha=0.25,
+                            label="random sets: mean +/- 2 sd")
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{e}: {kind}", fontsize=9)
+            ax.set_xlabel("heads in set (n)")
+            ax.set_ylabel("first-order effect on final proj.")
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+
+
+def run_growth(model_name: str, profile: Profile, emotion: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """First-order growth tables for both kinds (+ PNG), and the exact runs at CLAIM_N for `emotion`."""
+    from emocheck.heads.experiment import EMOTIONS, screen
+
+    screen_result, scores, reps = screen(model_name, profile, progress=progress)
+    tables = pd.concat([growth_table(screen_result, scores, reps, list(EMOTIONS), profile, k) for k in KINDS],
+                       ignore_index=True)
+    d = out_dir(profile, model_name)
+    for k in KINDS:
+        atomic_write_dataframe(d / f"growth_{k}.csv", tables[tables.kind == k])
+    plot_growth(tables, d / "growth.png", title=f"{model_name}: top-n heads vs random sets of the same layers")
+    if emotion is not None:
+        for k in KINDS:
+            exact(model_name, profile, emotion, k, progress=progress)
+    return tables
