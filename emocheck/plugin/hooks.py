@@ -421,18 +421,54 @@ def pytest_collection_modifyitems(session, config, items) -> None:
             "whatever -k selects); rename the family in all but one module:\n" + "\n".join(lines)
         )
     state.family_sizes = sizes
-    if any(item.get_closest_marker(MARKER) is not None for item in items):
-        _preflight(state)
+    claims = [item for item in items if item.get_closest_marker(MARKER) is not None]
+    if claims:
+        _preflight(state, claims)
 
 
-def _preflight(state: _State) -> None:
+# Fixtures (fixtures/) that load a model or read the prompt tables: a claim that uses one of them
+# gets its models / the dataset checked before anything runs (a claim that only takes `model_name` as
+# a label does not).
+MODEL_FIXTURES = {"model", "representations", "emotion_vectors", "emotion_subspaces", "patching_selection",
+                  "patching_samples"}
+DATA_FIXTURES = {"representations", "emotion_vectors", "emotion_subspaces", "emotion_prompts", "generation_prompts",
+                 "patching_selection", "patching_samples"}
+
+
+def _preflight(state: _State, claims: list) -> None:
     """Claims are about to run: check the results folder, profile, models, dataset and layers first."""
     from emocheck.plugin.preflight import preflight
 
+    models, dataset = [], False
+    for item in claims:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & MODEL_FIXTURES:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            name = params.get("model_name")
+            if isinstance(name, str) and name not in models:
+                models.append(name)
+        dataset = dataset or bool(names & DATA_FIXTURES)
     try:
-        preflight(state.profile, state.results_root)
+        preflight(state.profile, state.results_root, models=models, dataset=dataset)
     except EmocheckError as exc:
         raise pytest.UsageError(f"emocheck: {exc}") from None
+
+
+def _short_error(excinfo) -> str:
+    """An EmocheckError as pytest shows an exception line ('E   Type: message'), then the place in the
+    user's code (test or fixture) it came from; library frames are left out."""
+    import emocheck
+
+    library = Path(emocheck.__file__).resolve().parent
+    where = ""
+    for entry in reversed(excinfo.traceback):
+        path = Path(str(entry.path))
+        if library not in path.resolve().parents and "_pytest" not in path.parts and "pluggy" not in path.parts:
+            where = f"{entry.path}:{entry.lineno + 1}"
+            break
+    value = excinfo.value
+    lines = [f"E   {line}" for line in f"{type(value).__name__}: {value}".splitlines()]
+    return "\n".join(lines + ([f"    (raised from {where})"] if where else []))
 
 
 @pytest.hookimpl(trylast=True)
@@ -642,7 +678,7 @@ def pytest_runtest_makereport(item, call):
     if call.excinfo is not None and report.failed and isinstance(call.excinfo.value, EmocheckError):
         # errors.py's promise: a user's mistake is shown as its message, not a traceback through
         # the library (which, for a fixture shared by ten claims, ran to hundreds of lines).
-        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+        report.longrepr = _short_error(call.excinfo)
     if result is not None:
         report.emocheck = result
         if call.when == "call":
