@@ -49,9 +49,10 @@ def _record(name: str, **counts) -> None:
     out = os.environ.get("EMOCHECK_FAULT_REPORT")
     if out:
         path = Path(out)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[name] = counts
-        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+        with storage.file_lock(path):   # xdist workers add their parts to one file
+            data = json.loads(path.read_text()) if path.exists() else {}
+            data[name] = counts
+            storage.atomic_write_json(path, data)
 
 
 # ----------------------------------------------------------------------------------------- artefacts

@@ -143,3 +143,20 @@ def test_preflight_functions_raise_one_clear_error_each(tmp_path, monkeypatch):
         "results folder writable", "profile", "models", "layers", "dataset"]
     assert preflight(get_profile("smoke"), tmp_path / "results", models=[], dataset=False) == [
         "results folder writable", "profile"]
+
+
+def test_under_xdist_the_preflight_error_is_each_claims_message_not_an_internal_error(pytester, monkeypatch):
+    for var in ("EMOCHECK_RESULTS_DIR", "EMOCHECK_PROFILE", "GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+    import emocheck
+
+    # the subprocess must import this checkout's emocheck, not whichever one is installed
+    monkeypatch.setenv("PYTHONPATH", str(Path(emocheck.__file__).resolve().parent.parent))
+    pytester.makepyfile(test_pre=CLAIM)
+    (pytester.path / "results.txt").write_text("a file")
+    result = pytester.runpytest_subprocess("--emocheck-results", str(pytester.path / "results.txt"),
+                                           "-p", "no:cacheprovider", "-n", "2")
+    out = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in out and "is not a folder" in out
+    result.assert_outcomes(errors=2)
+    assert not (pytester.path / "RAN").exists()

@@ -145,6 +145,7 @@ class _State:
         self.notes: list[str] = []
         self.config: pytest.Config | None = None
         self.started = time.time()   # statistics files older than this are an earlier session's
+        self.preflight_error: BaseException | None = None
 
     def settings(self) -> dict:
         return {
@@ -451,7 +452,23 @@ def _preflight(state: _State, claims: list) -> None:
     try:
         preflight(state.profile, state.results_root, models=models, dataset=dataset)
     except EmocheckError as exc:
-        raise pytest.UsageError(f"emocheck: {exc}") from None
+        if not state.is_worker:
+            raise pytest.UsageError(f"emocheck: {exc}") from None
+        # An xdist worker cannot stop the session from collection (xdist turns that into an
+        # INTERNALERROR): every claim errors at setup with the message instead, before any fixture runs.
+        state.preflight_error = exc
+        for item in claims:
+            item.stash[PREFLIGHT_KEY] = exc
+
+
+PREFLIGHT_KEY = pytest.StashKey[BaseException]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    exc = item.stash.get(PREFLIGHT_KEY, None)
+    if exc is not None:
+        raise type(exc)(f"preflight: {exc}")
 
 
 def _short_error(excinfo) -> str:
@@ -745,8 +762,16 @@ def _finish(session, state: _State) -> None:
     rows, families = rep.finalize(results, state.correction)
     state.rows, state.families = rows, families
     settings = state.settings()
-    out_dir = results_dir(state.profile, "statistics")
-    state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started)
+    try:
+        out_dir = results_dir(state.profile, "statistics")
+        state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started)
+    except (EmocheckError, OSError) as exc:
+        # The preflight checked the folder; it can still fill up or vanish. One message, no INTERNALERROR.
+        state.notes.append(f"statistics were NOT written ({type(exc).__name__}: {exc}); "
+                           "free space or fix the results folder and run again")
+        session.testsfailed += 1
+        state.paths = {}
+        return
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         rep.append_github_summary(state.paths["report"].read_text(encoding="utf-8"), summary)
@@ -830,7 +855,14 @@ def _junit_late_properties(state: _State) -> None:
 
 
 def _terminal_summary(terminalreporter, state: _State) -> None:
-    if state.is_worker or not state.rows:
+    if state.is_worker:
+        return
+    if state.preflight_error is not None or not state.paths:
+        for note in state.notes:
+            terminalreporter.write_line(f"emocheck: {note}", red=True)
+        if not state.rows:
+            return
+    if not state.rows or not state.paths:
         return
     from emocheck.plugin import report as rep
 
