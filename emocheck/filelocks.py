@@ -45,6 +45,7 @@ def dir_mode() -> int:
 
 
 _CLEANED: set[str] = set()
+LEGACY_TMP_AGE = 3600.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -71,7 +72,7 @@ def clean_stale(folder: str | os.PathLike, *, older_than: float | None = None, f
     """Remove temporaries left by killed writers and empty, unheld lock files in `folder`.
 
     A temporary is removed when it is older than `older_than` (default: this process's start) and its
-    writer (pid in the name) is no longer running; one without a pid only by age. Runs once per folder
+    writer (pid in the name) is no longer running; one without a pid only when over an hour old. Once per folder
     per process unless `force`. Returns what was removed."""
     folder = Path(folder)
     if not force and str(folder) in _CLEANED:
@@ -89,7 +90,11 @@ def clean_stale(folder: str | os.PathLike, *, older_than: float | None = None, f
             if name.startswith(".") and name.endswith(".tmp"):
                 st = entry.stat(follow_symlinks=False)
                 pid = _tmp_writer_pid(name)
-                if st.st_mtime < cutoff and (pid is None or not _pid_alive(pid)):
+                # A temporary without a pid (mkstemp's names, from older versions) may belong to a live
+                # writer in another process: only one over an hour old is taken to be abandoned.
+                stale = (st.st_mtime < min(cutoff, time.time() - LEGACY_TMP_AGE) if pid is None
+                         else st.st_mtime < cutoff and not _pid_alive(pid))
+                if stale:
                     if entry.is_dir(follow_symlinks=False):
                         shutil.rmtree(entry.path, ignore_errors=True)
                     else:

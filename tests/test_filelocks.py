@@ -50,3 +50,14 @@ def test_file_modes_follow_the_umask_at_write_time(tmp_path):
         assert stat.S_IMODE(os.stat(tmp_path / "p.bin").st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_temporary_without_a_pid_is_removed_only_when_long_abandoned(tmp_path):
+    recent = tmp_path / ".a.bin.k3j2h1.tmp"        # mkstemp-style name: its writer may still be running
+    ancient = tmp_path / ".b.bin.x9y8z7.tmp"
+    for p, age in ((recent, 600), (ancient, 7200)):
+        p.write_bytes(b"partial")
+        t = _time.time() - age
+        os.utime(p, (t, t))
+    removed = storage.clean_stale(tmp_path, older_than=_time.time(), force=True)
+    assert removed == [ancient] and recent.exists()

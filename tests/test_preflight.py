@@ -16,10 +16,15 @@ pytest_plugins = ["pytester"]
 
 CLAIM = '''
 from pathlib import Path
+import pytest
 from emocheck import claim
 
+@pytest.fixture
+def representations(model_name):     # stands for fixtures/representations.py (loads a model, reads data)
+    return model_name
+
 @claim("a toy claim", family="toy_pre")
-def test_toy(evidence):
+def test_toy(model_name, representations, evidence):
     Path("RAN").write_text("the claim ran")
     evidence.record(treated=[1.0, 2.0, 3.0, 4.0, 5.0], control=[0.0, 1.0, 0.5, 1.5, 0.2])
 '''
@@ -115,6 +120,7 @@ def test_emocheck_error_in_a_fixture_is_shown_as_its_message(pytester, run):
     result.assert_outcomes(errors=10)
     assert out.count("DatasetError: ") >= 10 and "malformed CSV" in out
     assert "dataset.py:" not in out and "raise DatasetError" not in out     # no library frames
+    assert "(raised from " in out and "test_fx.py:6)" in out                                             # but where it was called
     assert len(out.splitlines()) < 80, out                                   # was ~50 lines per test
 
 
@@ -134,4 +140,23 @@ def test_preflight_functions_raise_one_clear_error_each(tmp_path, monkeypatch):
         check_dataset()
     monkeypatch.delenv("EMOCHECK_DATA_DIR")
     assert preflight(get_profile("smoke"), tmp_path / "results") == [
-        "results folder writable", "profile", "models", "dataset", "layers"]
+        "results folder writable", "profile", "models", "layers", "dataset"]
+    assert preflight(get_profile("smoke"), tmp_path / "results", models=[], dataset=False) == [
+        "results folder writable", "profile"]
+
+
+def test_under_xdist_the_preflight_error_is_each_claims_message_not_an_internal_error(pytester, monkeypatch):
+    for var in ("EMOCHECK_RESULTS_DIR", "EMOCHECK_PROFILE", "GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+    import emocheck
+
+    # the subprocess must import this checkout's emocheck, not whichever one is installed
+    monkeypatch.setenv("PYTHONPATH", str(Path(emocheck.__file__).resolve().parent.parent))
+    pytester.makepyfile(test_pre=CLAIM)
+    (pytester.path / "results.txt").write_text("a file")
+    result = pytester.runpytest_subprocess("--emocheck-results", str(pytester.path / "results.txt"),
+                                           "-p", "no:cacheprovider", "-n", "2")
+    out = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in out and "is not a folder" in out
+    result.assert_outcomes(errors=2)
+    assert not (pytester.path / "RAN").exists()

@@ -145,6 +145,7 @@ class _State:
         self.notes: list[str] = []
         self.config: pytest.Config | None = None
         self.started = time.time()   # statistics files older than this are an earlier session's
+        self.preflight_error: BaseException | None = None
 
     def settings(self) -> dict:
         return {
@@ -426,18 +427,70 @@ def pytest_collection_modifyitems(session, config, items) -> None:
             "whatever -k selects); rename the family in all but one module:\n" + "\n".join(lines)
         )
     state.family_sizes = sizes
-    if any(item.get_closest_marker(MARKER) is not None for item in items):
-        _preflight(state)
+    claims = [item for item in items if item.get_closest_marker(MARKER) is not None]
+    if claims:
+        _preflight(state, claims)
 
 
-def _preflight(state: _State) -> None:
+# Fixtures (fixtures/) that load a model or read the prompt tables: a claim that uses one of them
+# gets its models / the dataset checked before anything runs (a claim that only takes `model_name` as
+# a label does not).
+MODEL_FIXTURES = {"model", "representations", "emotion_vectors", "emotion_subspaces", "patching_selection",
+                  "patching_samples"}
+DATA_FIXTURES = {"representations", "emotion_vectors", "emotion_subspaces", "emotion_prompts", "generation_prompts",
+                 "patching_selection", "patching_samples"}
+
+
+def _preflight(state: _State, claims: list) -> None:
     """Claims are about to run: check the results folder, profile, models, dataset and layers first."""
     from emocheck.plugin.preflight import preflight
 
+    models, dataset = [], False
+    for item in claims:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & MODEL_FIXTURES:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            name = params.get("model_name")
+            if isinstance(name, str) and name not in models:
+                models.append(name)
+        dataset = dataset or bool(names & DATA_FIXTURES)
     try:
-        preflight(state.profile, state.results_root)
+        preflight(state.profile, state.results_root, models=models, dataset=dataset)
     except EmocheckError as exc:
-        raise pytest.UsageError(f"emocheck: {exc}") from None
+        if not state.is_worker:
+            raise pytest.UsageError(f"emocheck: {exc}") from None
+        # An xdist worker cannot stop the session from collection (xdist turns that into an
+        # INTERNALERROR): every claim errors at setup with the message instead, before any fixture runs.
+        state.preflight_error = exc
+        for item in claims:
+            item.stash[PREFLIGHT_KEY] = exc
+
+
+PREFLIGHT_KEY = pytest.StashKey[BaseException]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    exc = item.stash.get(PREFLIGHT_KEY, None)
+    if exc is not None:
+        raise type(exc)(f"preflight: {exc}")
+
+
+def _short_error(excinfo) -> str:
+    """An EmocheckError as pytest shows an exception line ('E   Type: message'), then the place in the
+    user's code (test or fixture) it came from; library frames are left out."""
+    import emocheck
+
+    library = Path(emocheck.__file__).resolve().parent
+    where = ""
+    for entry in reversed(excinfo.traceback):
+        path = Path(str(entry.path))
+        if library not in path.resolve().parents and "_pytest" not in path.parts and "pluggy" not in path.parts:
+            where = f"{entry.path}:{entry.lineno + 1}"
+            break
+    value = excinfo.value
+    lines = [f"E   {line}" for line in f"{type(value).__name__}: {value}".splitlines()]
+    return "\n".join(lines + ([f"    (raised from {where})"] if where else []))
 
 
 @pytest.hookimpl(trylast=True)
@@ -672,7 +725,7 @@ def pytest_runtest_makereport(item, call):
     if call.excinfo is not None and report.failed and isinstance(call.excinfo.value, EmocheckError):
         # errors.py's promise: a user's mistake is shown as its message, not a traceback through
         # the library (which, for a fixture shared by ten claims, ran to hundreds of lines).
-        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+        report.longrepr = _short_error(call.excinfo)
     if result is not None:
         report.emocheck = result
         if call.when == "call":
@@ -739,8 +792,16 @@ def _finish(session, state: _State) -> None:
     rows, families = rep.finalize(results, state.correction)
     state.rows, state.families = rows, families
     settings = state.settings()
-    out_dir = results_dir(state.profile, "statistics")
-    state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started)
+    try:
+        out_dir = results_dir(state.profile, "statistics")
+        state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started)
+    except (EmocheckError, OSError) as exc:
+        # The preflight checked the folder; it can still fill up or vanish. One message, no INTERNALERROR.
+        state.notes.append(f"statistics were NOT written ({type(exc).__name__}: {exc}); "
+                           "free space or fix the results folder and run again")
+        session.testsfailed += 1
+        state.paths = {}
+        return
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         rep.append_github_summary(state.paths["report"].read_text(encoding="utf-8"), summary)
@@ -824,7 +885,14 @@ def _junit_late_properties(state: _State) -> None:
 
 
 def _terminal_summary(terminalreporter, state: _State) -> None:
-    if state.is_worker or not state.rows:
+    if state.is_worker:
+        return
+    if state.preflight_error is not None or not state.paths:
+        for note in state.notes:
+            terminalreporter.write_line(f"emocheck: {note}", red=True)
+        if not state.rows:
+            return
+    if not state.rows or not state.paths:
         return
     from emocheck.plugin import report as rep
 

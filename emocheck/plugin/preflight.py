@@ -96,18 +96,22 @@ def check_layers(profile: Profile, models) -> None:
                 raise ConfigError(f"{name}: {exc} (profile {profile.name!r} fixes layers {layers})") from None
 
 
-def preflight(profile: Profile, results_root: str | os.PathLike, *, dataset: bool = True) -> list[str]:
-    """Run every check; returns the names of those that ran (all passed, or the first raised)."""
+def preflight(profile: Profile, results_root: str | os.PathLike, *, models=None, dataset: bool = True) -> list[str]:
+    """Run every check; returns the names of those that ran (all passed, or the first raised).
+
+    `models`: the models the claims will load (default: the profile's); the plugin passes those of
+    claims that use a model fixture, and `dataset=False` when no claim reads the prompt tables."""
+    models = list(profile.models if models is None else models)
     done = []
     check_results_writable(results_root, profile.name)
     done.append("results folder writable")
     check_profile(profile)
     done.append("profile")
-    check_models(profile.models)
-    done.append("models")
+    if models:
+        check_models(models)
+        check_layers(profile, models)
+        done += ["models", "layers"]
     if dataset:
         check_dataset()
         done.append("dataset")
-    check_layers(profile, profile.models)
-    done.append("layers")
     return done
