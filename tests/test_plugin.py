@@ -93,7 +93,7 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     out = result.stdout.str()
     assert "emocheck: claims" in out
     result.stdout.fnmatch_lines([
-        "*claim*model*statement*n (t/c)*d [[]CI[]]*p raw*p corr*p(d>min_d) corr*power*verdict*",
+        "*claim*model*statement*n (t/c)*d [[]raw CI[]]*adj. bound*p raw*p corr*p(d>min_d) corr*d80 at a/m*verdict*",
         "*test_ecp_toy::test_big[[]a[]]*a big effect on a*40/40*supported*",
         "*test_ecp_toy::test_null[[]b[]]*no effect on b*30/30*not supported*",
         "*toy_errors*4*0*test_ecp_toy.py*",
@@ -112,8 +112,8 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     eff = _effects(pytester)
     assert len(eff) == 8
     for col in ("d", "d_ci_low", "d_ci_high", "p_value", "p_min_effect", "p_adjusted", "p_min_effect_adjusted",
-                "p_bonferroni", "p_holm", "p_bh", "p_min_effect_bh", "power", "n_required_d0.2",
-                "n_required_d0.3", "n_required_d0.5", "family_declared", "family_run", "verdict",
+                "p_bonferroni", "p_holm", "p_bh", "p_min_effect_bh", "detectable_d_80", "n_required_excess_0.2",
+                "n_required_excess_0.3", "n_required_excess_0.5", "d_bound_adjusted", "family_declared", "family_run", "verdict",
                 "verdict_uncorrected", "metric_auc", "metric_layer", "metric_note", "statement", "model"):
         assert col in eff.columns, col
     big = eff.loc["test_ecp_toy.py::test_big[a]"]
@@ -136,7 +136,8 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
 
     power = pd.read_csv(d / "power_analysis.csv")
     assert set(power.claim_id) == {f"test_ecp_toy.py::test_{t}[{m}]" for t in ("big", "null") for m in "ab"}
-    assert {"n_treated", "d", "power", "n_required_d0.2", "n_required_d0.3", "n_required_d0.5", "n_unit"} <= set(power.columns)
+    assert {"n_treated", "d", "planning_level", "detectable_d_80", "n_required_excess_0.2", "n_required_excess_0.3",
+            "n_required_excess_0.5", "n_unit"} <= set(power.columns)
     pj = json.loads((d / "power_analysis.json").read_text())
     assert len(pj["claims"]) == 4 and pj["settings"]["correction"] == "holm"
     assert (d / "forest_plot.png").read_bytes()[:4] == b"\x89PNG"
