@@ -570,12 +570,9 @@ def test_adjust_nan_and_errors():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n2", [24, 31])
-@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("paired, n2", [(True, 24), (False, 24), (False, 31)])
 @pytest.mark.parametrize("alternative", es.ALTERNATIVES)
 def test_compare_fields_consistent(paired, alternative, n2):
-    if paired and n2 != 24:
-        pytest.skip("paired samples have equal size")
     x, y = _data(5, 24, n2, shift=0.7)
     c = es.compare(x, y, paired=paired, alternative=alternative, min_d=0.2, alpha=0.05)
     assert (c.n_treated, c.n_control, c.paired) == (24, y.size, paired)
