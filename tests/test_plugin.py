@@ -93,7 +93,7 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     out = result.stdout.str()
     assert "emocheck: claims" in out
     result.stdout.fnmatch_lines([
-        "*claim*model*statement*n (t/c)*d [[]CI[]]*p raw*p corr*p(d>min_d) corr*power*verdict*",
+        "*claim*model*statement*n (t/c)*d [[]raw CI[]]*adj. bound*p raw*p corr*p(d>min_d) corr*d80 at a/m*verdict*",
         "*test_ecp_toy::test_big[[]a[]]*a big effect on a*40/40*supported*",
         "*test_ecp_toy::test_null[[]b[]]*no effect on b*30/30*not supported*",
         "*toy_errors*4*0*test_ecp_toy.py*",
@@ -112,8 +112,8 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     eff = _effects(pytester)
     assert len(eff) == 8
     for col in ("d", "d_ci_low", "d_ci_high", "p_value", "p_min_effect", "p_adjusted", "p_min_effect_adjusted",
-                "p_bonferroni", "p_holm", "p_bh", "p_min_effect_bh", "power", "n_required_d0.2",
-                "n_required_d0.3", "n_required_d0.5", "family_declared", "family_run", "verdict",
+                "p_bonferroni", "p_holm", "p_bh", "p_min_effect_bh", "detectable_d_80", "n_required_excess_0.2",
+                "n_required_excess_0.3", "n_required_excess_0.5", "d_bound_adjusted", "family_declared", "family_run", "verdict",
                 "verdict_uncorrected", "metric_auc", "metric_layer", "metric_note", "statement", "model"):
         assert col in eff.columns, col
     big = eff.loc["test_ecp_toy.py::test_big[a]"]
@@ -136,7 +136,8 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
 
     power = pd.read_csv(d / "power_analysis.csv")
     assert set(power.claim_id) == {f"test_ecp_toy.py::test_{t}[{m}]" for t in ("big", "null") for m in "ab"}
-    assert {"n_treated", "d", "power", "n_required_d0.2", "n_required_d0.3", "n_required_d0.5", "n_unit"} <= set(power.columns)
+    assert {"n_treated", "d", "planning_level", "detectable_d_80", "n_required_excess_0.2", "n_required_excess_0.3",
+            "n_required_excess_0.5", "n_unit"} <= set(power.columns)
     pj = json.loads((d / "power_analysis.json").read_text())
     assert len(pj["claims"]) == 4 and pj["settings"]["correction"] == "holm"
     assert (d / "forest_plot.png").read_bytes()[:4] == b"\x89PNG"
@@ -549,3 +550,55 @@ def test_directions_and_null_kinds_end_to_end(pytester, run):
     assert np.array_equal(np.isnan(dirs.filter(like="control_").to_numpy()), np.isnan(c))
     nulls = pd.read_csv(sd / nb.samples_file)
     assert nulls.shape[0] == 200 and nulls.role.iloc[0] == "observed" and nulls.value.iloc[0] == 5.0
+
+
+def test_claim_level_alpha_inside_a_family_is_a_usage_error(pytester, run):
+    pytester.makepyfile(test_ecp_alpha='''
+import numpy as np
+from emocheck.plugin.claims import claim
+
+@claim("strict member", family="fam", alpha=0.01)
+def test_strict(model_name, evidence):
+    evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
+
+@claim("own family may set alpha", family="alone", alpha=0.01)
+def test_alone(evidence):
+    evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
+''')
+    result = run("--emocheck-models", "a,b")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "*claim-level alpha= inside a correction family is incoherent*",
+        "*test_ecp_alpha.py::test_strict[[]a[]]: alpha=0.01 in family 'fam' (2 claims)*",
+    ])
+    assert "test_alone" not in result.stderr.str()
+
+
+def test_two_sided_sign_and_not_supported_reason_in_the_table(pytester, run):
+    pytester.makepyfile(test_ecp_sign='''
+import numpy as np
+from emocheck.plugin.claims import claim
+
+@claim("lowers or raises", family="two", paired=True, alternative="two-sided", min_d=0.2)
+def test_down(evidence):
+    r = np.random.default_rng(0)
+    evidence.record(treated=r.normal(-1.0, 1, 40), control=np.zeros(40))
+
+@claim("clears raw, not corrected", family="many", paired=True, min_d=0.2)
+def test_weak(evidence):
+    e = np.random.default_rng(5).normal(size=40)
+    evidence.record(treated=0.5 + (e - e.mean()) / e.std(ddof=1), control=np.zeros(40))  # d_z = 0.5
+
+@claim("filler", family="many", paired=True, min_d=0.2)
+def test_filler(evidence):
+    evidence.record(treated=[0.0, 0.1, -0.1, 0.2], control=[0.0, 0.0, 0.0, 0.0])
+''')
+    run("--emocheck-correction", "bonferroni")
+    df = _effects(pytester)
+    down = df.loc["test_ecp_sign.py::test_down"]
+    assert down.verdict == "supported" and down.sign == "-" and down.d_bound_adjusted < -0.2
+    weak = df.loc["test_ecp_sign.py::test_weak"]
+    assert weak.d_ci_low > 0.2 and weak.verdict == "not supported" and weak.d_bound_adjusted < 0.2
+    assert weak.reason.startswith("raw interval clears min_d = 0.2, but after bonferroni over 2 declared claims")
+    md = (_stats_dir(pytester) / "report.md").read_text()
+    assert "supported (treated < control)" in md and "but after bonferroni over 2 declared claims" in md

@@ -107,7 +107,8 @@ def test_write_statistics_files(results, tmp_path):
     eff = pd.read_csv(paths["effect_sizes"])
     assert len(eff) == 5
     assert {"claim_id", "d", "d_ci_low", "d_ci_high", "p_value", "p_adjusted", "p_bonferroni", "p_holm", "p_bh",
-            "p_min_effect_holm", "power", "n_required_d0.2", "verdict", "metric_auc"} <= set(eff.columns)
+            "p_min_effect_holm", "d_bound_adjusted", "planning_level", "detectable_d_80",
+            "n_required_excess_0.2", "reason", "sign", "verdict", "metric_auc"} <= set(eff.columns)
     import csv
 
     raw = list(csv.DictReader(paths["effect_sizes"].open()))

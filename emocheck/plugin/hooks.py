@@ -72,7 +72,9 @@ Statistics flow and verdict
    that ran is supported and nothing errored. Numbers are identical with no xdist, ``-n 1`` or
    ``-n 2``.
 4. *Report.* The terminal summary prints one row per claim (id, model, statement, n, d [CI], raw
-   p, corrected p, corrected p(d>min_d), post-hoc power, n needed for d = 0.2/0.3/0.5, verdict),
+   p, corrected p, corrected p(d>min_d), the multiplicity-adjusted bound that decided it, planning
+   power of the rule at alpha / m: the detectable d and the n needed for d = min_d + 0.2/0.3/0.5,
+   verdict with its sign for two-sided claims and the reason when not supported),
    the correction, alpha and the family sizes (declared / run).
 5. *Files* (``results/<profile>/statistics/``, written atomically, describing exactly this session:
    claims not run in this session are not kept): ``effect_sizes.csv``, ``power_analysis.csv``,
@@ -133,6 +135,7 @@ class _State:
         self.seen_collectors: set[str] = set()
         self.pending_classes: dict[str, Any] = {}
         self.family_sizes: Counter = Counter()
+        self.claim_alphas: dict[str, tuple[str, float]] = {}  # claim nodeid -> (family, its own alpha)
         # controller
         self.results: dict[str, dict] = {}
         self.reports: dict[str, Any] = {}
@@ -382,6 +385,8 @@ def _note_children(state: _State, children) -> None:
                 continue  # reported when the test runs
             if spec is not None:
                 state.declared.setdefault(_module_id(child), {})[child.nodeid] = spec.family
+                if spec.alpha is not None:
+                    state.claim_alphas[child.nodeid] = (spec.family, spec.alpha)
         elif isinstance(child, pytest.Class) and child.nodeid not in state.seen_collectors:
             state.pending_classes[child.nodeid] = child
 
@@ -425,6 +430,16 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         raise pytest.UsageError(
             "emocheck: a claim family must live in one module (so that its size can be counted "
             "whatever -k selects); rename the family in all but one module:\n" + "\n".join(lines)
+        )
+    # A family is corrected at one level: a claim's own alpha inside a family of several claims
+    # would test some members at another level than the correction assumes.
+    own_alpha = sorted((nodeid, fam, a) for nodeid, (fam, a) in state.claim_alphas.items() if sizes[fam] > 1)
+    if own_alpha:
+        lines = [f"  {nodeid}: alpha={a:g} in family {fam!r} ({sizes[fam]} claims)" for nodeid, fam, a in own_alpha[:10]]
+        raise pytest.UsageError(
+            "emocheck: a claim-level alpha= inside a correction family is incoherent (the family is corrected "
+            "at one level); drop alpha= and set the level for the session with --emocheck-alpha, or give "
+            "the claim a family of its own:\n" + "\n".join(lines)
         )
     state.family_sizes = sizes
     claims = [item for item in items if item.get_closest_marker(MARKER) is not None]
@@ -905,9 +920,11 @@ def _terminal_summary(terminalreporter, state: _State) -> None:
     )
     tr.write_line(rep.format_table(state.rows))
     tr.write_line(
-        "d = Cohen's d (d_z when paired); CI at 1-2*alpha for one-sided claims (its relevant end is the "
-        "one-sided 1-alpha bound), 1-alpha for two-sided; p corr / p(d>min_d) corr: corrected within the "
-        "declared family; power: post-hoc at the observed d; n for d: n (pairs or per group) for 80% power"
+        "d = Cohen's d (d_z when paired; directions: vs one random direction; null: in null SDs); raw CI at "
+        "1-2*alpha for one-sided claims (its relevant end is the one-sided 1-alpha bound), 1-alpha for "
+        "two-sided; adj. bound: the same bound at the level the correction used, it must clear min_d; "
+        "p corr / p(d>min_d) corr: corrected within the declared family; d80 at a/m: smallest true d "
+        "with 80% power under the rule at alpha/m; n for d: n (pairs or per group) for 80% power"
     )
     tr.write_line("")
     tr.write_line("families (declared in the hypothesis modules / run in this session; missing members count as p = 1):")

@@ -26,7 +26,7 @@ from emocheck.storage import (RUN_STARTED, atomic_save_figure, atomic_write_data
                               file_lock, prune_older_than, stable_hash, write_manifest)
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
-N_REQUIRED_KEYS = ("0.2", "0.3", "0.5")
+EXCESS_KEYS = ("0.2", "0.3", "0.5")
 
 VERDICT_TEXT = """\
 How a verdict is reached. Each claim compares a treated sample with a control sample (paired by
@@ -38,7 +38,16 @@ effect (Welch t, or paired t), and p(d>min_d), the noncentral-t test that the ef
 claim's min_d. Both are corrected within the claim's family, whose size is the number of claims
 the hypothesis files DECLARE for this profile's models (not the number selected with -k); family
 members that did not run count as p = 1. A claim is SUPPORTED only if both corrected p-values are
-below alpha. A claim that is not supported even before correction fails in its own test; a claim
+below alpha. Equivalently, the multiplicity-adjusted bound (the interval's relevant end at the
+per-claim level the correction used, alpha * p / p_adjusted: alpha/m under Bonferroni, the step
+level under Holm) must clear min_d; the table shows it next to the raw interval, so a raw interval
+that clears min_d while the claim is not supported is explained. Independent groups of unequal
+size use Bonett's (2008) Welch-consistent interval and min-effect test. A paired claim may record
+K control directions per prompt (directions as a random effect: SE^2 = s^2_prompt/n + tau^2/K,
+Satterthwaite df; the report adds the treated direction's rank and permutation p among them), and
+any claim may record one observed statistic against K null draws (Monte-Carlo p = (1 + #{null >=
+x}) / (K + 1); d and min_d in null SDs). Planning power is that of the rule itself: the min-effect
+test at alpha / m (there is no post-hoc power). A claim that is not supported even before correction fails in its own test; a claim
 that passes uncorrected but is not supported after correction is counted as failed at the end of
 the session, so the exit status is non-zero whenever any claim is not supported.
 """
@@ -77,14 +86,6 @@ def fmt_d_ci(comp: dict | None) -> str:
     return f"{_num(comp['d']):.2f} [{_num(comp['d_ci_low']):.2f}, {_num(comp['d_ci_high']):.2f}]"
 
 
-def _n_required(comp: dict, key: str):
-    table = comp.get("n_required") or {}
-    for k, v in table.items():
-        if math.isclose(_num(k), float(key)):
-            return int(v)
-    return None
-
-
 # ----------------------------------------------------------------------------------------------
 # Corrections and verdicts
 # ----------------------------------------------------------------------------------------------
@@ -99,6 +100,7 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
     order in which (xdist) workers finished.
     """
     from emocheck.stats import Comparison, adjust_pvalues, verdict
+    from emocheck.stats.planning import decision_bound, not_supported_reason, plan
 
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
@@ -150,15 +152,14 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
         for key in ("n_treated", "n_control"):
             row[key] = comp.get(key)
         for key in ("mean_treated", "mean_control", "mean_difference", "d", "hedges_g", "d_ci_low",
-                    "d_ci_high", "t", "df", "p_value", "p_min_effect", "power"):
+                    "d_ci_high", "t", "df", "p_value", "p_min_effect"):
             row[key] = _num(comp.get(key)) if comp else float("nan")
+        row["sign"] = ("+" if row["d"] > 0 else "-" if row["d"] < 0 else "0") if comp else ""
         if comp:
             alpha = row["alpha"]
             row["ci_level"] = 1 - alpha if row["alternative"] == "two-sided" else 1 - 2 * alpha
         else:
             row["ci_level"] = float("nan")
-        for key in N_REQUIRED_KEYS:
-            row[f"n_required_d{key}"] = _n_required(comp, key) if comp else None
         row["family_declared"] = fam["declared"]
         row["family_run"] = fam["run"]
         row["correction"] = correction
@@ -169,9 +170,15 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
             c = Comparison.from_dict(comp)
             row["verdict_uncorrected"] = verdict(c, c.p_value, c.p_min_effect)
             row["verdict"] = verdict(c, row["p_adjusted"], row["p_min_effect_adjusted"])
+            null = (r.get("samples") or {}).get("null") if comp.get("kind") == "vs_null" else None
+            row["d_bound_adjusted"] = decision_bound(comp, row["p_min_effect_adjusted"], null)
+            row.update(plan(comp, fam["declared"]))
+            row["reason"] = not_supported_reason(row)
         else:
             row["p_adjusted"] = row["p_min_effect_adjusted"] = float("nan")
             row["verdict_uncorrected"] = row["verdict"] = row["status"] if row["status"] != "ok" else "error"
+            row["d_bound_adjusted"] = float("nan")
+            row["reason"] = row["error"] or row["status"]
         for method in CORRECTIONS:
             row[f"p_{method}"] = adj[f"p_{method}"] if adj else float("nan")
             row[f"p_min_effect_{method}"] = adj[f"p_min_effect_{method}"] if adj else float("nan")
@@ -191,9 +198,23 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
 # ----------------------------------------------------------------------------------------------
 
 TABLE_HEADERS = [
-    "claim", "model", "statement", "n (t/c)", "d [CI]", "p raw", "p corr", "p(d>min_d) corr",
-    "power", "n for d=.2/.3/.5", "verdict",
+    "claim", "model", "statement", "n (t/c)", "d [raw CI]", "adj. bound", "p raw", "p corr",
+    "p(d>min_d) corr", "d80 at a/m", "n for d=min_d+.2/.3/.5", "verdict",
 ]
+
+
+def _bound(r: dict) -> str:
+    b = _num(r.get("d_bound_adjusted"))
+    return "-" if math.isnan(b) else f"{b:.2f}"
+
+
+def _verdict_cell(r: dict) -> str:
+    v = r["verdict"]
+    if v == "supported" and r["alternative"] == "two-sided":
+        v += " (treated > control)" if r["d"] > 0 else " (treated < control)"
+    if v != "supported" and r.get("reason"):
+        v += f": {r['reason']}"
+    return v
 
 
 def _shorten_middle(text: str, width: int) -> str:
@@ -216,17 +237,21 @@ def table_rows(rows: list[dict], statement_width: int = 60) -> list[list[str]]:
         if r["status"] == "ok" and not math.isnan(_num(r["d"])):
             n = f"{r['n_treated']}/{r['n_control']}"
             d_ci = f"{r['d']:.2f} [{r['d_ci_low']:.2f}, {r['d_ci_high']:.2f}]"
-            need = "/".join(str(r.get(f"n_required_d{k}") or "-") for k in N_REQUIRED_KEYS)
+            need = "/".join(str(r.get(f"n_required_excess_{k}") or "-") for k in EXCESS_KEYS)
+            if r.get("null_draws_needed"):
+                need = f"K>={r['null_draws_needed']}"
+            d80 = _num(r.get("detectable_d_80"))
             out.append([
                 _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
-                n, d_ci, fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]),
-                fmt_p(r["p_min_effect_adjusted"]), f"{r['power']:.2f}", need, r["verdict"],
+                n, d_ci, _bound(r), fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]),
+                fmt_p(r["p_min_effect_adjusted"]), "-" if math.isnan(d80) else f"{d80:.2f}", need,
+                _verdict_cell(r),
             ])
         else:
             reason = _shorten(r["error"] or r["status"], 60)
             out.append([
                 _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
-                "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}",
+                "-", "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}",
             ])
     return out
 
@@ -255,9 +280,11 @@ def not_supported_after_correction(rows: list[dict]) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 
 POWER_COLUMNS = [
-    "claim_id", "short_id", "family", "model", "paired", "alternative", "alpha", "n_unit",
-    "n_treated", "n_control", "d", "power", "n_required_d0.2", "n_required_d0.3", "n_required_d0.5",
+    "claim_id", "short_id", "family", "model", "kind", "paired", "alternative", "alpha", "min_d",
+    "family_declared", "planning_level", "n_unit", "n_treated", "n_control", "d", "detectable_d_80",
+    "n_required_excess_0.2", "n_required_excess_0.3", "n_required_excess_0.5", "null_draws_needed",
 ]
+N_COLUMNS = ("n_required_excess_0.2", "n_required_excess_0.3", "n_required_excess_0.5", "null_draws_needed")
 
 
 def power_rows(rows: list[dict]) -> list[dict]:
@@ -266,7 +293,8 @@ def power_rows(rows: list[dict]) -> list[dict]:
         if r["status"] != "ok" or math.isnan(_num(r["d"])):
             continue
         p = {k: r.get(k) for k in POWER_COLUMNS if k != "n_unit"}
-        p["n_unit"] = "pairs" if r["paired"] else "per group"
+        p["n_unit"] = {"directions": "prompts (x control directions)", "vs_null": "null draws"}.get(
+            r.get("kind"), "pairs" if r["paired"] else "per group")
         out.append({k: p[k] for k in POWER_COLUMNS})
     return out
 
@@ -324,13 +352,15 @@ def render_markdown(rows: list[dict], families: dict, settings: dict) -> str:
         lines += ["### Not supported after correction", ""]
         lines += [f"- `{r['claim_id']}`: raw p = {fmt_p(r['p_value'])}, p(d>min_d) = {fmt_p(r['p_min_effect'])}; "
                   f"after {r['correction']} correction (family {r['family']}, {r['family_declared']} declared): "
-                  f"p = {fmt_p(r['p_adjusted'])}, p(d>min_d) = {fmt_p(r['p_min_effect_adjusted'])}" for r in late]
+                  f"p = {fmt_p(r['p_adjusted'])}, p(d>min_d) = {fmt_p(r['p_min_effect_adjusted'])}; "
+                  f"{r.get('reason', '')}" for r in late]
         lines += [""]
     lines += ["## Families", "", format_families(families, tablefmt="github"), ""]
     lines += ["## How the verdict is reached", "", VERDICT_TEXT, ""]
     lines += ["## Files", "",
               "- `effect_sizes.csv`: one row per claim, every number, all three corrections, `metric_*` columns",
-              "- `power_analysis.csv` / `power_analysis.json`: post-hoc power and n needed for d = 0.2/0.3/0.5",
+              "- `power_analysis.csv` / `power_analysis.json`: planning power of the rule that decides (min-effect "
+              "test at alpha / m): detectable d at 80% power, n needed when d exceeds min_d by 0.2/0.3/0.5",
               "- `samples/<claim>.csv`: the per-sample values behind each claim",
               "- `forest_plot.png`: d with its CI per claim; dashed lines at 0 and at each claim's min_d", ""]
     return "\n".join(lines)
@@ -393,8 +423,7 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
     paths: dict[str, Path] = {}
     with file_lock(out.parent / ".statistics"):
         df = pd.DataFrame(rows)
-        for col in ("n_treated", "n_control", "seed", "family_declared", "family_run",
-                    *(f"n_required_d{k}" for k in N_REQUIRED_KEYS)):
+        for col in ("n_treated", "n_control", "seed", "family_declared", "family_run", *N_COLUMNS):
             if col in df:
                 df[col] = df[col].astype("Int64")
         paths["effect_sizes"] = out / "effect_sizes.csv"
@@ -403,14 +432,18 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
         prow = power_rows(rows)
         paths["power_csv"] = out / "power_analysis.csv"
         pdf = pd.DataFrame(prow, columns=POWER_COLUMNS)
-        for col in ("n_treated", "n_control", *(f"n_required_d{k}" for k in N_REQUIRED_KEYS)):
+        for col in ("n_treated", "n_control", "family_declared", *N_COLUMNS):
             pdf[col] = pdf[col].astype("Int64")
         atomic_write_dataframe(paths["power_csv"], pdf)
         paths["power_json"] = out / "power_analysis.json"
         atomic_write_json(paths["power_json"], {
             "settings": settings,
-            "note": "post-hoc power at the observed |d| in the claimed direction; n_required = n "
-                    "(pairs when paired, per group otherwise) for 80% power at d = 0.2/0.3/0.5",
+            "note": "planning power of the rule that decides: the min-effect test (H0: d <= min_d) at the "
+                    "conservative family level alpha / m (m = declared family size; Bonferroni and Holm's first "
+                    "step). detectable_d_80: smallest true d with 80% power at this n; n_required_excess_e: n "
+                    "(pairs when paired, per group otherwise) for 80% power when the true d = min_d + e; "
+                    "null_draws_needed: K below which a Monte-Carlo p (>= 1/(K+1)) cannot reach alpha / m. "
+                    "No post-hoc power (power at the observed d is a transform of p).",
             "claims": prow,
         })
 

@@ -4,7 +4,7 @@ One MLflow run per pytest session, in experiment ``emocheck`` (or ``$EMOCHECK_ML
 
 * params: profile, models, correction, alpha, CI method, bootstrap resamples, number of claims;
 * metrics, per claim ``<claim>/d``, ``/d_ci_low``, ``/d_ci_high``, ``/p_raw``, ``/p_adjusted``,
-  ``/p_min_effect_adjusted``, ``/power``, ``/supported`` (1/0) and numeric ``/metric_<name>``;
+  ``/p_min_effect_adjusted``, ``/detectable_d_80``, ``/supported`` (1/0) and numeric ``/metric_<name>``;
   keys are sanitised to MLflow's alphabet (letters, digits, ``_ - . / space``) and shortened with a
   hash suffix when too long; tags map each claim key back to its full claim id;
 * artifacts: every file in ``results/<profile>/statistics/`` (CSV, JSON, report.md, forest plot,
@@ -136,7 +136,7 @@ def _log(client, settings: dict, rows: list[dict], paths: dict, experiment: str 
                 "d": row.get("d"), "d_ci_low": row.get("d_ci_low"), "d_ci_high": row.get("d_ci_high"),
                 "p_raw": row.get("p_value"), "p_min_effect_raw": row.get("p_min_effect"),
                 "p_adjusted": row.get("p_adjusted"), "p_min_effect_adjusted": row.get("p_min_effect_adjusted"),
-                "power": row.get("power"),
+                "detectable_d_80": row.get("detectable_d_80"),
                 "supported": 1.0 if row.get("verdict") == "supported" else 0.0,
             }
             supported += row.get("verdict") == "supported"

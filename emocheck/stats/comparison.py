@@ -46,10 +46,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from emocheck.errors import EvidenceError
-from emocheck.stats._common import ALTERNATIVES, CI_METHODS, N_REQUIRED_EFFECTS, _as_1d, _check_alternative, _design
-from emocheck.stats.effect_sizes import cohens_d, cohens_d_ci, hedges_correction
-from emocheck.stats.power import power, required_n
-from emocheck.stats.ttests import min_effect_test, ttest
+from emocheck.stats._common import ALTERNATIVES, CI_METHODS, _as_1d, _check_alternative, _design
+from emocheck.stats.effect_sizes import bonett_ci, bonett_d, cohens_d, cohens_d_ci, hedges_correction
+from emocheck.stats.ttests import min_effect_test, min_effect_test_bonett, ttest
 
 
 
@@ -59,7 +58,10 @@ class Comparison:
 
     ``d_ci_low``/``d_ci_high``: two-sided interval at 1 - 2*alpha for one-sided alternatives (so
     the relevant end is the one-sided 1 - alpha bound) and 1 - alpha for two-sided claims.
-    ``n_required`` maps effect sizes (0.2, 0.3, 0.5) to the n (pairs, or per group) for 80% power.
+    ``ci_method`` says how the interval and the min-effect test were computed ('analytic' =
+    noncentral t, 'bonett' = Bonett's Welch-consistent interval for unequal groups, 'bootstrap',
+    'nct-satterthwaite' for directions, 'null-rank' for null distributions). Planning power is
+    not here: it depends on the family size and is computed by the report (``stats.power``).
     """
 
     n_treated: int
@@ -80,8 +82,6 @@ class Comparison:
     df: float
     p_value: float
     p_min_effect: float
-    power: float
-    n_required: dict = field(default_factory=dict)
     # 'samples' (compare), 'directions' (compare_directions) or 'vs_null' (compare_to_null).
     kind: str = "samples"
     # Design-specific numbers (plain builtins), e.g. the direction rank and permutation p.
@@ -96,9 +96,7 @@ class Comparison:
         """Plain builtins only (float/int/str/bool, str-keyed dicts): JSON- and xdist-safe."""
         out = {}
         for key, value in asdict(self).items():
-            if key == "n_required":
-                out[key] = {str(k): int(v) for k, v in value.items()}
-            elif key == "extra":
+            if key == "extra":
                 out[key] = {str(k): _builtin(v) for k, v in value.items()}
             elif isinstance(value, (bool, np.bool_)):
                 out[key] = bool(value)
@@ -114,7 +112,6 @@ class Comparison:
     def from_dict(cls, data: dict) -> "Comparison":
         """Inverse of :meth:`to_dict` (e.g. on the xdist controller)."""
         data = dict(data)
-        data["n_required"] = {float(k): int(v) for k, v in data.get("n_required", {}).items()}
         data["extra"] = dict(data.get("extra") or {})
         return cls(**data)
 
@@ -170,16 +167,26 @@ def compare(
     ci_method: str = "analytic",
     n_resamples: int = 2000,
     seed: int = 0,
+    interval: bool = True,
 ) -> Comparison:
     """Compare treated against control and return every number the verdict needs.
 
-    * d: Cohen's d (pooled SD; d_z when paired), treated - control; hedges_g: d * J(df).
-    * d CI: :func:`cohens_d_ci` at 1 - 2*alpha (one-sided claims; its lower/upper end is the
-      one-sided 1 - alpha bound) or 1 - alpha (two-sided claims).
+    ``interval=False`` skips the d interval (NaN bounds): the verdict does not use it (it uses the
+    two p-values, whose agreement with the interval is tested separately), so simulations of the
+    verdict path run without its root finding.
+
+    * d: d_z when paired; independent samples: the mean difference over sqrt((s_t^2 + s_c^2) / 2)
+      (Bonett's standardiser; identical to the pooled Cohen's d when the groups have equal size).
+      hedges_g: d * J(df).
+    * d CI and p_min_effect (the test that the effect exceeds ``min_d``): paired, and independent
+      groups of equal size: :func:`cohens_d_ci` / :func:`min_effect_test` (noncentral t; the
+      pooled t equals Welch's when n_t = n_c). Independent groups of unequal size: Bonett's
+      Welch-consistent interval and z test (:func:`bonett_ci`, :func:`min_effect_test_bonett`),
+      because the pooled test's size depends on which group has the larger variance. The CI is at
+      1 - 2*alpha (one-sided claims; its relevant end is the one-sided 1 - alpha bound) or
+      1 - alpha (two-sided claims). ``ci_method='bootstrap'`` replaces the interval by BCa (the
+      tests stay as above).
     * t, df, p_value: Welch t (independent) or paired t, in the claimed direction.
-    * p_min_effect: :func:`min_effect_test` with ``min_d`` (pooled/paired noncentral t).
-    * power: post-hoc power at |d| pointed in the claimed direction, at this n and alpha.
-    * n_required: :func:`required_n` at power 0.8 for d = 0.2, 0.3, 0.5.
 
     Raises ValueError for bad settings (alternative, alpha, min_d, ci_method, paired lengths)
     and EvidenceError when a sample has < 3 values or non-finite values, or when there is no
@@ -202,24 +209,27 @@ def compare(
     elif np.ptp(tr) == 0 and np.ptp(co) == 0:
         raise EvidenceError("treated and control both have zero variance; d is undefined")
 
-    d = cohens_d(tr, co, paired=paired)
     _, df_pooled, _ = _design(tr, co, paired)
     ci_conf = _ci_confidence(alpha, alternative)
-    lo, hi = cohens_d_ci(
-        tr, co, paired=paired, confidence=ci_conf, method=ci_method,
-        n_resamples=n_resamples, seed=seed,
-    )
+    unequal = not paired and tr.size != co.size
+    if unequal:
+        d, _ = bonett_d(tr, co)
+        lo, hi = bonett_ci(tr, co, confidence=ci_conf)
+        p_min = min_effect_test_bonett(tr, co, min_d=min_d, alternative=alternative)
+        method = "bonett"
+    else:
+        d = cohens_d(tr, co, paired=paired)
+        lo, hi = (cohens_d_ci(tr, co, paired=paired, confidence=ci_conf, method="analytic") if interval
+                  else (float("nan"), float("nan")))
+        p_min = min_effect_test(tr, co, paired=paired, min_d=min_d, alternative=alternative)
+        method = "analytic"
+    if ci_method == "bootstrap" and interval:
+        lo, hi = cohens_d_ci(
+            tr, co, paired=paired, confidence=ci_conf, method="bootstrap",
+            n_resamples=n_resamples, seed=seed,
+        )
+        method = "bootstrap"
     tt = ttest(tr, co, paired=paired, alternative=alternative)
-    p_min = min_effect_test(tr, co, paired=paired, min_d=min_d, alternative=alternative)
-    signed = -abs(d) if alternative == "less" else abs(d)
-    n_power = dict(n=tr.size, paired=paired, alpha=alpha, alternative=alternative)
-    if not paired:
-        n_power["n2"] = co.size
-    post_hoc = power(signed, **n_power)
-    n_req = {
-        eff: required_n(eff, power=0.8, alpha=alpha, paired=paired, alternative=alternative)
-        for eff in N_REQUIRED_EFFECTS
-    }
     mt, mc = float(np.mean(tr)), float(np.mean(co))
     return Comparison(
         n_treated=int(tr.size),
@@ -235,13 +245,11 @@ def compare(
         hedges_g=float(d * hedges_correction(df_pooled)),
         d_ci_low=float(lo),
         d_ci_high=float(hi),
-        ci_method=ci_method,
+        ci_method=method,
         t=tt.t,
         df=tt.df,
         p_value=tt.p,
         p_min_effect=float(p_min),
-        power=float(post_hoc),
-        n_required=n_req,
     )
 
 

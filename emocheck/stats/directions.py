@@ -141,8 +141,11 @@ def compare_directions(
     alternative: str = "greater",
     min_d: float = 0.0,
     alpha: float = 0.05,
+    interval: bool = True,
 ):
     """Judge a treated direction against K >= 2 control directions (see the module docstring).
+
+    ``interval=False`` leaves the d interval NaN (the verdict does not use it; for simulations).
 
     ``treated``: [n_prompts]; ``control``: [n_prompts, K], NaN where a direction was not run on a
     prompt. Every prompt needs at least one control cell and every direction at least two prompts.
@@ -199,7 +202,7 @@ def compare_directions(
     p_value = _directional_p(t_obs, df, alternative)
     p_min = nct_min_effect_p(t_obs, df, min_d * ratio, alternative)
     conf = 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
-    lo, hi = ci_from_nct(t_obs, df, ratio, conf)
+    lo, hi = ci_from_nct(t_obs, df, ratio, conf) if interval else (float("nan"), float("nan"))
     rank, perm_p, adv = direction_rank(t, c, alternative)
     extra = {
         "n_directions": int(k),
@@ -220,5 +223,5 @@ def compare_directions(
         alpha=float(alpha), mean_treated=float(t.mean()), mean_control=mean_control,
         mean_difference=delta, d=float(d), hedges_g=float("nan"), d_ci_low=float(lo), d_ci_high=float(hi),
         ci_method="nct-satterthwaite", t=float(t_obs), df=df, p_value=p_value, p_min_effect=float(p_min),
-        power=float("nan"), n_required={}, kind="directions", extra=extra,
+        kind="directions", extra=extra,
     )

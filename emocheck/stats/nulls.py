@@ -123,6 +123,5 @@ def compare_to_null(
         n_treated=1, n_control=int(k), paired=False, alternative=alternative, min_d=float(min_d),
         alpha=float(alpha), mean_treated=x, mean_control=m, mean_difference=x - m, d=float(d),
         hedges_g=float("nan"), d_ci_low=lo, d_ci_high=hi, ci_method="null-rank", t=float(d),
-        df=float(k - 1), p_value=p_value, p_min_effect=p_min, power=float("nan"), n_required={},
-        kind="vs_null", extra=extra,
+        df=float(k - 1), p_value=p_value, p_min_effect=p_min, kind="vs_null", extra=extra,
     )
