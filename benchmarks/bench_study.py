@@ -136,7 +136,7 @@ def bf16_agreement(name, loaded32, prompts, conds, spec, rounds: int) -> dict:
             "nll_mean_abs_diff": float(np.nanmean(np.abs(a.meta["continuation_nll"] - b.meta["continuation_nll"])))}
 
 
-def levers(name: str, profile, rounds: int, bf16: bool) -> dict:
+def levers(name: str, profile, rounds: int, bf16: bool, n_prompts: int | None = None) -> dict:
     """Only the same-process comparisons: previous path vs fast engine (and bf16 vs fp32)."""
     from emocheck.models.registry import load_model
     from emocheck.patching import experiment as ex
@@ -147,7 +147,7 @@ def levers(name: str, profile, rounds: int, bf16: bool) -> dict:
     if claim_c is None:
         claim_c = random_conditions(1 + 3 * (4 + profile.random_directions), loaded.d_model, loaded.n_layers // 2, 9)
     spec = ex.base_spec(profile, name)
-    n = max(1, ex.settings(profile)["rows_per_batch"] // len(claim_c))
+    n = n_prompts or max(1, ex.settings(profile)["rows_per_batch"] // len(claim_c))
     prompts = judged["text"].tolist()[:n]
     out = {"model": name, "directions": source}
     print(f"{name}: previous path vs fast engine on {n} prompts x {len(claim_c)} conditions, {rounds} rounds", flush=True)
@@ -261,14 +261,17 @@ def main(argv=None) -> int:
     ap.add_argument("--levers-only", action="store_true",
                     help="only the same-process comparisons (previous path vs fast engine; --bf16)")
     ap.add_argument("--bf16", action="store_true", help="with --levers-only: opt-in bfloat16 vs float32")
+    ap.add_argument("--prompts", type=int, default=None,
+                    help="with --levers-only: prompts in the compared batch (default: one production batch)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = get_profile(args.profile, args.models)
     if args.levers_only:
         res = {"profile": profile.name, "threads": torch.get_num_threads(),
-               "models": {m: levers(m, profile, args.rounds, args.bf16) for m in profile.models}}
-        atomic_write_json(results_dir(profile, "benchmarks") / "study_levers.json", res)
+               "models": {m: levers(m, profile, args.rounds, args.bf16, args.prompts) for m in profile.models}}
+        tag = "_".join(profile.models)
+        atomic_write_json(results_dir(profile, "benchmarks") / f"study_levers_{tag}.json", res)
         return 0
     timing.configure(None, None)
     results = {"profile": profile.name, "fraction": args.fraction, "threads": torch.get_num_threads(), "models": {}}

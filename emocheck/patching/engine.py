@@ -204,6 +204,7 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
     meta = {"impl": "prefix-cache", "tokens": counts, "batch_rows": batches}
     if score_fluency:
         meta["continuation_nll"] = nll
+        meta["continuation_nll_input_ids"] = ids_cpu
     return finish(loaded, prompts, input_ids, attention_mask, seqs, spec, meta)
 
 
