@@ -189,9 +189,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="log the session (settings, per-claim numbers, statistics files) to MLflow")
     group.addoption("--emocheck-mlflow-uri", default=None, metavar="URI",
                     help="MLflow tracking URI (default: ini emocheck_mlflow_uri, file:./mlruns)")
-    group.addoption("--emocheck-remote", default=None, metavar="WHERE", nargs="?", const="1",
-                    help="run patched generation on NDIF through nnsight remote execution ('local': "
-                         "nnsight's in-process simulation of it); sets $EMOCHECK_REMOTE")
     parser.addini("emocheck_profile", "default emocheck profile", default="")
     parser.addini("emocheck_correction", "bonferroni | holm | bh", default="holm")
     parser.addini("emocheck_alpha", "default significance level", default="0.05")
@@ -199,6 +196,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("emocheck_results", "results root (relative to the ini file)", default="")
     parser.addini("emocheck_mlflow", "log sessions to MLflow", type="bool", default=False)
     parser.addini("emocheck_mlflow_uri", "MLflow tracking URI", default="file:./mlruns")
+    group.addoption("--emocheck-remote", default=None, metavar="WHERE", nargs="?", const="1",
+                    help="run patched generation on NDIF through nnsight remote execution ('local': "
+                         "nnsight's in-process simulation of it); sets $EMOCHECK_REMOTE")
 
 
 def _resolve(config: pytest.Config) -> _State:
