@@ -272,13 +272,15 @@ def pytest_configure(config: pytest.Config) -> None:
             require_mlflow()
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-    remote = config.getoption("--emocheck-remote", None)      # speed: nnsight remote execution
-    exports = [(ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)]
-    for key, value in exports + ([("EMOCHECK_REMOTE", remote)] if remote else []):
+    for key, value in ((ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)):
         state.env_backup[key] = os.environ.get(key)
         os.environ[key] = value
     state.config = config
     config.stash[STATE_KEY] = state
+    remote = config.getoption("--emocheck-remote", None)      # nnsight remote execution (speed)
+    if remote:
+        state.env_backup.setdefault("EMOCHECK_REMOTE", os.environ.get("EMOCHECK_REMOTE"))
+        os.environ["EMOCHECK_REMOTE"] = remote
     config.pluginmanager.register(_SessionPlugin(config, state), f"emocheck-session-{id(config)}")
     if state.is_worker:
         config.pluginmanager.register(_LoadgroupShim(), f"emocheck-loadgroup-{id(config)}")
