@@ -107,6 +107,58 @@ def baseline_comparison(loaded, prompts, conds, spec, rounds: int) -> dict:
             "previous_tokens_per_row": float(a.input_ids.shape[1] * 2 + a.lengths.float().mean())}
 
 
+def bf16_agreement(name, loaded32, prompts, conds, spec, rounds: int) -> dict:
+    """Opt-in bfloat16 (weights bf16, deltas added in float32) vs float32: tokens and speed."""
+    from emocheck.models.registry import load_model
+    from emocheck.patching.engine import generate_fast
+
+    loaded16 = load_model(name, device="cpu", dtype="bfloat16")
+    texts = [t for _ in conds for t in prompts]
+    layer = conds[1].layer
+    dirs = {layer: torch.stack([c.vector for c in conds for _ in prompts]).float()}
+    spec = spec.replace(layers=(layer,), alpha=1.0)
+    times = {"float32": [], "bfloat16": []}
+    outs = {}
+    for _ in range(rounds):
+        for key, m in (("float32", loaded32), ("bfloat16", loaded16)):
+            t = time.perf_counter()
+            outs[key] = generate_fast(m, texts, spec, dirs)
+            times[key].append(time.perf_counter() - t)
+    a, b = outs["float32"], outs["bfloat16"]
+    same = [a.new_tokens[i, : a.lengths[i]].tolist() == b.new_tokens[i, : b.lengths[i]].tolist() for i in range(len(texts))]
+    first = [next((k for k, (x, y) in enumerate(zip(a.new_tokens[i].tolist(), b.new_tokens[i].tolist())) if x != y), None)
+             for i in range(len(texts))]
+    first = [f for f in first if f is not None]
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"rows": len(texts), "seconds": med, "speed_ratio_bf16_vs_fp32": med["float32"] / med["bfloat16"],
+            "rows_identical": float(np.mean(same)),
+            "median_first_difference": float(np.median(first)) if first else None,
+            "nll_mean_abs_diff": float(np.nanmean(np.abs(a.meta["continuation_nll"] - b.meta["continuation_nll"])))}
+
+
+def levers(name: str, profile, rounds: int, bf16: bool, n_prompts: int | None = None) -> dict:
+    """Only the same-process comparisons: previous path vs fast engine (and bf16 vs fp32)."""
+    from emocheck.models.registry import load_model
+    from emocheck.patching import experiment as ex
+
+    loaded = load_model(name)
+    judged, _ = ex.split_generation_prompts(profile)
+    _, claim_c, source = conditions_for(name, profile, loaded)
+    if claim_c is None:
+        claim_c = random_conditions(1 + 3 * (4 + profile.random_directions), loaded.d_model, loaded.n_layers // 2, 9)
+    spec = ex.base_spec(profile, name)
+    n = n_prompts or max(1, ex.settings(profile)["rows_per_batch"] // len(claim_c))
+    prompts = judged["text"].tolist()[:n]
+    out = {"model": name, "directions": source}
+    print(f"{name}: previous path vs fast engine on {n} prompts x {len(claim_c)} conditions, {rounds} rounds", flush=True)
+    out["baseline"] = baseline_comparison(loaded, prompts, claim_c, spec, rounds)
+    print("  " + json.dumps(out["baseline"]), flush=True)
+    if bf16:
+        out["bf16"] = bf16_agreement(name, loaded, prompts, claim_c, spec, rounds)
+        print("  bf16: " + json.dumps(out["bf16"]), flush=True)
+    return out
+
+
 def bench_model(name: str, profile, fraction: float, baseline: bool, rounds: int, tmp: Path) -> dict:
     from emocheck.dataset import load_generation_prompts
     from emocheck.models.registry import load_model
@@ -135,6 +187,7 @@ def bench_model(name: str, profile, fraction: float, baseline: bool, rounds: int
     ex_tokens = sum(len(loaded.tokenizer(x)["input_ids"]) for x in emo["text"].tolist()[:n_ex]) / fraction
     out["extraction"] = {"seconds": ex_s, "tokens": ex_tokens,
                          "floor_seconds": ex_tokens * shape.flops_per_token(False) / rate}
+    print(f"  extraction: {n_ex} prompts in {ex_s * fraction:.1f}s", flush=True)
 
     # phase 5: sweep + claims
     judged, tuning = ex.split_generation_prompts(profile)
@@ -154,6 +207,7 @@ def bench_model(name: str, profile, fraction: float, baseline: bool, rounds: int
         samples = ex.run_conditions(loaded, sub, conds, spec, tmp / name / label, rows_per_batch=rows_per_batch,
                                     evaluators=False, progress=False)
         samples_all.append(samples)
+        print(f"  {label}: {len(samples)} rows generated and scored", flush=True)
         ptoks = [len(loaded.tokenizer(x)["input_ids"]) for x in sub["text"]]
         gen["prompts"] += n
         gen["rows"] += len(samples)
@@ -179,6 +233,7 @@ def bench_model(name: str, profile, fraction: float, baseline: bool, rounds: int
     t = time.perf_counter()
     scores = ex.score_all(texts)
     out["evaluators"] = {"seconds": (time.perf_counter() - t) / fraction, "texts": len(texts) / fraction}
+    print(f"  evaluators: {len(texts)} texts in {out['evaluators']['seconds'] * fraction:.1f}s", flush=True)
     sweep_samples = pd.concat([samples_all[0].reset_index(drop=True), scores.iloc[: len(samples_all[0])].reset_index(drop=True)], axis=1)
     t = time.perf_counter()
     table = ex.sweep_table(sweep_samples)
@@ -203,10 +258,21 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", action="store_true", help="also time the previous path on one batch")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--levers-only", action="store_true",
+                    help="only the same-process comparisons (previous path vs fast engine; --bf16)")
+    ap.add_argument("--bf16", action="store_true", help="with --levers-only: opt-in bfloat16 vs float32")
+    ap.add_argument("--prompts", type=int, default=None,
+                    help="with --levers-only: prompts in the compared batch (default: one production batch)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = get_profile(args.profile, args.models)
+    if args.levers_only:
+        res = {"profile": profile.name, "threads": torch.get_num_threads(),
+               "models": {m: levers(m, profile, args.rounds, args.bf16, args.prompts) for m in profile.models}}
+        tag = "_".join(profile.models)
+        atomic_write_json(results_dir(profile, "benchmarks") / f"study_levers_{tag}.json", res)
+        return 0
     timing.configure(None, None)
     results = {"profile": profile.name, "fraction": args.fraction, "threads": torch.get_num_threads(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:

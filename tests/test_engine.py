@@ -116,6 +116,17 @@ def test_fluency_table_uses_engine_nll_and_timing(models, tmp_path):
     np.testing.assert_array_equal(table["nll"].to_numpy(), res.meta["continuation_nll"])
     res.meta.pop("continuation_nll")
     np.testing.assert_allclose(fluency_table(m, res)["nll"].to_numpy(), table["nll"].to_numpy(), rtol=1e-5, atol=1e-5)
+    # Other prompts swapped in (prefixed conditions scored given the neutral prompt): recomputed.
+    import dataclasses
+
+    from emocheck.patching.residual import tokenize_prompts
+
+    res = generate_fast(m, ["Be kind. " + t for t in texts], spec, rows)
+    ids, mask = tokenize_prompts(m, texts)
+    swapped = dataclasses.replace(res, prompts=texts, input_ids=ids.cpu(), attention_mask=mask.cpu())
+    want = continuation_nll(m, ids, mask, res.new_tokens, res.lengths)
+    np.testing.assert_allclose(fluency_table(m, swapped)["nll"].to_numpy(), want, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(want, res.meta["continuation_nll"])
     timing.reset()
 
 

@@ -31,6 +31,7 @@ not handled here: `generate_patched` then uses the nnsight implementation.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numpy as np
@@ -86,9 +87,14 @@ def _copy_rows(cache, index: torch.Tensor):
 
 def _cache_kw(module) -> str:
     """transformers >= 5.2x renamed `past_key_values` to `cache` (the old name warns)."""
+    return _cache_kw_of(type(module))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kw_of(cls) -> str:
     import inspect
 
-    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def _positions(mask: torch.Tensor, last: int) -> torch.Tensor:
@@ -198,6 +204,7 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
     meta = {"impl": "prefix-cache", "tokens": counts, "batch_rows": batches}
     if score_fluency:
         meta["continuation_nll"] = nll
+        meta["continuation_nll_input_ids"] = ids_cpu
     return finish(loaded, prompts, input_ids, attention_mask, seqs, spec, meta)
 
 

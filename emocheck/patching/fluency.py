@@ -89,7 +89,12 @@ def continuation_nll(loaded, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 def fluency_table(loaded, result) -> pd.DataFrame:
     """Per-row fluency of a GenerationResult: nll, ppl, distinct-2, repeated-3-gram fraction, length."""
-    nll = result.meta.get("continuation_nll")       # the fast engine scores on its shared prefix cache
+    # The fast engine scores on its shared prefix cache; valid only for the prompts it generated from
+    # (a caller may swap in other prompts, e.g. neutral ones for prefixed conditions).
+    nll = result.meta.get("continuation_nll")
+    scored_on = result.meta.get("continuation_nll_input_ids")
+    if nll is not None and (scored_on is None or not torch.equal(scored_on, result.input_ids.cpu())):
+        nll = None
     if nll is None:
         with timing.phase("fluency", model=getattr(loaded, "name", None)):
             nll = continuation_nll(loaded, result.input_ids, result.attention_mask, result.new_tokens, result.lengths)

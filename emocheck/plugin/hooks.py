@@ -195,9 +195,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="log the session (settings, per-claim numbers, statistics files) to MLflow")
     group.addoption("--emocheck-mlflow-uri", default=None, metavar="URI",
                     help="MLflow tracking URI (default: ini emocheck_mlflow_uri, file:./mlruns)")
-    group.addoption("--emocheck-remote", default=None, metavar="WHERE", nargs="?", const="1",
-                    help="run patched generation on NDIF through nnsight remote execution ('local': "
-                         "nnsight's in-process simulation of it); sets $EMOCHECK_REMOTE")
     parser.addini("emocheck_profile", "default emocheck profile", default="")
     parser.addini("emocheck_correction", "bonferroni | holm | bh", default="holm")
     parser.addini("emocheck_alpha", "default significance level", default="0.05")
@@ -205,6 +202,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("emocheck_results", "results root (relative to the ini file)", default="")
     parser.addini("emocheck_mlflow", "log sessions to MLflow", type="bool", default=False)
     parser.addini("emocheck_mlflow_uri", "MLflow tracking URI", default="file:./mlruns")
+    group.addoption("--emocheck-remote", default=None, metavar="WHERE", nargs="?", const="1",
+                    help="run patched generation on NDIF through nnsight remote execution ('local': "
+                         "nnsight's in-process simulation of it); sets $EMOCHECK_REMOTE")
 
 
 def _resolve(config: pytest.Config) -> _State:
@@ -278,13 +278,15 @@ def pytest_configure(config: pytest.Config) -> None:
             require_mlflow()
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-    remote = config.getoption("--emocheck-remote", None)      # speed: nnsight remote execution
-    exports = [(ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)]
-    for key, value in exports + ([("EMOCHECK_REMOTE", remote)] if remote else []):
+    for key, value in ((ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)):
         state.env_backup[key] = os.environ.get(key)
         os.environ[key] = value
     state.config = config
     config.stash[STATE_KEY] = state
+    remote = config.getoption("--emocheck-remote", None)      # nnsight remote execution (speed)
+    if remote:
+        state.env_backup.setdefault("EMOCHECK_REMOTE", os.environ.get("EMOCHECK_REMOTE"))
+        os.environ["EMOCHECK_REMOTE"] = remote
     config.pluginmanager.register(_SessionPlugin(config, state), f"emocheck-session-{id(config)}")
     if state.is_worker:
         config.pluginmanager.register(_LoadgroupShim(), f"emocheck-loadgroup-{id(config)}")
