@@ -5,6 +5,7 @@ pytest_plugins = [
     "fixtures.data",
     "fixtures.representations",
     "fixtures.patching",
+    "fixtures.alignment",
 ]
 
 

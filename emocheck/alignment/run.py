@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emocheck.alignment.analysis import FIT_ON, AlignConfig, analyse_pair
+from emocheck.alignment.analysis import FIT_ON, AlignConfig, analyse_pair, single_blas_thread
 from emocheck.alignment.figures import plot_k_curves, plot_layer_heatmap
 from emocheck.alignment.kselect import bootstrap_k
 from emocheck.alignment.layers import choose_pair, search_layer_pairs
@@ -37,7 +37,7 @@ from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomi
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT_CODE_VERSION = "alignment-v1"
+ALIGNMENT_CODE_VERSION = "alignment-v2"
 OUTLIER_DIMS = 5
 TABLES = ("layer_pairs", "overlaps", "transfer", "transfer_scores", "variants", "k_selection")
 
@@ -99,6 +99,7 @@ def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig
     return result
 
 
+@single_blas_thread
 def _compute(paired, reference, other, profile, cfg, key, out, progress) -> AlignmentResult:
     labels, train, emotions = paired.labels, paired.train, paired.emotions
     ids = paired.prompts["id"].to_numpy()
@@ -114,7 +115,8 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
     # Variants at the chosen pair: map fitted on neutral / all training prompts, outlier dims kept /
     # removed, three maps. Fewer null draws (these are reported, not claimed).
     variant_rows = []
-    light = dict(permutations=200, pairing_draws=50, random_draws=200)
+    light = dict(permutations=min(cfg.permutations, 200), pairing_draws=min(cfg.pairing_draws, 50),
+                 random_draws=min(cfg.random_draws, 200))
     for fit_on in FIT_ON:
         for drop in (0, OUTLIER_DIMS):
             for kind in MAP_KINDS:
