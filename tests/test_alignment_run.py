@@ -107,3 +107,14 @@ def test_bad_configuration_fails_with_one_clear_error():
     with pytest.raises(ConfigError, match="two different models"):
         run_mod.run_alignment("a", "a", get_profile("ci"))
     assert replace(CFG, map_kind="cca").map_kind == "cca"
+
+
+def test_k_selection_csv_keeps_other_pairs(computed, results_tmp):
+    res, _ = computed
+    ks = res.tables["k_selection"]
+    run_mod._merge_statistics(get_profile("ci"), "tgt", "src", "last", ks)
+    run_mod._merge_statistics(get_profile("ci"), "tgt", "third", "last", ks.assign(source="third"))
+    run_mod._merge_statistics(get_profile("ci"), "tgt", "src", "last", ks)      # replaces, not appends
+    table = pd.read_csv(results_tmp / "ci" / "statistics" / "k_selection.csv")
+    assert sorted(table.source.unique()) == ["src", "third"]
+    assert len(table) == 2 * len(ks) and (table.position == "last").all()

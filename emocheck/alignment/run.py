@@ -199,18 +199,18 @@ def _plain(info: dict) -> dict:
 
 
 def _merge_statistics(profile, reference, other, position, kselect):
+    """Replace this pair's (and position's) rows in statistics/k_selection.csv, keeping other pairs'."""
     path = results_dir(profile, "statistics") / "k_selection.csv"
+    frames = [kselect.assign(position=position)]
     with file_lock(path):
-        frames = [kselect]
         if path.is_file():
             try:
                 old = pd.read_csv(path)
-                keep = ~((old["source"] == other) & (old["target"] == reference) & (old.get("position", position) == position))
-                frames.insert(0, old[keep])
-            except Exception as exc:  # unreadable: rewrite with this pair only, and say so
+                mine = (old["source"] == other) & (old["target"] == reference) & (old["position"] == position)
+                frames.insert(0, old[~mine])
+            except Exception as exc:  # unreadable or another layout: rewrite with this pair only, and say so
                 log.warning("rewriting unreadable %s (%s)", path, exc)
-        atomic_write_dataframe(path, pd.concat(frames, ignore_index=True).assign(
-            position=lambda d: d.get("position", position)))
+        atomic_write_dataframe(path, pd.concat(frames, ignore_index=True))
 
 
 def _load(out: Path, key: str, reference: str, other: str, cfg: AlignConfig) -> AlignmentResult | None:
