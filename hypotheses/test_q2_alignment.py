@@ -47,7 +47,7 @@ def _overlap_metrics(alignment, emotion, contrast):
 
 
 @claim(
-    "after alignment, the {emotion} ({contrast}) subspaces of {model_pair} overlap more than label-permuted "
+    "{model_pair}: after alignment, the {emotion} ({contrast}) subspaces overlap more than label-permuted "
     "subspaces through the same map, at k=2",
     family="q2_alignment_overlap_vs_permuted", alternative="greater", min_d=1.0,
 )
@@ -60,7 +60,7 @@ def test_alignment_overlap_beats_label_permuted(model_pair, emotion, contrast, a
 
 
 @claim(
-    "after alignment, the {emotion} ({contrast}) subspaces of {model_pair} overlap more than under maps fitted "
+    "{model_pair}: after alignment, the {emotion} ({contrast}) subspaces overlap more than under maps fitted "
     "on shuffled prompt pairings, at k=2",
     family="q2_alignment_overlap_vs_shuffled_pairing", alternative="greater", min_d=1.0,
 )
@@ -85,8 +85,8 @@ def _transfer(alignment, emotion):
 
 
 @claim(
-    "a {emotion}-specific direction mapped from {model_pair}'s second model separates the first model's held-out "
-    "{emotion} prompts from the other emotions, AUC > 0.8",
+    "{model_pair}: the second model's {emotion}-specific direction, mapped into the first, separates the first "
+    "model's held-out {emotion} prompts from the other emotions, AUC > 0.8",
     family="q2_alignment_transfer", paired=False, alternative="greater", min_d=MIN_D_AUC_08,
 )
 @pytest.mark.parametrize("emotion", EMOTIONS)
@@ -98,8 +98,8 @@ def test_alignment_mapped_direction_separates(model_pair, emotion, alignment, ev
 
 
 @claim(
-    "the mapped {emotion}-specific direction of {model_pair} separates the target's held-out prompts better "
-    "(AUC) than random source directions mapped the same way",
+    "{model_pair}: the mapped {emotion}-specific direction separates the first model's held-out prompts better "
+    "(AUC) than random directions of the second model mapped the same way",
     family="q2_alignment_transfer_vs_random", alternative="greater", min_d=1.0,
 )
 @pytest.mark.parametrize("emotion", EMOTIONS)

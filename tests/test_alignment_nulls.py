@@ -99,3 +99,26 @@ def test_vectorised_random_direction_aucs_match_stats_auc(rotation_setup):
     dirs = rng.standard_normal((5, zs.shape[1]))
     slow = [stats.auc(s[t], s[c]) for s in (transfer_scores(m, d, zt) for d in dirs)]
     np.testing.assert_allclose(fast, slow, atol=1e-12)
+
+
+def test_fast_ridge_pairing_null_equals_refitting(rotation_setup):
+    from emocheck.alignment.maps import LinearMap
+    from emocheck.alignment.nulls import shuffled_pairing_null
+
+    p, zs, zt, m = rotation_setup
+    fit = p.train & (p.labels == "neutral")
+    ho = ~p.train
+    ua = contrast_subspace(zs[ho], p.labels[ho], "anger", "vs_other", p.emotions, 3)
+    ub = contrast_subspace(zt[ho], p.labels[ho], "anger", "vs_other", p.emotions, 3)
+    fast = shuffled_pairing_null(m, zs[fit], zt[fit], ua, ub, 6, seed=4)
+    # the generic path (refit per draw) on a map that is not flagged as ridge
+    generic = LinearMap("ridge-generic", m.source_matrix, m.target_matrix, dict(m.info))
+    import emocheck.alignment.nulls as nulls_mod
+
+    orig = nulls_mod.refit_like
+    nulls_mod.refit_like = lambda fitted, a, b: orig(m, a, b)
+    try:
+        slow = shuffled_pairing_null(generic, zs[fit], zt[fit], ua, ub, 6, seed=4)
+    finally:
+        nulls_mod.refit_like = orig
+    np.testing.assert_allclose(fast, slow, atol=1e-10)

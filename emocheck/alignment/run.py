@@ -37,7 +37,7 @@ from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomi
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT_CODE_VERSION = "alignment-v3"
+ALIGNMENT_CODE_VERSION = "alignment-v4"
 OUTLIER_DIMS = 5
 TABLES = ("layer_pairs", "overlaps", "transfer", "transfer_scores", "variants", "k_selection")
 
