@@ -118,3 +118,13 @@ def test_k_selection_csv_keeps_other_pairs(computed, results_tmp):
     table = pd.read_csv(results_tmp / "ci" / "statistics" / "k_selection.csv")
     assert sorted(table.source.unique()) == ["src", "third"]
     assert len(table) == 2 * len(ks) and (table.position == "last").all()
+
+
+def test_k_selection_csv_replaces_rows_of_an_older_layout(computed, results_tmp):
+    res, _ = computed
+    ks = res.tables["k_selection"]
+    path = results_tmp / "ci" / "statistics" / "k_selection.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ks.drop(columns=["position"], errors="ignore").to_csv(path, index=False)     # no position column
+    run_mod._merge_statistics(get_profile("ci"), "tgt", "src", "last", ks)
+    assert len(pd.read_csv(path)) == len(ks)

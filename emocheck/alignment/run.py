@@ -206,7 +206,9 @@ def _merge_statistics(profile, reference, other, position, kselect):
         if path.is_file():
             try:
                 old = pd.read_csv(path)
-                mine = (old["source"] == other) & (old["target"] == reference) & (old["position"] == position)
+                # a row without a position (an older layout) counts as this position's
+                pos = old["position"].fillna(position) if "position" in old else position
+                mine = (old["source"] == other) & (old["target"] == reference) & (pos == position)
                 frames.insert(0, old[~mine])
             except Exception as exc:  # unreadable or another layout: rewrite with this pair only, and say so
                 log.warning("rewriting unreadable %s (%s)", path, exc)
