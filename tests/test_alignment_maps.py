@@ -79,3 +79,13 @@ def test_reducer_fits_on_given_rows_and_drops_massive_dims():
     x[0, 0] = np.nan
     with pytest.raises(ConfigError, match="NaN"):
         fit_reducer(x, 4)
+
+
+def test_reducer_components_are_the_principal_axes():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((80, 6)) * np.array([5, 4, 3, 2, 1, 0.5])
+    r = fit_reducer(x, 3, standardise=False)
+    s = x - x.mean(0)
+    _, sv, vh = np.linalg.svd(s, full_matrices=False)
+    np.testing.assert_allclose(np.abs(np.sum(r.components * vh[:3], 1)), 1.0, atol=1e-8)
+    np.testing.assert_allclose(r.sd, sv[:3] / np.sqrt(79), rtol=1e-8)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from emocheck.alignment.analysis import AlignConfig, fit_mask
+from emocheck.alignment.analysis import AlignConfig, fit_mask, single_blas_thread
 from emocheck.alignment.maps import fit_map
 from emocheck.alignment.nulls import permuted_label_sets
 from emocheck.alignment.overlap import chance_overlap, overlap_curves, subspace_overlap
@@ -44,6 +44,7 @@ def _layer_view(x, labels, train, emotions, cfg, perm_sets):
     return view
 
 
+@single_blas_thread
 def search_layer_pairs(paired: PairedActivations, cfg: AlignConfig, progress: bool = True) -> pd.DataFrame:
     labels, train, emotions = paired.labels, paired.train, paired.emotions
     held = ~train

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emocheck.alignment.analysis import FIT_ON, AlignConfig, analyse_pair
+from emocheck.alignment.analysis import FIT_ON, AlignConfig, analyse_pair, single_blas_thread
 from emocheck.alignment.figures import plot_k_curves, plot_layer_heatmap
 from emocheck.alignment.kselect import bootstrap_k
 from emocheck.alignment.layers import choose_pair, search_layer_pairs
@@ -37,7 +37,7 @@ from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomi
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT_CODE_VERSION = "alignment-v1"
+ALIGNMENT_CODE_VERSION = "alignment-v4"
 OUTLIER_DIMS = 5
 TABLES = ("layer_pairs", "overlaps", "transfer", "transfer_scores", "variants", "k_selection")
 
@@ -99,6 +99,7 @@ def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig
     return result
 
 
+@single_blas_thread
 def _compute(paired, reference, other, profile, cfg, key, out, progress) -> AlignmentResult:
     labels, train, emotions = paired.labels, paired.train, paired.emotions
     ids = paired.prompts["id"].to_numpy()
@@ -114,7 +115,8 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
     # Variants at the chosen pair: map fitted on neutral / all training prompts, outlier dims kept /
     # removed, three maps. Fewer null draws (these are reported, not claimed).
     variant_rows = []
-    light = dict(permutations=200, pairing_draws=50, random_draws=200)
+    light = dict(permutations=min(cfg.permutations, 200), pairing_draws=min(cfg.pairing_draws, 50),
+                 random_draws=min(cfg.random_draws, 200))
     for fit_on in FIT_ON:
         for drop in (0, OUTLIER_DIMS):
             for kind in MAP_KINDS:
@@ -197,18 +199,20 @@ def _plain(info: dict) -> dict:
 
 
 def _merge_statistics(profile, reference, other, position, kselect):
+    """Replace this pair's (and position's) rows in statistics/k_selection.csv, keeping other pairs'."""
     path = results_dir(profile, "statistics") / "k_selection.csv"
+    frames = [kselect.assign(position=position)]
     with file_lock(path):
-        frames = [kselect]
         if path.is_file():
             try:
                 old = pd.read_csv(path)
-                keep = ~((old["source"] == other) & (old["target"] == reference) & (old.get("position", position) == position))
-                frames.insert(0, old[keep])
-            except Exception as exc:  # unreadable: rewrite with this pair only, and say so
+                # a row without a position (an older layout) counts as this position's
+                pos = old["position"].fillna(position) if "position" in old else position
+                mine = (old["source"] == other) & (old["target"] == reference) & (pos == position)
+                frames.insert(0, old[~mine])
+            except Exception as exc:  # unreadable or another layout: rewrite with this pair only, and say so
                 log.warning("rewriting unreadable %s (%s)", path, exc)
-        atomic_write_dataframe(path, pd.concat(frames, ignore_index=True).assign(
-            position=lambda d: d.get("position", position)))
+        atomic_write_dataframe(path, pd.concat(frames, ignore_index=True))
 
 
 def _load(out: Path, key: str, reference: str, other: str, cfg: AlignConfig) -> AlignmentResult | None:

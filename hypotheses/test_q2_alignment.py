@@ -1,0 +1,142 @@
+"""Q2, cross-model shared structure: do two models share an emotion subspace up to a linear map?
+
+For each pair of the profile's models (the first is the reference: the second is mapped into it;
+`--emocheck-models a,b,c` gives a-vs-b and a-vs-c), emocheck.alignment.run:
+  - reduces each model's resid_post at the last prompt token by PCA fitted on training prompts
+    (p = 64), fits a ridge map on the training NEUTRAL prompts (the seed's design), and chooses the
+    layer pair on training prompts only;
+  - computes the emotion subspaces on HELD-OUT prompts of both models and their overlap (mean cos^2
+    of the principal angles) after the map, at k = 2 (the seed's expectation).
+No claim is judged on a raw overlap: each is judged against a null computed the same way, through
+the same fitted map, with its Monte-Carlo p-value (min_d in null SDs); the chance level k/d, the
+calibrated score (observed - null mean) / (1 - null mean) and the other nulls are in the metrics.
+
+    label-permuted  the source's emotion labels shuffled (same group sizes), its subspace recomputed
+                    and mapped: does the emotion's subspace land on the target's better than an
+                    arbitrary prompt group's?
+    shuffled pairing the map refitted on training prompts paired at random across the models
+    transfer        the source's emotion-specific direction, mapped, separates the target's held-out
+                    emotion prompts from the other emotions (AUC > 0.8 <=> d > 1.19 under normality),
+                    and beats random source directions mapped the same way
+"""
+import numpy as np
+import pytest
+
+from emocheck import claim
+
+EMOTIONS = ["gratitude", "anger", "apology"]
+CONTRASTS = ["vs_neutral", "vs_other"]
+K = 2
+MIN_D_AUC_08 = float(np.sqrt(2) * 0.8416212335729143)   # d whose binormal AUC is 0.8
+
+
+def _overlap_metrics(alignment, emotion, contrast):
+    row = alignment.overlap_row(emotion, contrast, K)
+    lay = alignment.layers
+    return {
+        "k": K, "observed_overlap": row.observed, "chance_k_over_d": row.chance_k_over_d,
+        "common_width": int(row.common_width),
+        "random_null_mean": row.random_mean, "label_permuted_null_mean": row.label_permuted_mean,
+        "label_permuted_score": row.label_permuted_score, "label_permuted_p": row.label_permuted_p,
+        "shuffled_pairing_null_mean": row.shuffled_pairing_mean,
+        "shuffled_pairing_score": row.shuffled_pairing_score, "shuffled_pairing_p": row.shuffled_pairing_p,
+        "source_layer": lay["source_layer"], "target_layer": lay["target_layer"],
+        "source_depth": lay["source_depth"], "target_depth": lay["target_depth"],
+        "map": alignment.config.map_kind, "fit_on": alignment.config.fit_on, "p": alignment.config.p,
+    }
+
+
+@claim(
+    "{model_pair}: after alignment, the {emotion} ({contrast}) subspaces overlap more than label-permuted "
+    "subspaces through the same map, at k=2",
+    family="q2_alignment_overlap_vs_permuted", alternative="greater", min_d=1.0,
+)
+@pytest.mark.parametrize("contrast", CONTRASTS)
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_alignment_overlap_beats_label_permuted(model_pair, emotion, contrast, alignment, evidence):
+    row = alignment.overlap_row(emotion, contrast, K)
+    evidence.record_null(observed=row.observed, null=alignment.null(emotion, contrast, "label_permuted", K),
+                         metrics=_overlap_metrics(alignment, emotion, contrast))
+
+
+@claim(
+    "{model_pair}: after alignment, the {emotion} ({contrast}) subspaces overlap more than under maps fitted "
+    "on shuffled prompt pairings, at k=2",
+    family="q2_alignment_overlap_vs_shuffled_pairing", alternative="greater", min_d=1.0,
+)
+@pytest.mark.parametrize("contrast", CONTRASTS)
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_alignment_overlap_beats_shuffled_pairing(model_pair, emotion, contrast, alignment, evidence):
+    row = alignment.overlap_row(emotion, contrast, K)
+    evidence.record_null(observed=row.observed, null=alignment.null(emotion, contrast, "shuffled_pairing", K),
+                         metrics=_overlap_metrics(alignment, emotion, contrast))
+
+
+def _transfer(alignment, emotion):
+    t = alignment.transfer
+    row = t[t.emotion == emotion].iloc[0]
+    scores = alignment.tables["transfer_scores"]
+    s = scores[scores.emotion == emotion]
+    metrics = {"mapped_auc": row.mapped_auc, "source_own_auc": row.source_own_auc,
+               "target_native_auc": row.target_native_auc, "random_direction_auc_mean": row.random_auc_mean,
+               "random_direction_auc_97_5": row.random_auc_high,
+               "source_layer": alignment.layers["source_layer"], "target_layer": alignment.layers["target_layer"]}
+    return row, s, metrics
+
+
+@claim(
+    "{model_pair}: the second model's {emotion}-specific direction, mapped into the first, separates the first "
+    "model's held-out {emotion} prompts from the other emotions, AUC > 0.8",
+    family="q2_alignment_transfer", paired=False, alternative="greater", min_d=MIN_D_AUC_08,
+)
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_alignment_mapped_direction_separates(model_pair, emotion, alignment, evidence):
+    _, s, metrics = _transfer(alignment, emotion)
+    t, c = s[s.treated.astype(bool)], s[~s.treated.astype(bool)]
+    evidence.record(treated=t.mapped_score.to_numpy(), control=c.mapped_score.to_numpy(), metrics=metrics,
+                    sample_ids={"treated": t.prompt_id.astype(str).tolist(), "control": c.prompt_id.astype(str).tolist()})
+
+
+@claim(
+    "{model_pair}: the mapped {emotion}-specific direction separates the first model's held-out prompts better "
+    "(AUC) than random directions of the second model mapped the same way",
+    family="q2_alignment_transfer_vs_random", alternative="greater", min_d=1.0,
+)
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_alignment_mapped_direction_beats_random_directions(model_pair, emotion, alignment, evidence):
+    row, _, metrics = _transfer(alignment, emotion)
+    evidence.record_null(observed=row.mapped_auc, null=alignment.null(emotion, "transfer", "random_direction_auc"),
+                         metrics=metrics)
+
+
+@pytest.mark.parametrize("contrast", CONTRASTS)
+def test_alignment_best_k_beats_its_neighbours(model_pair, contrast, alignment, emocheck_profile):
+    """The k selection (prompt bootstrap of the calibrated overlap, written to
+    results/<profile>/statistics/k_selection.csv with the curves in k_curves.png): the best k's score
+    must exceed each neighbour's in at least 95% of the resamples, and lie above the null band. The
+    seed expects k = 2; which k wins, and whether it is distinguishable at all, is the finding."""
+    from emocheck.profiles import results_dir
+
+    path = results_dir(emocheck_profile, "statistics") / "k_selection.csv"
+    assert path.is_file() and (alignment.out_dir / "k_curves.png").is_file()
+    ks = alignment.tables["k_selection"]
+    ks = ks[ks.contrast == contrast]
+    best = ks[ks.best.astype(bool)].iloc[0]
+    p_nb = np.nanmax([best.p_best_vs_smaller_k, best.p_best_vs_larger_k])
+    assert best.ci_low > best.null_high and p_nb < 0.05, (
+        f"{contrast}: best k = {int(best.k)} (calibrated score {best['mean']:.3f}, 95% CI [{best.ci_low:.3f}, "
+        f"{best.ci_high:.3f}], null band up to {best.null_high:.3f}); bootstrap p that it does not beat its "
+        f"neighbours = {p_nb:.3f}; p_best = {best.p_best:.2f}")
+
+
+def test_alignment_outlier_dimensions_do_not_drive_the_fit(model_pair, alignment):
+    """With the top-5 outlier (massive) dimensions of each model removed before standardising, every
+    k=2 overlap keeps its verdict against the label-permuted null at p < 0.05 (variants.csv has all
+    of them: map fitted on neutral / all prompts x outliers kept / removed x ridge / Procrustes / CCA)."""
+    v = alignment.tables["variants"]
+    v = v[(v["map"] == alignment.config.map_kind) & (v.fit_on == alignment.config.fit_on) & (v.contrast != "transfer_auc")]
+    kept = v[v.outlier_dims_removed == 0].set_index(["emotion", "contrast"])
+    removed = v[v.outlier_dims_removed > 0].set_index(["emotion", "contrast"])
+    flips = [f"{i}: p {kept.loc[i, 'label_permuted_p']:.3f} -> {removed.loc[i, 'label_permuted_p']:.3f}"
+             for i in kept.index if (kept.loc[i, "label_permuted_p"] < 0.05) != (removed.loc[i, "label_permuted_p"] < 0.05)]
+    assert not flips, "removing the outlier dimensions changes verdicts:\n" + "\n".join(flips)
