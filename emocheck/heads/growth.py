@@ -41,7 +41,7 @@ KINDS = ("ablate", "patch_in")
 GROWTH_CODE_VERSION = "head-growth-v1"
 SETTINGS = {
     "smoke": {"exact_prompts": 4, "exact_sets": 4, "direct_sets": 200},
-    "ci": {"exact_prompts": 12, "exact_sets": 20, "direct_sets": 1000},
+    "ci": {"exact_prompts": 12, "exact_sets": 30, "direct_sets": 1000},
     "full": {"exact_prompts": 40, "exact_sets": 40, "direct_sets": 2000},
 }
 
