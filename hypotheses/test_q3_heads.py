@@ -15,8 +15,10 @@ paired by prompt with the random sets as a random effect (`evidence.record(treat
 emocheck.stats.compare_directions); the rank of the chosen set among the random sets is reported
 beside it, and so is the Spearman correlation between the exact and the first-order (direct-path)
 effects over the sets (how far the cheap estimate used for the growth curves can be trusted).
-Sample sizes are the profile's (`ci`: 12 prompts x 21 sets) because every set costs one forward
-pass per prompt on a shared CPU; generation-level head patching is not claimed here (see README).
+Sample sizes are the profile's (`ci`: 12 prompts x 30 random sets; each prompt costs one prefix pass
+and one batched last-token pass for all sets, emocheck.heads.prefix_cache) and were set by a shared
+2-core CPU; generation-level head patching is implemented and tested (nnsight == hooks) but not
+claimed here (see README).
 """
 import pytest
 from scipy import stats as st

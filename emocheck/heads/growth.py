@@ -41,7 +41,7 @@ KINDS = ("ablate", "patch_in")
 GROWTH_CODE_VERSION = "head-growth-v1"
 SETTINGS = {
     "smoke": {"exact_prompts": 4, "exact_sets": 4, "direct_sets": 200},
-    "ci": {"exact_prompts": 12, "exact_sets": 20, "direct_sets": 1000},
+    "ci": {"exact_prompts": 12, "exact_sets": 30, "direct_sets": 1000},
     "full": {"exact_prompts": 40, "exact_sets": 40, "direct_sets": 2000},
 }
 
@@ -166,32 +166,20 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
 def exact_effects(loaded, texts: list[str], sets, z_values: torch.Tensor, u: torch.Tensor, kind: str, *,
                   rows_per_pass: int = 64, progress: bool = False, desc: str = "exact") -> np.ndarray:
     """[n_sets, n_prompts] exact effects on resid_post(final layer, last token) @ u of replacing each
-    set's hook_z at the last token by z_values [L, H, hd]; several sets share one batched pass."""
-    from emocheck.heads.access import read_heads
-    from emocheck.heads.patching import patched_residuals
+    set's hook_z at the last token by z_values [L, H, hd]. Runs each prompt's prefix once and every
+    set as one row of a last-token batch (emocheck.heads.prefix_cache; equal to full patched passes)."""
+    from emocheck.heads.prefix_cache import last_token_residuals
     from emocheck.heads.specs import HeadPatchSpec
 
     final = loaded.n_layers - 1
     values = {layer: z_values[layer] for layer in range(loaded.n_layers)}
-    enc = loaded.tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="right")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    last = mask.sum(1) - 1
     u = u.float()
-    clean = read_heads(loaded, ids, mask, last, layers=[final], resid=True).resid_post[final] @ u
     mode = "mean" if kind == "ablate" else "replace"
     specs = [HeadPatchSpec(s, mode, "last", label=f"set{i}") for i, s in enumerate(sets)]
-    per_chunk = max(1, rows_per_pass // len(texts))
     effects = np.zeros((len(sets), len(texts)))
-    bar = tqdm(total=len(sets), desc=desc, disable=not progress, leave=False)
-    for start in range(0, len(sets), per_chunk):
-        chunk = specs[start:start + per_chunk]
-        rep = len(chunk)
-        row_specs = [s for s in chunk for _ in range(len(texts))]
-        res = patched_residuals(loaded, ids.repeat(rep, 1), mask.repeat(rep, 1), last.repeat(rep),
-                                row_specs, values, read_layers=[final])[final] @ u
-        effects[start:start + rep] = (sign(kind) * (res.view(rep, -1) - clean[None])).double().numpy()
-        bar.update(rep)
-    bar.close()
+    for j, text in enumerate(tqdm(texts, desc=desc, disable=not progress, leave=False)):
+        clean, patched = last_token_residuals(loaded, text, specs, values, final, rows_per_pass=rows_per_pass)
+        effects[:, j] = (sign(kind) * ((patched - clean[None]) @ u)).double().numpy()
     return effects
 
 

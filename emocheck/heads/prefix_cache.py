@@ -1,0 +1,80 @@
+"""Exact last-token head patching for many head sets at the cost of one prompt pass.
+
+A patch that touches only the LAST prompt position cannot change any earlier position (attention is
+causal), so the keys/values of positions 0..T-2 are the same in every patched run. This module runs
+the prefix once per prompt (use_cache=True) and then only the last token, for every head set as one
+row of a batch over a copy of that cache, with the patch rule of `emocheck.heads.specs` applied in a
+pre-hook of the output projections. The result equals a full patched forward pass
+(`emocheck.heads.patching.patched_residuals`, nnsight) up to float rounding (tests/test_heads_prefix_cache.py),
+at about (1 + n_sets / prompt_length) prompt passes per prompt instead of n_sets.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from emocheck.heads.access import head_geometry, out_proj
+from emocheck.heads.specs import apply_head_patch, stack_rows
+
+
+def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows_per_pass: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean [d], patched [n_specs, d]): resid_post of `read_layer` at the last token of `text`.
+
+    specs: HeadPatchSpec list (positions must be 'last'); values {layer: [H, hd]} (ignored for 'zero').
+    """
+    g = head_geometry(loaded)
+    if any(s.positions != "last" for s in specs):
+        raise ValueError("last_token_residuals patches the last position only (positions='last')")
+    masks = stack_rows(specs, g.n_layers, g.n_heads)                        # [S, L, H]
+    layers = [layer for layer in range(g.n_layers) if masks[:, layer].any()]
+    mode = specs[0].mode
+    ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(loaded.device)
+    if ids.shape[1] < 2:
+        raise ValueError(f"prompt {text!r} has fewer than 2 tokens")
+    body = loaded.model.base_model
+    state = {"mask": None, "vals": None}
+    handles = []
+    read = {}
+
+    def pre(layer):
+        def hook(mod, args):
+            if state["mask"] is None:
+                return None
+            x = args[0]
+            head_mask = state["mask"][:, layer]
+            vals = state["vals"][layer]
+            pos = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
+            return (apply_head_patch(x, pos, head_mask, vals, g.n_heads), *args[1:])
+        return hook
+
+    def post(mod, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        read["h"] = h[:, -1].float().detach().cpu()
+
+    try:
+        for layer in layers:
+            handles.append(out_proj(loaded, layer).register_forward_pre_hook(pre(layer)))
+        handles.append(loaded.layer_module(read_layer).register_forward_hook(post))
+        with torch.no_grad():
+            prefix = body(input_ids=ids[:, :-1], use_cache=True).past_key_values
+            body(input_ids=ids[:, -1:], past_key_values=copy.deepcopy(prefix), use_cache=True)
+            clean = read["h"][0]
+            patched = []
+            for start in range(0, len(specs), rows_per_pass):
+                rows = masks[start:start + rows_per_pass].to(loaded.device)
+                r = rows.shape[0]
+                state["mask"] = rows
+                state["vals"] = {layer: (torch.zeros(r, g.n_heads, g.head_dim, device=loaded.device, dtype=loaded.dtype)
+                                         if mode == "zero" else
+                                         torch.as_tensor(values[layer]).to(loaded.device, loaded.dtype)[None].expand(r, -1, -1))
+                                 for layer in layers}
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(r)
+                body(input_ids=ids[:, -1:].expand(r, -1), past_key_values=cache, use_cache=True)
+                patched.append(read["h"])
+                state["mask"] = None
+    finally:
+        for h in handles:
+            h.remove()
+    return clean, torch.cat(patched)
