@@ -187,22 +187,66 @@ def _constant(value: Any) -> Any:
     return plain if len(text) <= 2000 else {"sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
+def _import(name: str) -> types.ModuleType | None:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - an optional dependency missing: that module is not part of the closure
+        return None
+
+
+def _static_imports(mod: types.ModuleType) -> set[str]:
+    """The emocheck modules a module's source imports (anywhere in it, lazy imports included).
+
+    Read from the source, not from ``vars(mod)``: a package's namespace also holds every submodule
+    that happens to be imported already, which would make the hash depend on import order.
+    """
+    import ast
+    import importlib.util
+
+    path = getattr(mod, "__file__", None)
+    if not path or not Path(path).is_file():
+        return set()
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError):
+        return set()
+    package = mod.__name__ if hasattr(mod, "__path__") else mod.__name__.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            found.add(base)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                try:
+                    if _is_emocheck(full) and importlib.util.find_spec(full) is not None:
+                        found.add(full)
+                except (ImportError, ValueError):
+                    pass
+    return {n for n in found if _is_emocheck(n)}
+
+
 def _emocheck_module_closure(names: set[str]) -> set[str]:
-    """The emocheck modules reachable from ``names`` through their module-level imports."""
+    """The emocheck modules reachable from ``names`` through their imports (read from the source)."""
     seen: set[str] = set()
     todo = list(names)
     while todo:
         name = todo.pop()
         if name in seen or _is_harness(name) or not _is_emocheck(name):
             continue
-        mod = sys.modules.get(name)
+        mod = _import(name)
         if mod is None:
             continue
         seen.add(name)
-        for value in vars(mod).values():
-            other = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
-            if isinstance(other, str) and _is_emocheck(other) and other not in seen:
-                todo.append(other)
+        todo.extend(n for n in _static_imports(mod) if n not in seen)
         if "." in name:
             todo.append(name.rsplit(".", 1)[0])  # importing a submodule runs its package's __init__
     return seen
@@ -259,7 +303,7 @@ def code_units(functions: Iterable[Callable], project_root: Path | None) -> tupl
         for code in codes:
             names |= _code_names(code)
         # a function-level `from emocheck.x import y` leaves "emocheck.x" and "y" in co_names
-        lazy = [sys.modules[n] for n in names if _is_emocheck(n) and n in sys.modules]
+        lazy = [m for m in (_import(n) for n in sorted(names) if _is_emocheck(n) and not _is_harness(n)) if m]
         emocheck_modules |= {m.__name__ for m in lazy}
         for name in sorted(names):
             candidates = [glb[name]] if name in glb else []
