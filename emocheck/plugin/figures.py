@@ -55,6 +55,11 @@ def null_band(row: dict, level: float = 0.95) -> tuple[float, float] | None:
     return -float(half), float(half)
 
 
+def _natural(text: str) -> list:
+    """Sort key that puts "x2" before "x10"."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
 def _plotted(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("status") == "ok" and not math.isnan(_num(r.get("d")))]
 
@@ -64,10 +69,10 @@ def _label(row: dict, duplicated: bool) -> str:
     if duplicated:  # two claims with one statement on one model: tell them apart by their id's parameters
         sid = str(row.get("short_id", row["claim_id"]))
         text += f" ({sid[sid.find('::') + 2:] if '::' in sid else sid})"
-    lines = textwrap.wrap(text, 62)
+    lines = textwrap.wrap(text, 80)
     if len(lines) > 3:
         lines = lines[:3]
-        lines[-1] = lines[-1][:59] + "..."
+        lines[-1] = lines[-1][:77] + "..."
     return "\n".join(lines)
 
 
@@ -88,7 +93,7 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
         per_model_statement[key] = per_model_statement.get(key, 0) + 1
     labels: list[str] = []
     where: dict[str, int] = {}
-    for r in sorted(plotted, key=lambda r: r["claim_id"]):
+    for r in sorted(plotted, key=lambda r: _natural(r["claim_id"])):
         dup = per_model_statement[(r.get("model") or "-", str(r.get("statement")))] > 1
         label = _label(r, dup)
         if label not in labels:
@@ -96,8 +101,8 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
         where[r["claim_id"]] = labels.index(label)
     n_rows = len(labels)
     line_count = sum(max(1, lab.count("\n") + 1) for lab in labels)
-    height = max(2.8, 0.2 * line_count + 0.18 * n_rows + 1.6)
-    width = 5.2 + 3.6 * len(models)
+    height = max(2.8, 0.16 * line_count + 0.16 * n_rows + 1.9)
+    width = 6.0 + 3.6 * len(models)
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(models), sharey=True, squeeze=False)[0]
@@ -143,7 +148,7 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
         Line2D([], [], color=MIN_D, ls="--", label="claim's min_d"),
         Patch(color="#d9d9d9", label="null band (95% of d with no effect at this n)"),
     ], loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.5 / height, 1, 1 - 0.1 / height))
+    fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.4 / height))
     atomic_save_figure(fig, path)
     return True
 

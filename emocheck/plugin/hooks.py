@@ -295,6 +295,9 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(statement, family, paired, alternative, min_d, alpha): a research claim judged by "
         "emocheck's statistics (write it with emocheck.claim(...))",
     )
+    config.addinivalue_line(
+        "markers", "emocheck_design(controls, position, site, layer_rule, data, ...): design fields of a claim's "
+        "pre-registered spec (write it with emocheck.plugin.spec_hash.design(...))")
     if not config.pluginmanager.hasplugin("xdist"):
         config.addinivalue_line("markers", "xdist_group(name): run tests of one group on one xdist worker")
     state = _resolve(config)

@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page (no network, no external files needed) for reading a session.
 
 A claims table that sorts (click a column header) and filters (model, family, verdict,
-registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``);
+registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``,
+``#sort=5&dir=desc`` sorts by the sixth column, ``#open=<claim id>`` opens a claim);
 clicking a claim opens its statement, registration status with the changed fields, the per-sample
 distribution of treated and control as a small inline SVG, its controls and fluency metrics, every
 metric, its spec, and a link to its samples file. The per-family forest plots are embedded as data
@@ -161,6 +162,9 @@ SCRIPT = r"""
   const params = new URLSearchParams(location.hash.slice(1));
   params.forEach((v, k) => { if (sel[k]) sel[k].value = v; if (k === 'text') text.value = v; if (k === 'open') {
     const r = rows.find(x => x.dataset.claim === v); if (r) document.getElementById(r.dataset.detail).hidden = false; } });
+  if (params.has('sort')) {  // e.g. #sort=5&dir=desc: sort by the 6th column, largest first
+    const th = document.querySelector('th[data-col="' + params.get('sort') + '"]');
+    if (th) { th.click(); if (params.get('dir') === 'desc') th.click(); } }
   apply();
 })();
 """
@@ -242,7 +246,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
             counts[r.get("registration") or "-"] = counts.get(r.get("registration") or "-", 0) + 1
         changed_fams = [f for f, v in (reg.get("families") or {}).items() if v.get("membership_changed")]
         banner = (f"<p class='banner'>Pre-registration lock {_e(lock.get('path'))} written "
-                  f"{_e(lock.get('registered_utc'))}.{_e(forced)} "
+                  f"{_e(lock.get('registered_utc'))}.{html.escape(forced)} "
                   + ", ".join(f"{_e(k)}: {v}" for k, v in sorted(counts.items()))
                   + (f". Families whose membership changed since the lock: {_e(', '.join(changed_fams))}"
                      if changed_fams else "") + "</p>")
