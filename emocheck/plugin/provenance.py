@@ -48,6 +48,7 @@ def git_state(root: Path, paths: Iterable[str] = TRACKED) -> dict:
         "commit": commit.strip(),
         "branch": (_git(root, "rev-parse", "--abbrev-ref", "HEAD") or "").strip() or None,
         "dirty": any(dirty.values()),
+        "worktree_dirty": bool((_git(root, "status", "--porcelain") or "").strip()),
         "hypotheses_dirty": dirty.get("hypotheses"),
         "dirty_paths": dirty,
     }
