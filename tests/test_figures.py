@@ -66,3 +66,15 @@ def test_forest_plot_marks_verdicts_in_colour(tmp_path):
     assert count((0xd7, 0x30, 0x27)) < red / 4  # only the legend's marker is left
     assert count((0xd9, 0xd9, 0xd9)) > 1000  # the null band is drawn
     assert count((0x45, 0x75, 0xb4)) > 50  # min_d is drawn
+
+
+def test_null_band_for_design_level_claims_scales_the_t_band():
+    from scipy import stats as st
+
+    # vs_null: d = t and df = K - 1, so the band is the t(K-1) band itself
+    lo, hi = fig.null_band({"kind": "vs_null", "d": 2.0, "t": 2.0, "df": 99})
+    assert hi == pytest.approx(st.t.ppf(0.975, 99)) and lo == -hi
+    # directions: d / t = SE / sigma_1
+    _, hi = fig.null_band({"kind": "directions", "d": 0.5, "t": 2.5, "df": 17.3})
+    assert hi == pytest.approx(st.t.ppf(0.975, 17.3) * 0.2)
+    assert fig.null_band({"kind": "directions", "d": 0.0, "t": 0.0, "df": 5}) is None

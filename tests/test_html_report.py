@@ -122,3 +122,12 @@ def test_screenshot_of_an_opened_claim(page, tmp_path):
     assert orange > 30 and teal > 30
     dom = _browser(tmp_path, page["path"].as_uri() + "#open=" + claim, "--dump-dom").stdout
     assert re.search(r'<tr class="detail" id="d1"(?![^>]*hidden)', dom)
+
+
+def test_distribution_strips_for_each_evidence_kind():
+    tr, co, labels = html._distribution({"kind": "vs_null", "samples": {"observed": 2.5, "null": [0.1, -0.2]}})
+    assert tr == [2.5] and co == [0.1, -0.2] and labels[:2] == ("observed", "null draws")
+    tr, co, labels = html._distribution({"kind": "directions",
+                                         "samples": {"treated": [1.0, 2.0], "control": [[0.1, None], [0.3, 0.4]]}})
+    assert tr == [1.0, 2.0] and co == [0.1, 0.3, 0.4] and labels[1] == "controls"
+    assert "observed (1)" in html.samples_svg([2.5], [0.1, -0.2], labels=("observed", "null draws"))

@@ -237,6 +237,10 @@ def test_force_without_preregister_and_preregister_with_xdist_are_usage_errors(p
     res = study("--emocheck-preregister-force")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert "only goes with --emocheck-preregister" in res.stderr.str()
+    res = study("--emocheck-preregister", "-n", "2")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "collects in one process; drop -n" in res.stderr.str()
+    assert not (pytester.path / "preregistration.json").exists()
 
 
 def test_a_corrupt_lock_is_one_clear_error_at_report_time(pytester, study):

@@ -86,3 +86,33 @@ def test_session_record_lets_a_reader_recompute_every_verdict(tmp_path):
         assert again["verdict"] == row["verdict"]
         verdicts.add(row["verdict"])
     assert verdicts == {"supported", "not supported"}  # both paths recomputed
+
+
+def test_recompute_covers_directions_and_null_distribution_claims(tmp_path):
+    from emocheck import stats
+
+    rng = np.random.default_rng(11)
+    base = make_result("h/test_c.py::dirs[0]", "fam_d", 1)
+    treated = rng.normal(0.8, 1, 20)
+    control = rng.normal(0, 1, (20, 6))
+    control[::3, 0] = np.nan  # a subset design
+    comp = stats.compare_directions(treated, control, min_d=0.2)
+    base.update(kind="directions", comparison=comp.to_dict(), metrics=dict(comp.extra),
+                samples={"treated": treated.tolist(), "sample_ids": None,
+                         "control": [[None if np.isnan(v) else float(v) for v in row] for row in control]})
+    null = rng.normal(0, 1, 99)
+    nres = make_result("h/test_c.py::null[0]", "fam_n", 1)
+    ncomp = stats.compare_to_null(3.1, null, min_d=0.5)
+    nres.update(kind="vs_null", comparison=ncomp.to_dict(), samples={"observed": 3.1, "null": null.tolist()})
+    results = [base, nres]
+    rows, families = rep.finalize(results, "holm")
+    out = tmp_path / "statistics"
+    rep.write_statistics(results, rows, families, {"profile": "ci"}, out)
+    session = json.loads(json.dumps(prov.session_record(
+        settings={"profile": "ci", "results_dir": str(tmp_path)}, rows=rows, results=results, families=families,
+        root=tmp_path, data_root=tmp_path, command=[], workers=0, own_timing={}, identity=lambda n: {})))
+    for row in rows:
+        again = prov.recompute_verdict(session, out, row["claim_id"])
+        assert again["d"] == pytest.approx(row["d"], rel=1e-9)
+        assert again["p_adjusted"] == pytest.approx(row["p_adjusted"], rel=1e-9)
+        assert again["verdict"] == row["verdict"]

@@ -42,10 +42,19 @@ def null_band(row: dict, level: float = 0.95) -> tuple[float, float] | None:
         return lo, hi
     from scipy import stats as st
 
+    q = 0.5 + level / 2
+    if row.get("kind") in ("directions", "vs_null"):
+        # d = t * (d / t) for these designs (vs_null: d = t, df = K - 1; directions: d / t = SE / sigma_1),
+        # so the band of d with no effect is the t(df) band scaled by the same ratio.
+        d, t, df = _num(row.get("d")), _num(row.get("t")), _num(row.get("df"))
+        if any(math.isnan(v) for v in (d, t, df)) or t == 0 or df <= 0:
+            return None
+        half = st.t.ppf(q, df) * abs(d / t)
+        return -float(half), float(half)
+
     n1, n2 = _num(row.get("n_treated")), _num(row.get("n_control"))
     if math.isnan(n1) or n1 < 2:
         return None
-    q = 0.5 + level / 2
     if row.get("paired"):
         half = st.t.ppf(q, n1 - 1) / math.sqrt(n1)
     else:

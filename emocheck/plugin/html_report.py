@@ -46,7 +46,8 @@ def _e(x) -> str:
     return html.escape("-" if x is None or x == "" else str(x), quote=True)
 
 
-def samples_svg(treated: list[float], control: list[float], width: int = 360, height: int = 90, seed: int = 0) -> str:
+def samples_svg(treated: list[float], control: list[float], width: int = 360, height: int = 90, seed: int = 0,
+                labels: tuple[str, str] = ("treated", "control")) -> str:
     """Two jittered strips (treated above control) with each mean marked; plain inline SVG."""
     values = [v for v in list(treated) + list(control) if math.isfinite(v)]
     if not values:
@@ -61,7 +62,7 @@ def samples_svg(treated: list[float], control: list[float], width: int = 360, he
     rng = random.Random(seed)
     parts = [f"<svg class='dist' xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
              f"viewBox='0 0 {width} {height}' role='img'>"]
-    for name, vals, y0, colour in (("treated", treated, 22, "#d95f02"), ("control", control, 58, "#1b9e77")):
+    for name, vals, y0, colour in ((labels[0], treated, 22, "#d95f02"), (labels[1], control, 58, "#1b9e77")):
         finite = [v for v in vals if math.isfinite(v)]
         parts.append(f"<text x='2' y='{y0 + 4}' font-size='11'>{name} ({len(finite)})</text>")
         for v in finite:
@@ -77,6 +78,21 @@ def samples_svg(treated: list[float], control: list[float], width: int = 360, he
     return "".join(parts)
 
 
+def _distribution(result: dict | None) -> tuple[list[float], list[float], tuple[str, str, str]]:
+    """The two strips to draw for a claim's evidence kind (samples, directions, vs_null)."""
+    samples = (result or {}).get("samples") or {}
+    kind = (result or {}).get("kind") or "samples"
+    if kind == "vs_null":
+        return ([_num(samples.get("observed"))], [_num(v) for v in samples.get("null") or []],
+                ("observed", "null draws", "observed statistic vs its null distribution"))
+    treated = [_num(v) for v in samples.get("treated") or []]
+    control = samples.get("control") or []
+    if kind == "directions":  # [n_prompts][K] with None where a direction was not run
+        flat = [_num(v) for row in control for v in (row if isinstance(row, list) else [row]) if v is not None]
+        return treated, flat, ("treated", "controls", "per prompt: treated direction vs every control direction")
+    return treated, [_num(v) for v in control], ("treated", "control", "treated vs control, per sample")
+
+
 def _metrics(row: dict, words: tuple[str, ...]) -> list[tuple[str, object]]:
     return [(k[len("metric_"):], v) for k, v in sorted(row.items())
             if k.startswith("metric_") and any(w in k.lower() for w in words)]
@@ -90,8 +106,7 @@ def _kv_table(pairs) -> str:
 
 
 def _detail(row: dict, result: dict | None, registration: dict | None, figure_href: str | None) -> str:
-    samples = (result or {}).get("samples") or {}
-    tr, co = samples.get("treated") or [], samples.get("control") or []
+    tr, co, labels = _distribution(result)
     reg = registration or {}
     changes = reg.get("changes") or []
     change_rows = "".join(
@@ -114,7 +129,7 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
         f"<p><b>registration</b>: <span class='reg'>{_e(reg.get('status', row.get('registration')))}</span>"
         f" (spec {_e((row.get('spec_hash') or '-')[:12])}, registered {_e((row.get('registered_hash') or '-')[:12])})"
         f"</p>{change_table}"
-        f"<div class='cols'><div><h4>treated vs control, per sample</h4>{samples_svg(tr, co)}</div>"
+        f"<div class='cols'><div><h4>{_e(labels[2])}</h4>{samples_svg(tr, co, labels=labels[:2])}</div>"
         f"<div><h4>verdict</h4>{_kv_table([('d [CI]', row.get('d_ci')), ('p raw', row.get('p_value')), ('p corrected', row.get('p_adjusted')), ('p(d>min_d) corrected', row.get('p_min_effect_adjusted')), ('min_d', row.get('min_d')), ('alternative', row.get('alternative')), ('paired', row.get('paired')), ('power', row.get('power'))])}</div>"
         f"<div><h4>controls</h4>{_kv_table(control_summary + controls)}</div>"
         f"<div><h4>fluency</h4>{_kv_table(fluency)}</div></div>"

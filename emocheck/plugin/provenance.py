@@ -94,7 +94,7 @@ def phase_timing(results_root: Path, profile: str, own: dict[str, float]) -> dic
     return out
 
 
-CLAIM_FIELDS = ("claim_id", "family", "model", "statement", "status", "samples_file", "paired", "alternative",
+CLAIM_FIELDS = ("claim_id", "family", "model", "statement", "status", "kind", "samples_file", "paired", "alternative",
                 "min_d", "alpha", "ci_method", "seed", "family_declared", "family_run", "correction",
                 "p_value", "p_min_effect", "p_adjusted", "p_min_effect_adjusted", "d", "verdict",
                 "registration", "spec_hash")
@@ -144,7 +144,7 @@ def recompute_verdict(session: dict, statistics_dir: Path, claim_id: str) -> dic
     """Recompute one claim's corrected p-values and verdict from session.json and the samples files."""
     import pandas as pd
 
-    from emocheck.stats.core import adjust_pvalues, compare, verdict
+    from emocheck.stats import adjust_pvalues, compare, compare_directions, compare_to_null, verdict
 
     claims = {c["claim_id"]: c for c in session["claims"]}
     target = claims[claim_id]
@@ -154,10 +154,18 @@ def recompute_verdict(session: dict, statistics_dir: Path, claim_id: str) -> dic
     for cid in members:
         rec = claims[cid]
         df = pd.read_csv(Path(statistics_dir) / rec["samples_file"])
-        treated, control = df["treated"].dropna().to_numpy(), df["control"].dropna().to_numpy()
-        comps[cid] = compare(treated, control, paired=bool(rec["paired"]), alternative=rec["alternative"],
-                             min_d=float(rec["min_d"]), alpha=float(rec["alpha"]), ci_method=rec["ci_method"],
-                             n_resamples=int(rec["n_resamples"]), seed=int(rec["seed"]))
+        common = dict(alternative=rec["alternative"], min_d=float(rec["min_d"]), alpha=float(rec["alpha"]))
+        kind = rec.get("kind") or "samples"
+        if kind == "vs_null":
+            comps[cid] = compare_to_null(float(df.loc[df.role == "observed", "value"].iloc[0]),
+                                         df.loc[df.role == "null_draw", "value"].to_numpy(), **common)
+        elif kind == "directions":
+            controls = df[[c for c in df.columns if c.startswith("control_")]].to_numpy(dtype=float)
+            comps[cid] = compare_directions(df["treated"].to_numpy(dtype=float), controls, **common)
+        else:
+            treated, control = df["treated"].dropna().to_numpy(), df["control"].dropna().to_numpy()
+            comps[cid] = compare(treated, control, paired=bool(rec["paired"]), ci_method=rec["ci_method"],
+                                 n_resamples=int(rec["n_resamples"]), seed=int(rec["seed"]), **common)
     n = int(target["family_declared"])
     p = adjust_pvalues([comps[c].p_value for c in members], target["correction"], n_tests=n)
     pm = adjust_pvalues([comps[c].p_min_effect for c in members], target["correction"], n_tests=n)
