@@ -202,12 +202,24 @@ def _static_imports(mod: types.ModuleType) -> set[str]:
     Read from the source, not from ``vars(mod)``: a package's namespace also holds every submodule
     that happens to be imported already, which would make the hash depend on import order.
     """
-    import ast
-    import importlib.util
-
     path = getattr(mod, "__file__", None)
     if not path or not Path(path).is_file():
         return set()
+    st = Path(path).stat()
+    memo_key = (mod.__name__, str(path), st.st_size, st.st_mtime_ns)  # an edited file is parsed again
+    if memo_key in _IMPORTS_MEMO:
+        return _IMPORTS_MEMO[memo_key]
+    _IMPORTS_MEMO[memo_key] = found = _parse_imports(mod, path)
+    return found
+
+
+_IMPORTS_MEMO: dict[tuple, set[str]] = {}
+
+
+def _parse_imports(mod: types.ModuleType, path: str) -> set[str]:
+    import ast
+    import importlib.util
+
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError):
