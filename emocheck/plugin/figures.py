@@ -144,7 +144,7 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
         ax.set_xlim(lo_x - pad, hi_x + pad)
         ax.set_ylim(-0.6, n_rows - 0.4)
         ax.set_title(f"{model} ({len(mine)} claims)", fontsize=10)
-        ax.set_xlabel("Cohen's d (d_z if paired), CI", fontsize=9)
+        ax.set_xlabel("d with CI (d_z if paired; null SDs vs a null distribution)", fontsize=9)
         ax.grid(axis="x", color="#eeeeee", lw=0.6)
         ax.tick_params(axis="x", labelsize=8)
     axes[0].set_yticks(range(n_rows))
