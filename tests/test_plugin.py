@@ -140,7 +140,8 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
             "n_required_excess_0.5", "n_unit"} <= set(power.columns)
     pj = json.loads((d / "power_analysis.json").read_text())
     assert len(pj["claims"]) == 4 and pj["settings"]["correction"] == "holm"
-    assert (d / "forest_plot.png").read_bytes()[:4] == b"\x89PNG"
+    assert [p.read_bytes()[:4] for p in d.glob("forest_*.png")] == [b"\x89PNG"]  # one family: one figure
+    assert (d / "report.html").is_file() and (d / "session.json").is_file()
     md = (d / "report.md").read_text()
     assert "| claim" in md and "How the verdict is reached" in md and "holm" in md
 

@@ -129,7 +129,10 @@ def test_write_statistics_files(results, tmp_path):
     indep = pd.read_csv(tmp_path / "statistics" / indep_row["samples_file"])
     assert indep.treated.notna().sum() == 30 and indep.control.notna().sum() == 30
 
-    assert paths["forest_plot"].read_bytes()[:4] == b"\x89PNG"
+    forests = {k: v for k, v in paths.items() if k.startswith("forest_plot:")}
+    assert set(forests) == {"forest_plot:fam_a", "forest_plot:fam_b"}  # one figure per family
+    assert all(v.read_bytes()[:4] == b"\x89PNG" for v in forests.values())
+    assert paths["html"].read_text().startswith("<!DOCTYPE html>")
     md = paths["report"].read_text()
     assert "| claim" in md and "How the verdict is reached" in md and "fam_a" in md
 
@@ -158,6 +161,8 @@ def test_github_summary_is_appended(tmp_path):
 
 
 def test_forest_plot_without_numbers_writes_nothing(tmp_path):
+    from emocheck.plugin.figures import forest_plot
+
     rows, _ = rep.finalize([make_result("h/t.py::t", "f", 1, status="error", error="x")], "holm")
-    assert rep.forest_plot(rows, tmp_path / "f.png") is False
+    assert forest_plot(rows, tmp_path / "f.png") is False
     assert not (tmp_path / "f.png").exists()

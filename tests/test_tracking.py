@@ -83,8 +83,9 @@ def test_session_is_logged_to_a_local_mlflow_store(pytester, tmp_path, clean_env
     assert f"{key}/metric_layer" not in metrics  # strings are not metrics
     assert metrics["claims_supported"] == 2.0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"effect_sizes.csv", "power_analysis.csv", "power_analysis.json", "report.md", "forest_plot.png",
-            "samples"} <= artifacts
+    assert {"effect_sizes.csv", "power_analysis.csv", "power_analysis.json", "report.md", "report.html",
+            "session.json", "samples"} <= artifacts
+    assert any(a.startswith("forest_") and a.endswith(".png") for a in artifacts)
     import pandas as pd
 
     local = client.download_artifacts(run.info.run_id, "effect_sizes.csv", str(tmp_path))

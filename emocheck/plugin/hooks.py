@@ -22,6 +22,9 @@ option                     ini                       meaning
 --emocheck-results DIR     emocheck_results          results root (default <rootdir>/results; else $EMOCHECK_RESULTS_DIR)
 --emocheck-mlflow          emocheck_mlflow           log the session to MLflow (pip install 'emocheck[mlflow]')
 --emocheck-mlflow-uri URI  emocheck_mlflow_uri       tracking URI (default file:./mlruns)
+--emocheck-preregister     -                         write the claims' spec hashes to the lock; run no claim
+--emocheck-preregister-force -                       ... even though results exist (recorded as forced)
+--emocheck-preregistration emocheck_preregistration  the lock file (default <rootdir>/preregistration.json)
 =========================  ========================  =================================================
 
 ``pytest_configure`` exports the resolved results root and profile name as
@@ -94,6 +97,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -149,6 +153,15 @@ class _State:
         self.config: pytest.Config | None = None
         self.started = time.time()   # statistics files older than this are an earlier session's
         self.preflight_error: BaseException | None = None
+        # pre-registration (emocheck.plugin.preregistration) and provenance
+        self.preregister = False
+        self.preregister_force = False
+        self.prereg_path: Path
+        self.declared_items: dict[str, Any] = {}
+        self.prereg_entry: dict | None = None
+        self.registration: dict | None = None
+        self.t0 = time.perf_counter()
+        self.times: dict[str, float] = {}
 
     def settings(self) -> dict:
         return {
@@ -195,6 +208,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="log the session (settings, per-claim numbers, statistics files) to MLflow")
     group.addoption("--emocheck-mlflow-uri", default=None, metavar="URI",
                     help="MLflow tracking URI (default: ini emocheck_mlflow_uri, file:./mlruns)")
+    group.addoption("--emocheck-preregister", action="store_true", default=False,
+                    help="write every collected claim's spec hash to the preregistration lock; runs no claim")
+    group.addoption("--emocheck-preregister-force", action="store_true", default=False,
+                    help="with --emocheck-preregister: write the lock although results exist (recorded as forced)")
+    group.addoption("--emocheck-preregistration", default=None, metavar="FILE",
+                    help="the preregistration lock (default: ini emocheck_preregistration, <rootdir>/preregistration.json)")
+    parser.addini("emocheck_preregistration", "preregistration lock file (relative to the ini file)", default="")
     parser.addini("emocheck_profile", "default emocheck profile", default="")
     parser.addini("emocheck_correction", "bonferroni | holm | bh", default="holm")
     parser.addini("emocheck_alpha", "default significance level", default="0.05")
@@ -259,6 +279,21 @@ def _resolve(config: pytest.Config) -> _State:
     else:
         root = config.rootpath / "results"
     state.results_root = root.resolve()
+
+    state.preregister = bool(opt("--emocheck-preregister"))
+    state.preregister_force = bool(opt("--emocheck-preregister-force"))
+    if state.preregister_force and not state.preregister:
+        raise pytest.UsageError("--emocheck-preregister-force only goes with --emocheck-preregister")
+    if opt("--emocheck-preregistration"):
+        lock = Path(config.invocation_params.dir, opt("--emocheck-preregistration"))
+    elif config.getini("emocheck_preregistration"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        lock = Path(base, config.getini("emocheck_preregistration"))
+    else:
+        lock = config.rootpath / "preregistration.json"
+    state.prereg_path = lock.resolve()
+    if state.preregister and (getattr(config.option, "numprocesses", None) or 0) and not state.is_worker:
+        raise pytest.UsageError("--emocheck-preregister runs no claim and collects in one process; drop -n")
     return state
 
 
@@ -268,6 +303,9 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(statement, family, paired, alternative, min_d, alpha): a research claim judged by "
         "emocheck's statistics (write it with emocheck.claim(...))",
     )
+    config.addinivalue_line(
+        "markers", "emocheck_design(controls, position, site, layer_rule, data, ...): design fields of a claim's "
+        "pre-registered spec (write it with emocheck.plugin.spec_hash.design(...))")
     if not config.pluginmanager.hasplugin("xdist"):
         config.addinivalue_line("markers", "xdist_group(name): run tests of one group on one xdist worker")
     state = _resolve(config)
@@ -288,6 +326,10 @@ def pytest_configure(config: pytest.Config) -> None:
         state.env_backup.setdefault("EMOCHECK_REMOTE", os.environ.get("EMOCHECK_REMOTE"))
         os.environ["EMOCHECK_REMOTE"] = remote
     config.pluginmanager.register(_SessionPlugin(config, state), f"emocheck-session-{id(config)}")
+    if state.preregister and not state.is_worker:
+        from emocheck.plugin.register_hooks import PreregisterPlugin
+
+        config.pluginmanager.register(PreregisterPlugin(config, state), f"emocheck-preregister-{id(config)}")
     if state.is_worker:
         config.pluginmanager.register(_LoadgroupShim(), f"emocheck-loadgroup-{id(config)}")
 
@@ -389,6 +431,7 @@ def _note_children(state: _State, children) -> None:
                 state.declared.setdefault(_module_id(child), {})[child.nodeid] = spec.family
                 if spec.alpha is not None:
                     state.claim_alphas[child.nodeid] = (spec.family, spec.alpha)
+                state.declared_items[child.nodeid] = child
         elif isinstance(child, pytest.Class) and child.nodeid not in state.seen_collectors:
             state.pending_classes[child.nodeid] = child
 
@@ -594,7 +637,17 @@ def _base_result(item, spec: ClaimSpec, state: _State) -> dict:
         "comparison": None,
         "metrics": {},
         "samples": None,
+        "registration_spec": _registration_spec(item, spec, state),
+        "family_members": sorted(cid for members in state.declared.values()
+                                 for cid, fam in members.items() if fam == spec.family),
     }
+
+
+def _registration_spec(item, spec: ClaimSpec, state: _State) -> dict:
+    """The claim's spec and hash (emocheck.plugin.spec_hash), computed once per item."""
+    from emocheck.plugin.register_hooks import claim_registration_spec
+
+    return claim_registration_spec(item, spec, state)
 
 
 def _fmt(x: float) -> str:
@@ -785,6 +838,9 @@ class _SessionPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session):
+        now = time.perf_counter()
+        self.state.times["collection"] = now - self.state.t0
+        self.state.times["_run_start"] = now
         result = yield
         if not self.state.is_worker and self.state.results:
             _finish(session, self.state)
@@ -811,7 +867,17 @@ def _finish(session, state: _State) -> None:
     settings = state.settings()
     try:
         out_dir = results_dir(state.profile, "statistics")
-        state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started)
+        from emocheck.plugin.register_hooks import apply_registration, session_json
+
+        state.times["run"] = time.perf_counter() - state.times.pop("_run_start", state.t0)
+        apply_registration(state, results, rows, families)
+        report_start = time.perf_counter()
+        state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started,
+                                           registration=state.registration)
+        state.times["report"] = time.perf_counter() - report_start
+        state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
+        # session.json was rewritten with the provenance record: seal the folder again (manifest, pruning).
+        rep.seal_statistics(out_dir, state.paths, results, settings, session_started=state.started)
     except (EmocheckError, OSError) as exc:
         # The preflight checked the folder; it can still fill up or vanish. One message, no INTERNALERROR.
         state.notes.append(f"statistics were NOT written ({type(exc).__name__}: {exc}); "
@@ -892,6 +958,9 @@ def _junit_late_properties(state: _State) -> None:
             ("emocheck_p_adjusted", f"{row['p_adjusted']:.6g}"),
             ("emocheck_p_min_effect_adjusted", f"{row['p_min_effect_adjusted']:.6g}"),
             ("emocheck_verdict", row["verdict"]),
+            ("emocheck_registration", row.get("registration", "-")),
+            ("emocheck_registration_changes", row.get("registration_changes", "-")),
+            ("emocheck_spec_hash", row.get("spec_hash", "-")),
         ):
             props.append(ET.Element("property", name=name, value=str(value)))
         if row["claim_id"] in late and testcase.find("failure") is None:
@@ -931,6 +1000,10 @@ def _terminal_summary(terminalreporter, state: _State) -> None:
     tr.write_line("")
     tr.write_line("families (declared in the hypothesis modules / run in this session; missing members count as p = 1):")
     tr.write_line(rep.format_families(state.families))
+    from emocheck.plugin.register_hooks import registration_summary_lines
+
+    for line, red in registration_summary_lines(state):
+        tr.write_line(line, red=red)
     if state.late_failures:
         tr.write_line("")
         for row in state.late_failures:

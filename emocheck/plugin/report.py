@@ -1,4 +1,5 @@
-"""Turn per-claim results into corrected verdicts, tables, CSV/JSON files, report.md and a forest plot.
+"""Turn per-claim results into corrected verdicts, tables, CSV/JSON files, report.md, report.html and
+per-family forest plots (``emocheck.plugin.figures``, ``emocheck.plugin.html_report``).
 
 Nothing here depends on pytest: ``emocheck.plugin.hooks`` collects one *claim result* (a dict of plain
 builtins, built on the xdist worker) per claim test and calls :func:`finalize` and
@@ -199,7 +200,7 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
 
 TABLE_HEADERS = [
     "claim", "model", "statement", "n (t/c)", "d [raw CI]", "adj. bound", "p raw", "p corr",
-    "p(d>min_d) corr", "d80 at a/m", "n for d=min_d+.2/.3/.5", "verdict",
+    "p(d>min_d) corr", "d80 at a/m", "n for d=min_d+.2/.3/.5", "verdict", "registration",
 ]
 
 
@@ -245,13 +246,13 @@ def table_rows(rows: list[dict], statement_width: int = 60) -> list[list[str]]:
                 _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
                 n, d_ci, _bound(r), fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]),
                 fmt_p(r["p_min_effect_adjusted"]), "-" if math.isnan(d80) else f"{d80:.2f}", need,
-                _verdict_cell(r),
+                _verdict_cell(r), r.get("registration", "-"),
             ])
         else:
             reason = _shorten(r["error"] or r["status"], 60)
             out.append([
                 _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
-                "-", "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}",
+                "-", "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}", r.get("registration", "-"),
             ])
     return out
 
@@ -340,7 +341,29 @@ def session_settings_lines(settings: dict) -> list[str]:
     return [f"- **{k}**: {v}" for k, v in settings.items()]
 
 
-def render_markdown(rows: list[dict], families: dict, settings: dict) -> str:
+def registration_markdown(rows: list[dict], families: dict, registration: dict | None) -> list[str]:
+    """The "Pre-registration" section of report.md (empty when the session has no registration info)."""
+    if registration is None:
+        return []
+    lines = ["## Pre-registration", ""]
+    lock = registration.get("lock")
+    if lock is None:
+        lines += [f"No lock for this profile in `{registration.get('lock_path')}`: every claim is **exploratory**.", ""]
+    else:
+        lines += [f"Lock `{lock.get('path')}` written {lock.get('registered_utc')}"
+                  + (f", **forced** although {lock.get('n_results_seen')} result files existed" if lock.get("forced") else "")
+                  + ".", ""]
+    for r in rows:
+        if r.get("registration") not in (None, "-", "pre-registered", "exploratory"):
+            lines.append(f"- `{r['claim_id']}`: {r.get('registration_changes', '-')}")
+    for name, fam in sorted(families.items()):
+        if fam.get("membership_changed"):
+            lines.append(f"- family `{name}`: membership changed since the lock (added {fam.get('added') or '-'}, "
+                         f"removed {fam.get('removed') or '-'}), so its correction changed")
+    return lines + [""]
+
+
+def render_markdown(rows: list[dict], families: dict, settings: dict, registration: dict | None = None) -> str:
     lines = ["# emocheck statistics report", ""]
     lines += ["## Session", ""] + session_settings_lines(settings) + [""]
     supported = sum(r["verdict"] == "supported" for r in rows)
@@ -355,6 +378,7 @@ def render_markdown(rows: list[dict], families: dict, settings: dict) -> str:
                   f"p = {fmt_p(r['p_adjusted'])}, p(d>min_d) = {fmt_p(r['p_min_effect_adjusted'])}; "
                   f"{r.get('reason', '')}" for r in late]
         lines += [""]
+    lines += registration_markdown(rows, families, registration)
     lines += ["## Families", "", format_families(families, tablefmt="github"), ""]
     lines += ["## How the verdict is reached", "", VERDICT_TEXT, ""]
     lines += ["## Files", "",
@@ -362,53 +386,17 @@ def render_markdown(rows: list[dict], families: dict, settings: dict) -> str:
               "- `power_analysis.csv` / `power_analysis.json`: planning power of the rule that decides (min-effect "
               "test at alpha / m): detectable d at 80% power, n needed when d exceeds min_d by 0.2/0.3/0.5",
               "- `samples/<claim>.csv`: the per-sample values behind each claim",
-              "- `forest_plot.png`: d with its CI per claim; dashed lines at 0 and at each claim's min_d", ""]
+              "- `forest_<family>-<hash>.png`: one forest plot per family (d with its CI per claim, a panel "
+              "per model, dashed min_d, grey null band)",
+              "- `report.html`: this report with sorting, filtering and per-claim details (self-contained)",
+              "- `session.json`: provenance (git, packages, model and data hashes, command, seeds, timing) and "
+              "every input needed to recompute each verdict", ""]
     return "\n".join(lines)
 
 
-def forest_plot(rows: list[dict], path: str | Path) -> bool:
-    """Effect size with CI per claim; returns False when there is nothing to plot."""
-    plotted = [r for r in rows if r["status"] == "ok" and not math.isnan(_num(r["d"]))]
-    if not plotted:
-        return False
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    colours = {"supported": "#1a9850", "not supported": "#d73027"}
-    height = max(2.5, 0.42 * len(plotted) + 1.4)
-    fig = Figure(figsize=(9, height))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ys = list(range(len(plotted)))[::-1]
-    for y, r in zip(ys, plotted):
-        c = colours.get(r["verdict"], "#777777")
-        lo, hi, d = r["d_ci_low"], r["d_ci_high"], r["d"]
-        ax.plot([lo, hi], [y, y], color=c, lw=2)
-        ax.plot([d], [y], "o", color=c, ms=6)
-        if r["min_d"] > 0:
-            sign = -1 if r["alternative"] == "less" else 1
-            marks = [sign * r["min_d"]] if r["alternative"] != "two-sided" else [-r["min_d"], r["min_d"]]
-            for m in marks:
-                ax.plot([m, m], [y - 0.4, y + 0.4], color="#4575b4", lw=1.2, ls="--")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(ys)
-    ax.set_yticklabels([_shorten_middle(r["short_id"], 70) for r in plotted], fontsize=8)
-    ax.set_xlabel("Cohen's d (d_z when paired) with CI")
-    ax.set_title("emocheck: effect size per claim")
-    ax.legend(handles=[
-        Line2D([], [], color=colours["supported"], marker="o", label="supported"),
-        Line2D([], [], color=colours["not supported"], marker="o", label="not supported"),
-        Line2D([], [], color="#4575b4", ls="--", label="claim's min_d"),
-    ], loc="best", fontsize=8)
-    fig.tight_layout()
-    atomic_save_figure(fig, path)
-    return True
-
-
 def write_statistics(results: list[dict], rows: list[dict], families: dict, settings: dict,
-                     out_dir: str | Path, session_started: float | None = None) -> dict[str, Path]:
+                     out_dir: str | Path, session_started: float | None = None,
+                     registration: dict | None = None) -> dict[str, Path]:
     """Write every statistics file of the session into ``out_dir`` (atomically); returns the paths.
 
     The files describe exactly this session: they are rewritten, not merged with earlier runs
@@ -454,17 +442,37 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
         paths["samples"] = sample_dir
 
         paths["report"] = out / "report.md"
-        atomic_write_text(paths["report"], render_markdown(rows, families, settings))
-        if forest_plot(rows, out / "forest_plot.png"):
-            paths["forest_plot"] = out / "forest_plot.png"
+        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration))
+        from emocheck.plugin.figures import family_forest_plots
+        from emocheck.plugin.html_report import write_html
+
+        for old in out.glob("forest_*.png"):  # the files describe this session only
+            old.unlink()
+        figures = family_forest_plots(rows, families, out)
+        paths.update({f"forest_plot:{family}": path for family, path in figures.items()})
+        paths["html"] = write_html(out / "report.html", rows, families, settings, results=results,
+                                   registration=registration, figures=figures)
         paths["settings"] = out / "session.json"
         atomic_write_json(paths["settings"], {"settings": settings, "families": families})
-        written = [p for k, p in paths.items() if k != "samples"]
-        written += [sample_dir / f"{safe_name(r['claim_id'])}.csv" for r in results if r.get("samples")]
-        paths["manifest"] = write_manifest(out, written, {"settings": settings})
-        keep = {Path(p).relative_to(out).as_posix() for p in [*written, paths["manifest"]]}
-        prune_older_than(out, RUN_STARTED if session_started is None else session_started, keep=keep)
+        _seal(out, paths, results, settings, session_started)
     return paths
+
+
+def _seal(out: Path, paths: dict, results: list[dict], settings: dict, session_started: float | None) -> None:
+    written = [p for k, p in paths.items() if k not in ("samples", "manifest")]
+    written += [out / "samples" / f"{safe_name(r['claim_id'])}.csv" for r in results if r.get("samples")]
+    paths["manifest"] = write_manifest(out, written, {"settings": settings})
+    keep = {Path(p).relative_to(out).as_posix() for p in [*written, paths["manifest"]]}
+    prune_older_than(out, RUN_STARTED if session_started is None else session_started, keep=keep)
+
+
+def seal_statistics(out_dir: str | Path, paths: dict, results: list[dict], settings: dict,
+                    session_started: float | None = None) -> None:
+    """Re-record the manifest (and prune) after a file of ``paths`` was rewritten outside
+    :func:`write_statistics` (the plugin's provenance ``session.json``)."""
+    out = Path(out_dir)
+    with file_lock(out.parent / ".statistics"):
+        _seal(out, paths, results, settings, session_started)
 
 
 def append_github_summary(markdown: str, summary_path: str | Path) -> None:
