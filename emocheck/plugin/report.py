@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from emocheck.storage import (RUN_STARTED, atomic_save_figure, atomic_write_dataframe, atomic_write_json, atomic_write_text,
+from emocheck.storage import (RUN_STARTED, atomic_write_dataframe, atomic_write_json, atomic_write_text,
                               file_lock, prune_older_than, stable_hash, write_manifest)
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
