@@ -80,7 +80,7 @@ def prompts_for_profile(profile: Profile, emotions: list[str] | None = None,
     return df
 
 
-def _dataset_tag(prompts: pd.DataFrame) -> str:
+def dataset_tag(prompts: pd.DataFrame) -> str:
     """'' for the project's dataset (its files keep their names), else '_<stem>-<hash8>'."""
     path = prompts.attrs["path"]
     if is_project_dataset(path):
@@ -119,7 +119,7 @@ def build_representations(model_name: str, profile: Profile, *, emotions: list[s
             "n_train": {e: int(((labels == e) & train).sum()) for e in [*emos, "neutral"]}}
     meta["key"] = stable_hash({n: meta[n] for n in ("activation_key", "emotions", "train_ids", "k", "code",
                                                     "dataset_hash")}, 24)
-    name = identity["name"] + _dataset_tag(prompts)
+    name = identity["name"] + dataset_tag(prompts)
     saved = _load_saved(profile, name, meta["key"])
     if saved is not None:
         vectors, subspaces = saved
