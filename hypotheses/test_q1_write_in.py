@@ -21,6 +21,9 @@ beats words alone are judged in test_q1_lexical.py.
   against 8/210 apology prompts in the project's data), so the specificity claim is repeated on the
   held-out prompts whose trigger does NOT end the prompt, and both strata are written to
   results/<profile>/q1/<model>_position_strata.csv.
+- Read-out: the emotion-specific direction at the LAST layer (last token), read through the
+  unembedding, ranks the emotion's own words (thank / sorry / angry ...) above the other emotions'
+  words more than random directions do (observed score against 1000 random unit directions).
 - The layer profile: the layer chosen on training prompts should also be close to the best on held-out
   prompts: its held-out d must reach 80% of the best held-out d over all layers.
 
@@ -38,6 +41,7 @@ from emocheck.dataset import emotions_of, load_emotion_prompts
 from emocheck.profiles import results_dir
 from emocheck.representations.build import dataset_tag
 from emocheck.representations.q1 import judge_direction
+from emocheck.representations.readout import EMOTION_WORDS, readout_test
 from emocheck.representations.separation import (choose_layer, contrast_groups, layer_profile, plot_layer_profiles,
                                                  projections)
 from emocheck.storage import atomic_write_dataframe
@@ -154,6 +158,26 @@ def test_specific_direction_when_trigger_is_not_last(model_name, emotion, repres
                              "auc_when_trigger_ends_prompt": rows[0]["held_out_auc"],
                              "n_treated_trigger_ends_prompt": rows[0]["n_treated"],
                              "share_trigger_ends_prompt": float(at_end[t].mean())})
+
+
+@claim(
+    "at the last token, the last layer's {emotion}-specific direction read through the unembedding favours {emotion} words over the other emotions' words more than random directions do",
+    family="q1_read_out", paired=False, alternative="greater", min_d=0.0,
+)
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_read_out_through_unembedding(model_name, emotion, representations, model, evidence):
+    reps = representations
+    if emotion not in EMOTION_WORDS:
+        pytest.skip(f"no read-out word list for {emotion!r}")
+    layer = reps.layers[-1]
+    res = readout_test(model, reps.vectors.vector(emotion, layer, "vs_other", SITE, "last"), emotion, reps.emotions,
+                       draws=1000, seed=0)
+    metrics = {"layer": layer, "observed_score": res["observed"], "rank_among_random": res["rank_among_random"],
+               "n_random": len(res["null"]), "top_tokens": " | ".join(res["top_tokens"])}
+    if not hasattr(evidence, "record_null"):
+        pytest.skip("needs emocheck.stats.nulls (branch 'stats'): observed read-out score "
+                    f"{res['observed']:.3f}, rank {res['rank_among_random']} of {len(res['null']) + 1}")
+    evidence.record_null(observed=res["observed"], null=res["null"], metrics=metrics)
 
 
 def test_layer_choice_generalises_to_held_out(model_name, representations, emocheck_profile):
