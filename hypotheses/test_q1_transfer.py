@@ -12,7 +12,8 @@ import pytest
 
 from emocheck import claim, stats
 from emocheck.dataset import data_dir, emotions_of, load_emotion_prompts
-from emocheck.representations.separation import choose_layer, contrast_groups, layer_profile, projections
+from emocheck.representations.q1 import cached_layer_profile
+from emocheck.representations.separation import choose_layer, contrast_groups, projections
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -25,14 +26,14 @@ SITE = "hook_resid_post"
 def _transfer(evidence, source, target, emotion, kind, position, route):
     if emotion not in source.emotions or emotion not in target.emotions:
         pytest.skip(f"{emotion} is not in both datasets")
-    prof = layer_profile(source, emotion, direction_kind=kind, contrast=kind, site=SITE, position=position)
+    prof = cached_layer_profile(source, emotion, direction_kind=kind, contrast=kind, site=SITE, position=position)
     layer = choose_layer(prof)
     direction = source.vectors.vector(emotion, layer, kind, SITE, position)
     scores = projections(target.activations.get(layer, SITE, position), direction)
     t, c = contrast_groups(target, emotion, kind, None)
     if kind == "vs_other":  # only the emotions the source knows (its direction was built against them)
         c = target.rows([e for e in source.emotions if e != emotion and e in target.emotions])
-    target_own = layer_profile(target, emotion, direction_kind=kind, contrast=kind, site=SITE, position=position)
+    target_own = cached_layer_profile(target, emotion, direction_kind=kind, contrast=kind, site=SITE, position=position)
     own_layer = choose_layer(target_own)
     evidence.record(treated=scores[t], control=scores[c], metrics={
         "route": route, "layer": layer, "direction": kind, "position": position,

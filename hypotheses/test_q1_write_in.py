@@ -40,7 +40,7 @@ from emocheck import claim, stats
 from emocheck.dataset import emotions_of, load_emotion_prompts
 from emocheck.profiles import results_dir
 from emocheck.representations.build import dataset_tag
-from emocheck.representations.q1 import judge_direction
+from emocheck.representations.q1 import cached_layer_profile, judge_direction
 from emocheck.representations.readout import EMOTION_WORDS, readout_test
 from emocheck.representations.separation import (choose_layer, contrast_groups, layer_profile, plot_layer_profiles,
                                                  projections)
@@ -105,7 +105,7 @@ def write_in_layer(profile: pd.DataFrame, fraction: float = 0.9) -> int:
 @pytest.mark.parametrize("emotion", EMOTIONS)
 def test_write_in_layer(model_name, emotion, representations, evidence):
     reps = representations
-    prof = layer_profile(reps, emotion, direction_kind="vs_other", contrast="vs_other", site=SITE, position="last")
+    prof = cached_layer_profile(reps, emotion, direction_kind="vs_other", contrast="vs_other", site=SITE, position="last")
     layer = write_in_layer(prof)
     scores = projections(reps.activations.get(layer, SITE, "last"),
                          reps.vectors.vector(emotion, layer, "vs_other", SITE, "last"))
@@ -174,9 +174,6 @@ def test_read_out_through_unembedding(model_name, emotion, representations, mode
                        draws=1000, seed=0)
     metrics = {"layer": layer, "observed_score": res["observed"], "rank_among_random": res["rank_among_random"],
                "n_random": len(res["null"]), "top_tokens": " | ".join(res["top_tokens"])}
-    if not hasattr(evidence, "record_null"):
-        pytest.skip("needs emocheck.stats.nulls (branch 'stats'): observed read-out score "
-                    f"{res['observed']:.3f}, rank {res['rank_among_random']} of {len(res['null']) + 1}")
     evidence.record_null(observed=res["observed"], null=res["null"], metrics=metrics)
 
 
@@ -186,7 +183,7 @@ def test_layer_choice_generalises_to_held_out(model_name, representations, emoch
     frames = []
     for emotion in EMOTIONS:
         for kind, contrast in (("vs_neutral", "vs_neutral"), ("vs_neutral", "vs_other"), ("vs_other", "vs_other")):
-            frames.append(layer_profile(representations, emotion, direction_kind=kind, contrast=contrast,
+            frames.append(cached_layer_profile(representations, emotion, direction_kind=kind, contrast=contrast,
                                         site=SITE, position="last"))
     profiles = pd.concat(frames, ignore_index=True)
     out = results_dir(emocheck_profile, "layer_profiles")

@@ -80,12 +80,25 @@ def _judged_rows(reps, emotion: str, contrast: str, subset: str):
     return treated, control
 
 
+_PROFILES: dict[tuple, pd.DataFrame] = {}
+
+
+def cached_layer_profile(reps, emotion: str, *, direction_kind: str, contrast: str, site: str, position: str) -> pd.DataFrame:
+    """separation.layer_profile, memoised per Representations object (several claims choose the same layer)."""
+    key = (id(reps), reps.prompts.attrs.get("dataset_hash"), emotion, direction_kind, contrast, site, position)
+    if key not in _PROFILES:
+        _PROFILES[key] = layer_profile(reps, emotion, direction_kind=direction_kind, contrast=contrast, site=site,
+                                       position=position)
+    return _PROFILES[key].copy()
+
+
 def judge_direction(reps, emotion: str, *, direction_kind: str, contrast: str, position: str = "last",
                     site: str = "hook_resid_post", subset: str = "all", lexical_baseline: bool = True,
                     masked_acts=None) -> Q1Result:
     """Held-out separation of the direction chosen on training prompts, with the lexical baseline on the
     same prompts. `masked_acts`: the ActivationSet of `masked_held_out` (subset 'masked')."""
-    prof = layer_profile(reps, emotion, direction_kind=direction_kind, contrast=contrast, site=site, position=position)
+    prof = cached_layer_profile(reps, emotion, direction_kind=direction_kind, contrast=contrast, site=site,
+                                position=position)
     layer = choose_layer(prof)
     direction = reps.vectors.vector(emotion, layer, direction_kind, site, position)
     t_rows, c_rows = _judged_rows(reps, emotion, contrast, subset)
