@@ -4,13 +4,31 @@ A profile is chosen with `--emocheck-profile` (default in pytest.ini) or `EMOCHE
 results live under `results/<profile>/`. Sizes grow from `smoke` (seconds, one model) through `ci`
 (the default main job: both embedded models, every prompt for representation claims, a modest number
 of generations) to `full` (the seed's scale: about 200 prompts per condition).
+
+Users define their own profiles as configuration, either in `pyproject.toml`
+
+    [tool.emocheck.profiles.mine]
+    base = "ci"                        # optional: start from a built-in (or earlier) profile
+    models = ["smollm2-135m"]
+    prompts_per_emotion = 60
+    dataset = "data/my_prompts.jsonl"  # relative to the file that defines it
+
+or in pytest.ini, one profile per line of the `emocheck_profiles` key:
+
+    emocheck_profiles =
+        mine: base=ci models=smollm2-135m prompts_per_emotion=60 seed=1
+
+An unknown key, a bad value or an unknown base is a ConfigError naming the profile and the key.
+`get_profile(name)` finds built-ins, registered profiles (the pytest plugin registers those it read)
+and, for notebooks, the profiles of ./pyproject.toml.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+import shlex
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import ConfigError
@@ -33,6 +51,10 @@ class Profile:
     batch_size: int = 16
     bootstrap_resamples: int = 2000
     seed: int = 0
+    # Emotion prompt dataset (CSV/JSONL path) and generation prompts file; None = $EMOCHECK_DATASET /
+    # $EMOCHECK_GENERATION_PROMPTS, else the project's data/ files.
+    dataset: str | None = None
+    generation_prompts_file: str | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -69,15 +91,142 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+BUILTIN_PROFILES = tuple(PROFILES)
+_USER_PROFILES: dict[str, Profile] = {}
+_CONFIGURABLE = {f.name: f for f in fields(Profile) if f.name not in ("name", "extra")}
+_INTS = ("prompts_per_emotion", "generation_prompts", "random_directions", "new_tokens", "batch_size",
+         "bootstrap_resamples", "seed")
+
+
+def _coerce(profile: str, key: str, value, where: str):
+    def bad(why: str):
+        return ConfigError(f"{where}: profile {profile!r} key {key!r} = {value!r}: {why}")
+
+    if key == "models":
+        items = [m.strip() for m in value.split(",")] if isinstance(value, str) else list(value)
+        if not items or not all(isinstance(m, str) and m for m in items):
+            raise bad("give one or more model names")
+        return tuple(items)
+    if key in _INTS:
+        if key == "prompts_per_emotion" and (value is None or str(value).lower() in ("none", "all")):
+            return None
+        try:
+            number = int(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (isinstance(value, float) and value != number):
+            raise bad("must be a whole number")
+        if number < (0 if key == "seed" else 1):
+            raise bad("must be positive" if key != "seed" else "must be >= 0")
+        return number
+    if key == "held_out_fraction":
+        try:
+            frac = float(value)
+        except (TypeError, ValueError):
+            raise bad("must be a number") from None
+        if not 0 < frac < 1:
+            raise bad("must lie between 0 and 1")
+        return frac
+    if key in ("dataset", "generation_prompts_file"):
+        if not isinstance(value, str) or not value:
+            raise bad("must be a file path")
+        return value
+    raise bad("not configurable")
+
+
+def profile_from_config(name: str, settings: dict, *, where: str = "configuration",
+                        base_dir: str | os.PathLike | None = None, known: dict | None = None) -> Profile:
+    """A Profile from a table of settings; `base` names a profile to start from (default: ci)."""
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{where}: profile {name!r} must be a table of settings, got {type(settings).__name__}")
+    if not name or not name.replace("-", "_").isidentifier():
+        raise ConfigError(f"{where}: profile name {name!r} must be a word (letters, digits, '-', '_')")
+    pool = {**PROFILES, **_USER_PROFILES, **(known or {})}
+    base_name = settings.get("base", "ci")
+    if base_name not in pool:
+        raise ConfigError(f"{where}: profile {name!r} has base {base_name!r}, which is not a profile; "
+                          f"one of {', '.join(pool)}")
+    unknown = [k for k in settings if k != "base" and k not in _CONFIGURABLE]
+    if unknown:
+        raise ConfigError(f"{where}: profile {name!r} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"allowed: base, {', '.join(_CONFIGURABLE)}")
+    values = {k: _coerce(name, k, v, where) for k, v in settings.items() if k != "base"}
+    for key in ("dataset", "generation_prompts_file"):
+        if key in values and base_dir is not None and not Path(values[key]).is_absolute():
+            values[key] = str((Path(base_dir) / values[key]).resolve())
+    return replace(pool[base_name], name=name, **values)
+
+
+def profiles_from_pyproject(path: str | os.PathLike) -> dict[str, Profile]:
+    """The `[tool.emocheck.profiles.<name>]` tables of a pyproject.toml ({} when it has none)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    tables = data.get("tool", {}).get("emocheck", {}).get("profiles", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: [tool.emocheck.profiles] must hold one table per profile")
+    out: dict[str, Profile] = {}
+    for name, settings in tables.items():
+        out[name] = profile_from_config(name, settings, where=f"{path} [tool.emocheck.profiles.{name}]",
+                                        base_dir=path.parent, known=out)
+    return out
+
+
+def profiles_from_ini_lines(lines: list[str], *, where: str = "pytest.ini emocheck_profiles",
+                            base_dir: str | os.PathLike | None = None) -> dict[str, Profile]:
+    """Lines `NAME: key=value key=value ...` (values with spaces in quotes; lists comma-separated)."""
+    out: dict[str, Profile] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, rest = line.partition(":")
+        if not sep:
+            raise ConfigError(f"{where}: line {line!r} must read 'NAME: key=value key=value ...'")
+        settings = {}
+        for item in shlex.split(rest):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ConfigError(f"{where}: profile {name.strip()!r}: {item!r} must be key=value")
+            settings[key.strip()] = value
+        out[name.strip()] = profile_from_config(name.strip(), settings, where=where, base_dir=base_dir, known=out)
+    return out
+
+
+def register_profiles(profiles: dict[str, Profile]) -> None:
+    """Make user profiles known to get_profile (a built-in name cannot be redefined)."""
+    clash = [n for n in profiles if n in BUILTIN_PROFILES]
+    if clash:
+        raise ConfigError(f"profile name(s) {', '.join(clash)} are built in; give your profile another name")
+    _USER_PROFILES.update(profiles)
+
+
+def clear_user_profiles() -> None:
+    _USER_PROFILES.clear()
+
+
 def get_profile(name: str | None = None, models: list[str] | None = None) -> Profile:
     """Return the named profile (default: $EMOCHECK_PROFILE or 'ci'), optionally with other models."""
     name = name or os.environ.get("EMOCHECK_PROFILE") or "ci"
-    if name not in PROFILES:
+    pool = {**PROFILES, **_USER_PROFILES}
+    if name not in pool:
+        pool.update(profiles_from_pyproject(Path.cwd() / "pyproject.toml"))
+    if name not in pool:
         raise ConfigError(
-            f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
-            "(--emocheck-profile NAME or EMOCHECK_PROFILE=NAME)"
+            f"unknown profile {name!r}; choose one of {', '.join(pool)} "
+            "(--emocheck-profile NAME or EMOCHECK_PROFILE=NAME; define your own in "
+            "[tool.emocheck.profiles.NAME] of pyproject.toml or the emocheck_profiles key of pytest.ini)"
         )
-    profile = PROFILES[name]
+    profile = pool[name]
     if models:
         profile = replace(profile, models=tuple(models))
     return profile

@@ -38,7 +38,7 @@ def test_malformed_csv_names_the_line(tmp_path):
 
 def test_missing_column_and_duplicate_id(tmp_path):
     p = tmp_path / "bad.csv"
-    p.write_text("id,emotion,text\n1,neutral,hi\n")
+    p.write_text("id,text\n1,hi\n")
     with pytest.raises(DatasetError, match="lacks column"):
         load_emotion_prompts(p)
     p = _write(tmp_path, 'a,neutral,one two,one,email,formal,none,x\na,neutral,three four,three,email,formal,none,x\n')

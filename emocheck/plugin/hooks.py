@@ -20,6 +20,9 @@ option                     ini                       meaning
 --emocheck-alpha A         emocheck_alpha            session alpha (default 0.05); a claim may set its own
 --emocheck-ci-method M     emocheck_ci_method        analytic (default) | bootstrap (BCa)
 --emocheck-results DIR     emocheck_results          results root (default <rootdir>/results; else $EMOCHECK_RESULTS_DIR)
+--emocheck-dataset PATH    emocheck_dataset          emotion prompts CSV/JSONL (else the profile's, $EMOCHECK_DATASET, data/)
+--emocheck-generation-prompts PATH  emocheck_generation_prompts  phase-5 openings CSV/JSONL
+-                          emocheck_profiles         user profiles, one per line (also [tool.emocheck.profiles.*])
 --emocheck-mlflow          emocheck_mlflow           log the session to MLflow (pip install 'emocheck[mlflow]')
 --emocheck-mlflow-uri URI  emocheck_mlflow_uri       tracking URI (default file:./mlruns)
 --emocheck-preregister     -                         write the claims' spec hashes to the lock; run no claim
@@ -106,7 +109,7 @@ from typing import Any
 import pytest
 
 from emocheck.plugin.claims import MARKER, ClaimSpec, Evidence, claim_spec, format_statement
-from emocheck.errors import ConfigError, EmocheckError, EvidenceError
+from emocheck.errors import ConfigError, DatasetError, EmocheckError, EvidenceError
 from emocheck.profiles import Profile, get_profile, results_dir
 from emocheck.storage import stable_hash
 
@@ -172,6 +175,8 @@ class _State:
             "ci_method": self.ci_method,
             "bootstrap_resamples": self.profile.bootstrap_resamples,
             "profile_seed": self.profile.seed,
+            "dataset": self.profile.dataset,
+            "generation_prompts_file": self.profile.generation_prompts_file,
             "results_dir": str(self.results_root),
         }
 
@@ -204,6 +209,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="confidence interval of d: analytic (noncentral t) or bootstrap (BCa)")
     group.addoption("--emocheck-results", default=None, metavar="DIR",
                     help="results root; statistics go to DIR/<profile>/statistics (default <rootdir>/results)")
+    group.addoption("--emocheck-dataset", default=None, metavar="PATH",
+                    help="emotion prompts (CSV or JSONL with text, emotion; optional trigger, id, metadata) "
+                         "instead of data/emotion_prompts.csv (default: ini emocheck_dataset, profile, $EMOCHECK_DATASET)")
+    group.addoption("--emocheck-generation-prompts", default=None, metavar="PATH",
+                    help="neutral generation prompts (CSV or JSONL with text) for phase 5")
     group.addoption("--emocheck-mlflow", action="store_true", default=None,
                     help="log the session (settings, per-claim numbers, statistics files) to MLflow")
     group.addoption("--emocheck-mlflow-uri", default=None, metavar="URI",
@@ -220,6 +230,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("emocheck_alpha", "default significance level", default="0.05")
     parser.addini("emocheck_ci_method", "analytic | bootstrap", default="analytic")
     parser.addini("emocheck_results", "results root (relative to the ini file)", default="")
+    parser.addini("emocheck_dataset", "emotion prompts file (relative to the ini file)", default="")
+    parser.addini("emocheck_generation_prompts", "generation prompts file (relative to the ini file)", default="")
+    parser.addini("emocheck_profiles", "user profiles, one per line: NAME: key=value ...", type="linelist", default=[])
     parser.addini("emocheck_mlflow", "log sessions to MLflow", type="bool", default=False)
     parser.addini("emocheck_mlflow_uri", "MLflow tracking URI", default="file:./mlruns")
     group.addoption("--emocheck-remote", default=None, metavar="WHERE", nargs="?", const="1",
@@ -237,8 +250,10 @@ def _resolve(config: pytest.Config) -> _State:
     if models_opt is not None and not models:
         raise pytest.UsageError("--emocheck-models needs at least one model name (comma-separated)")
     try:
+        _register_user_profiles(config)
         state.profile = get_profile(name, models)
-    except ConfigError as exc:
+        _resolve_data_files(config, state)
+    except (ConfigError, DatasetError) as exc:
         raise pytest.UsageError(str(exc)) from None
 
     correction = opt("--emocheck-correction") or config.getini("emocheck_correction") or "holm"
@@ -297,6 +312,49 @@ def _resolve(config: pytest.Config) -> _State:
     return state
 
 
+def _register_user_profiles(config: pytest.Config) -> None:
+    """Profiles from [tool.emocheck.profiles.*] of the rootdir's pyproject.toml and the ini's emocheck_profiles."""
+    from emocheck.profiles import profiles_from_ini_lines, profiles_from_pyproject, register_profiles
+
+    found = profiles_from_pyproject(config.rootpath / "pyproject.toml")
+    base = config.inipath.parent if config.inipath else config.rootpath
+    found.update(profiles_from_ini_lines(config.getini("emocheck_profiles"), base_dir=base))
+    register_profiles(found)
+
+
+def _resolve_data_files(config: pytest.Config, state: _State) -> None:
+    """--emocheck-dataset / --emocheck-generation-prompts, else the ini keys, else the profile's files;
+    validated now (one clear error before any model loads) and handed on through the environment."""
+    from dataclasses import replace
+
+    from emocheck.dataset import ENV_DATASET, ENV_GENERATION_PROMPTS, load_emotion_prompts, load_generation_prompts
+
+    base = config.inipath.parent if config.inipath else config.rootpath
+    state.data_files = {}
+    for opt_name, ini_name, field_name, env, loader in (
+            ("--emocheck-dataset", "emocheck_dataset", "dataset", ENV_DATASET, load_emotion_prompts),
+            ("--emocheck-generation-prompts", "emocheck_generation_prompts", "generation_prompts_file",
+             ENV_GENERATION_PROMPTS, load_generation_prompts)):
+        if config.getoption(opt_name):
+            path = Path(config.invocation_params.dir, config.getoption(opt_name))
+        elif config.getini(ini_name):
+            path = Path(base, config.getini(ini_name))
+        elif getattr(state.profile, field_name):
+            path = Path(getattr(state.profile, field_name))
+        elif os.environ.get(env):
+            path = Path(os.environ[env])
+        else:
+            continue
+        path = path.resolve()
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the missing-trigger warning is given once, by the build
+            loader(path)
+        state.data_files[env] = str(path)
+        state.profile = replace(state.profile, **{field_name: str(path)})
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -316,7 +374,8 @@ def pytest_configure(config: pytest.Config) -> None:
             require_mlflow()
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-    for key, value in ((ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name)):
+    for key, value in ((ENV_RESULTS, str(state.results_root)), (ENV_PROFILE, state.profile.name),
+                       *getattr(state, "data_files", {}).items()):
         state.env_backup[key] = os.environ.get(key)
         os.environ[key] = value
     state.config = config

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emocheck.representations.cache import ActivationSet, cached_activations
-from emocheck.dataset import emotions_of, load_emotion_prompts, split, subsample
+from emocheck.dataset import dataset_hash, default_dataset_path, emotions_of, is_project_dataset, load_emotion_prompts, split, subsample
 from emocheck.representations.extraction import POSITION_RULES, RESID_SITES
 from emocheck.models.registry import load_model, model_identity, model_n_layers
 from emocheck.errors import DatasetError
@@ -63,20 +63,41 @@ class Representations:
 _MEMO: dict[tuple, Representations] = {}
 
 
-def prompts_for_profile(profile: Profile, emotions: list[str] | None = None) -> pd.DataFrame:
-    df = load_emotion_prompts(emotions=emotions)
+def dataset_path(profile: Profile, dataset: str | Path | None = None) -> Path:
+    """The dataset a build reads: the argument, else the profile's, else $EMOCHECK_DATASET / the project's."""
+    chosen = dataset or profile.dataset
+    return Path(chosen).resolve() if chosen else default_dataset_path().resolve()
+
+
+def prompts_for_profile(profile: Profile, emotions: list[str] | None = None,
+                        dataset: str | Path | None = None) -> pd.DataFrame:
+    path = dataset_path(profile, dataset)
+    df = load_emotion_prompts(path, emotions=emotions)
+    digest = dataset_hash(df)
     df = subsample(df, profile.prompts_per_emotion, seed=profile.seed)
     df = df.assign(split=split(df, profile.held_out_fraction, seed=profile.seed).to_numpy())
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs.update(path=str(path), dataset_hash=digest)
+    return df
+
+
+def dataset_tag(prompts: pd.DataFrame) -> str:
+    """'' for the project's dataset (its files keep their names), else '_<stem>-<hash8>'."""
+    path = prompts.attrs["path"]
+    if is_project_dataset(path):
+        return ""
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)[:40]
+    return f"_{stem}-{prompts.attrs['dataset_hash'][:8]}"
 
 
 def build_representations(model_name: str, profile: Profile, *, emotions: list[str] | None = None,
-                          k: int = 10, progress: bool = True) -> Representations:
+                          k: int = 10, progress: bool = True, dataset: str | Path | None = None) -> Representations:
+    """`dataset`: a CSV/JSONL path; default the profile's dataset, else $EMOCHECK_DATASET, else the project's."""
+    prompts = prompts_for_profile(profile, emotions, dataset)
     key = (model_name, profile.name, profile.prompts_per_emotion, profile.held_out_fraction, profile.seed,
-           tuple(emotions or ()), k)
+           tuple(emotions or ()), k, prompts.attrs["dataset_hash"])
     if key in _MEMO:
         return _MEMO[key]
-    prompts = prompts_for_profile(profile, emotions)
     identity = model_identity(model_name)
     acts = cached_activations(
         lambda: load_model(model_name), identity,
@@ -91,18 +112,23 @@ def build_representations(model_name: str, profile: Profile, *, emotions: list[s
     train_acts = ActivationSet(acts.model, [i for i, t in zip(acts.ids, train) if t],
                                {n: t[train] for n, t in acts.tensors.items()}, acts.meta)
     train_ids = [i for i, t in zip(acts.ids, train) if t]
+    # The activation key already hashes the prompts' ids, texts and triggers (all that determines
+    # activations); the dataset hash adds the labels and metadata the vectors are computed from.
     meta = {"model": identity, "profile": profile.name, "activation_key": acts.meta["key"], "emotions": emos,
             "layers": acts.layers, "train_ids": train_ids, "k": k, "code": VECTORS_CODE_VERSION,
+            "dataset": prompts.attrs["path"], "dataset_hash": prompts.attrs["dataset_hash"],
             "n_train": {e: int(((labels == e) & train).sum()) for e in [*emos, "neutral"]}}
-    meta["key"] = stable_hash({n: meta[n] for n in ("activation_key", "emotions", "train_ids", "k", "code")}, 24)
-    saved = _load_saved(profile, identity["name"], meta["key"])
+    meta["key"] = stable_hash({n: meta[n] for n in ("activation_key", "emotions", "train_ids", "k", "code",
+                                                    "dataset_hash")}, 24)
+    name = identity["name"] + dataset_tag(prompts)
+    saved = _load_saved(profile, name, meta["key"])
     if saved is not None:
         vectors, subspaces = saved
     else:
         vectors = compute_emotion_vectors(train_acts, labels[train], emos, model=identity["name"])
         subspaces = compute_emotion_subspaces(train_acts, labels[train], emos, k=k, model=identity["name"])
         vectors.meta = subspaces.meta = meta
-        _save(profile, identity["name"], vectors, subspaces, meta)
+        _save(profile, name, vectors, subspaces, meta)
     reps = Representations(identity["name"], profile, prompts, acts, vectors, subspaces)
     _MEMO[key] = reps
     return reps
@@ -135,8 +161,10 @@ def _load_saved(profile: Profile, name: str, key: str):
         return None
     (vt, meta), (st, _) = vec, sub
     vecs, norms = _split_norms(vt)
-    return (EmotionVectors(name, meta["layers"], meta["emotions"], vecs, norms, meta),
-            EmotionSubspaces(name, meta["layers"], meta["emotions"], st, meta))
+    # File names carry the dataset hash; the model's own name is in the metadata.
+    model = meta["model"]["name"] if isinstance(meta.get("model"), dict) else name
+    return (EmotionVectors(model, meta["layers"], meta["emotions"], vecs, norms, meta),
+            EmotionSubspaces(model, meta["layers"], meta["emotions"], st, meta))
 
 
 def _save(profile: Profile, name: str, vectors: EmotionVectors, subspaces: EmotionSubspaces, meta: dict) -> None:

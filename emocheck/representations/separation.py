@@ -28,8 +28,10 @@ CONTRASTS = ("vs_neutral", "vs_other")
 
 
 def projections(x: torch.Tensor, direction: torch.Tensor) -> np.ndarray:
-    u = direction.double() / direction.double().norm()
-    return (x.double() @ u).numpy()
+    norm = direction.double().norm()
+    if norm == 0:  # no direction (identical group means): every prompt scores 0
+        return np.zeros(x.shape[0])
+    return (x.double() @ (direction.double() / norm)).numpy()
 
 
 def contrast_groups(reps: Representations, emotion: str, contrast: str, split_name: str):

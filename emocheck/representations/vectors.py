@@ -55,7 +55,10 @@ def vectors_for_layer(x: torch.Tensor, labels: np.ndarray, emotions: list[str], 
         others = [means[o] for o in emotions if o != e]
         vs_other[e] = means[e] - torch.stack(others).mean(0) if others else vs_neutral[e]
     shared = torch.stack([vs_neutral[e] for e in emotions]).mean(0)
-    specific = {e: project_out(vs_neutral[e], shared) if len(emotions) > 1 else vs_neutral[e] for e in emotions}
+    # A zero shared component (e.g. resid_pre of block 0 at a last token every prompt shares, such as
+    # a final ".") leaves nothing to project out.
+    usable = len(emotions) > 1 and bool(shared.norm() > 0)
+    specific = {e: project_out(vs_neutral[e], shared) if usable else vs_neutral[e] for e in emotions}
     return {"vs_neutral": vs_neutral, "vs_other": vs_other, "specific": specific}
 
 

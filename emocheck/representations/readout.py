@@ -1,0 +1,66 @@
+"""Read-out: does a late-layer emotion direction, read through the unembedding, favour the emotion's own
+words over the other emotions' words?
+
+    score(v) = mean_{t in own words} (W_U v)_t  -  mean_{t in other emotions' words} (W_U v)_t
+
+for the unit direction v (no final norm: it is a nonlinear function of a whole residual vector, not of
+a direction; the random directions below get the same linear read-out, so the comparison is fair).
+The null is the same score for `draws` isotropic random unit directions (seeded). Word lists cover the
+project's emotions; a word contributes the first token of each of its spellings (" word", "word",
+" Word"), so multi-token words are read by their first piece.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from emocheck.errors import ConfigError
+
+EMOTION_WORDS = {
+    "gratitude": ["thank", "thanks", "grateful", "appreciate", "appreciated", "gratitude"],
+    "anger": ["angry", "furious", "outraged", "annoyed", "anger", "rage"],
+    "apology": ["sorry", "apologize", "apologise", "apologies", "apology", "regret"],
+}
+
+
+def word_token_ids(tokenizer, words) -> list[int]:
+    ids = set()
+    for word in words:
+        for spelling in (" " + word, word, " " + word.capitalize()):
+            toks = tokenizer(spelling, add_special_tokens=False)["input_ids"]
+            if toks:
+                ids.add(int(toks[0]))
+    return sorted(ids)
+
+
+def unembedding(model) -> torch.Tensor:
+    """[vocab, d_model] output embedding of a LoadedModel, float64 on the CPU."""
+    return model.model.get_output_embeddings().weight.detach().double().cpu()
+
+
+def readout_scores(w_u: torch.Tensor, directions: torch.Tensor, own: list[int], others: list[int]) -> np.ndarray:
+    """score for each row of `directions` [k, d] (normalised here)."""
+    d = directions.double()
+    d = d / d.norm(dim=1, keepdim=True)
+    logits = d @ w_u.T                                # [k, vocab]
+    return (logits[:, own].mean(1) - logits[:, others].mean(1)).numpy()
+
+
+def readout_test(model, direction: torch.Tensor, emotion: str, emotions: list[str], *, draws: int = 1000,
+                 seed: int = 0) -> dict:
+    """Observed read-out score of `direction`, the null of random directions, and the top tokens."""
+    known = [e for e in emotions if e in EMOTION_WORDS]
+    if emotion not in EMOTION_WORDS or len(known) < 2:
+        raise ConfigError(f"no read-out word lists for {emotion!r} and another emotion; "
+                          f"known: {', '.join(EMOTION_WORDS)}")
+    own = word_token_ids(model.tokenizer, EMOTION_WORDS[emotion])
+    others = sorted(set(i for e in known if e != emotion for i in word_token_ids(model.tokenizer, EMOTION_WORDS[e]))
+                    - set(own))
+    w_u = unembedding(model)
+    observed = float(readout_scores(w_u, direction[None], own, others)[0])
+    gen = torch.Generator().manual_seed(seed)
+    null = readout_scores(w_u, torch.randn(draws, w_u.shape[1], generator=gen, dtype=torch.float64), own, others)
+    top = torch.topk(w_u @ (direction.double() / direction.double().norm()), 10).indices.tolist()
+    return {"observed": observed, "null": null, "own_tokens": own, "other_tokens": others,
+            "top_tokens": [model.tokenizer.decode([t]) for t in top],
+            "rank_among_random": int(1 + np.sum(null >= observed))}
