@@ -87,8 +87,10 @@ NullSource = Callable[[str, int, str], tuple]
 
 def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed: int, *,
                      null_source: NullSource | None = None, subspaces=None, k: int = SUBSPACE_K,
-                     dose_alpha: float | None = None, emotions=EMOTIONS) -> list[Condition]:
-    """The judged design (module doc). `subspaces.components(e, layer, k, site)` gives [k, d]."""
+                     dose_alpha: float | None = None, emotions=EMOTIONS,
+                     secondary=("negated", "specific", "subspace", "prompt", "dose_matched")) -> list[Condition]:
+    """The judged design (module doc). `subspaces.components(e, layer, k, site)` gives [k, d];
+    `secondary` names the half-prompt conditions to include (a smaller run drops some)."""
     ids = tuple(prompt_ids)
     half = half_of(ids, seed)
     d = vecs.vector(emotions[0], layer, site=site).shape[-1]
@@ -107,10 +109,12 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed
             pseeds = [base + 10_000 + j for j in range(len(ids))]
             perm, _ = label_permuted_directions(xe, x0, len(ids), base + 10_000, norm=n)
             conds += per_prompt(f"permuted:{e}", "permuted", e, layer, alpha, perm, ids, pseeds, n)
-        conds.append(Condition(f"neg:{e}", "negated", e, layer, alpha, -alpha * v, norm=n, prompt_ids=half))
-        conds.append(Condition(f"specific:{e}", "specific", e, layer, alpha,
-                               alpha * emotion_direction(vecs, e, layer, site, "specific"), norm=n, prompt_ids=half))
-        if subspaces is not None:
+        if "negated" in secondary:
+            conds.append(Condition(f"neg:{e}", "negated", e, layer, alpha, -alpha * v, norm=n, prompt_ids=half))
+        if "specific" in secondary:
+            conds.append(Condition(f"specific:{e}", "specific", e, layer, alpha,
+                                   alpha * emotion_direction(vecs, e, layer, site, "specific"), norm=n, prompt_ids=half))
+        if subspaces is not None and "subspace" in secondary:
             comps = subspaces.components(e, layer, k, site=site)
             conds.append(Condition(f"subspace:{e}", "subspace", e, layer, alpha, alpha * subspace_direction(v, comps),
                                    norm=n, prompt_ids=half))
@@ -118,9 +122,10 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed
             conds += per_prompt(f"randsub:{e}", "randsub", e, layer, alpha,
                                 random_subspace_directions(v, comps.shape[0], len(half), base + 20_000),
                                 half, sseeds, n)
-        conds.append(Condition(f"prompt:{e}", "prompt", e, layer, 0.0, zero.clone(), norm=0.0, prompt_ids=half,
-                               prefix=PROMPT_PREFIXES[e]))
-        if dose_alpha is not None and float(dose_alpha) != float(alpha):
+        if "prompt" in secondary:
+            conds.append(Condition(f"prompt:{e}", "prompt", e, layer, 0.0, zero.clone(), norm=0.0, prompt_ids=half,
+                                   prefix=PROMPT_PREFIXES[e]))
+        if "dose_matched" in secondary and dose_alpha is not None and float(dose_alpha) != float(alpha):
             mseeds = [base + 30_000 + j for j in range(len(half))]
             conds += per_prompt(f"random_dm:{e}", "random_dm", e, layer, float(dose_alpha),
                                 random_directions(d, len(half), base + 30_000, n), half, mseeds, n)

@@ -41,12 +41,18 @@ from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_
 log = logging.getLogger(__name__)
 
 SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
-#: Per profile: tuning prompts (disjoint from judged ones), sweep grid, rows per batched generation.
+#: Per profile: judged prompts (None = profile.generation_prompts), tuning prompts (disjoint), sweep
+#: grid, rows per batched generation, and the conditions run on the seeded half of the judged prompts.
+#: ci is sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null
+#: (random, label-permuted) still has K = 20 draws; full runs the whole design at the profile's n.
+ALL_SECONDARY = ("negated", "specific", "subspace", "prompt", "dose_matched")
 SETTINGS = {
-    "smoke": {"tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0), "rows_per_batch": 64},
-    "ci": {"tuning_prompts": 8, "fractions": SWEEP_FRACTIONS, "alphas": (0.5, 1.0, 2.0, 4.0), "rows_per_batch": 96},
-    "full": {"tuning_prompts": 20, "fractions": SWEEP_FRACTIONS, "alphas": (0.25, 0.5, 1.0, 2.0, 4.0),
-             "rows_per_batch": 96},
+    "smoke": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
+              "rows_per_batch": 64, "secondary": ALL_SECONDARY},
+    "ci": {"judged_prompts": 20, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 1.0, 2.0, 4.0),
+           "rows_per_batch": 32, "secondary": ("subspace", "prompt", "dose_matched")},
+    "full": {"judged_prompts": None, "tuning_prompts": 20, "fractions": SWEEP_FRACTIONS,
+             "alphas": (0.25, 0.5, 1.0, 2.0, 4.0), "rows_per_batch": 96, "secondary": ALL_SECONDARY},
 }
 DEFAULT_WINDOW = (0, 5)
 #: Fluency non-inferiority margins (the sweep's fluency thresholds, per prompt on average).
@@ -66,7 +72,8 @@ def split_generation_prompts(profile: Profile, prompts: pd.DataFrame | None = No
         from emocheck.dataset import load_generation_prompts
 
         prompts = load_generation_prompts()
-    return split_prompts(prompts, profile.generation_prompts, settings(profile)["tuning_prompts"], profile.seed)
+    st = settings(profile)
+    return split_prompts(prompts, st["judged_prompts"] or profile.generation_prompts, st["tuning_prompts"], profile.seed)
 
 
 def random_seed_base(profile: Profile) -> int:
@@ -133,7 +140,7 @@ def _claim_conditions(model_name: str, profile: Profile, sel: dict, judged: pd.D
     spec = base_spec(profile, model_name)
     return claim_conditions(reps.vectors, sel["layer"], sel["alpha"], spec.site, judged["id"], random_seed_base(profile),
                             null_source=null_source(reps), subspaces=reps.subspaces,
-                            dose_alpha=sel.get("dose_matched_alpha"))
+                            dose_alpha=sel.get("dose_matched_alpha"), secondary=settings(profile)["secondary"])
 
 
 @lru_cache(maxsize=None)
