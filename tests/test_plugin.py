@@ -53,6 +53,13 @@ def run(pytester, monkeypatch):
     """Run pytest in-process on the pytester dir, results in ./results; no leaking env."""
     for var in ("EMOCHECK_RESULTS_DIR", "EMOCHECK_PROFILE", "GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS"):
         monkeypatch.delenv(var, raising=False)
+    # Subprocess runs (xdist) must import the emocheck under test, not another installed copy.
+    import os
+
+    import emocheck
+
+    root = str(Path(emocheck.__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
 
     def _run(*args, subprocess=False):
         argv = ["--emocheck-results", str(pytester.path / "results"), "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args]
@@ -287,7 +294,7 @@ def test_no_fixture():
     assert result.ret == 1
     result.stdout.fnmatch_lines_random([
         "E * test_ecp_misuse.py::test_evidence_without_claim uses the `evidence` fixture but has no @claim(...) marker*",
-        "E * evidence.record() was called twice in test_ecp_misuse.py::test_twice*",
+        "E * evidence was recorded twice in test_ecp_misuse.py::test_twice*",
         "E * the claim is paired but treated has 4 values and control has 3*",
         "E * treated contains 1 non-finite value(s)*",
         "E * claim test finished without recording evidence: request the `evidence` fixture*",
@@ -390,6 +397,19 @@ def test_steer(model_name, emotion, evidence):
     r = rng("steer", model_name, emotion)
     base = r.normal(0, 1, 30)
     evidence.record(treated=base + r.normal(0.6, 1, 30), control=base, metrics=where())
+
+@claim("the vector beats random directions on {model_name}", family="dirs", paired=True, min_d=0.2)
+def test_dirs(model_name, evidence):
+    r = rng("dirs", model_name)
+    prompt = r.normal(0, 1, (24, 1))
+    control = prompt + r.normal(0, 0.5, (1, 20)) + r.normal(0, 1, (24, 20))
+    control[r.random((24, 20)) < 0.3] = np.nan
+    evidence.record(treated=prompt[:, 0] + 1.5 + r.normal(0, 1, 24), control=control, metrics=where())
+
+@claim("the subspace beats label-permuted ones on {model_name}", family="nulls", min_d=1.0)
+def test_null(model_name, evidence):
+    r = rng("null", model_name)
+    evidence.record_null(observed=4.0, null=r.normal(0, 1, 199), metrics=where())
 '''
 
 
@@ -406,7 +426,8 @@ def test_xdist_gives_identical_numbers(pytester, run):
         assert result.ret in (0, 1), result.stdout.str()
         assert "emocheck: claims" in result.stdout.str()
         df = pd.read_csv(res_dir / "ci" / "statistics" / "effect_sizes.csv")
-        assert len(df) == 10
+        assert len(df) == 14
+        assert set(df.kind) == {"samples", "directions", "vs_null"}
         # workers write where the controller does (environment / workerinput)
         assert (df.metric_results_dir == str(res_dir.resolve())).all()
         if label == "n2":
@@ -418,7 +439,7 @@ def test_xdist_gives_identical_numbers(pytester, run):
     pd.testing.assert_frame_equal(frames["none"], frames["n1"], check_exact=True)
     pd.testing.assert_frame_equal(frames["none"], frames["n2"], check_exact=True)
     # the bootstrap CIs are seeded per claim: different claims, different seeds
-    assert frames["none"].seed.nunique() == 10
+    assert frames["none"].seed.nunique() == 14
 
 
 def test_family_counts_claims_in_classes_whatever_the_nodeid_selects(pytester, run):
@@ -446,3 +467,85 @@ def test_free(model_name, evidence):
     eff = _effects(pytester)
     assert list(eff.index) == ["test_ecp_cls.py::TestGroup::test_in_class[a]"]
     assert eff.family_declared.iloc[0] == 2 and eff.short_id.iloc[0] == "test_ecp_cls::TestGroup::test_in_class[a]"
+
+
+# ----------------------------------------------------------------------------------------------
+# The two design-level evidence kinds: directions as a random effect, observed vs a null
+# ----------------------------------------------------------------------------------------------
+
+KINDS = '''
+import numpy as np
+from emocheck.plugin.claims import claim
+
+def data(seed, effect):
+    r = np.random.default_rng(seed)
+    prompt = r.normal(0, 1, (30, 1))
+    control = prompt + r.normal(0, 0.3, (1, 25)) + r.normal(0, 1, (30, 25))
+    control[r.random((30, 25)) < 0.4] = np.nan          # a subset design
+    return prompt[:, 0] + effect + r.normal(0, 1, 30), control
+
+@claim("vector beats random directions", family="dirs", paired=True, min_d=0.2)
+def test_dirs_big(evidence):
+    t, c = data(1, 2.0)
+    evidence.record(treated=t, control=c)
+
+@claim("vector no better than random directions", family="dirs", paired=True, min_d=0.2)
+def test_dirs_none(evidence):
+    t, c = data(2, 0.0)
+    evidence.record(treated=t, control=c)
+
+@claim("subspace beats permuted ones", family="nulls", min_d=1.0)
+def test_null_big(evidence):
+    evidence.record_null(observed=5.0, null=np.random.default_rng(3).normal(0, 1, 199), metrics={"k": 3})
+
+@claim("subspace like permuted ones", family="nulls", min_d=1.0)
+def test_null_none(evidence):
+    evidence.record_null(observed=0.5, null=np.random.default_rng(4).normal(0, 1, 199))
+
+@claim("2-D control needs paired", family="bad")
+def test_bad_unpaired(evidence):
+    evidence.record(treated=[1, 2, 3], control=[[1, 2], [3, 4], [5, 6]])
+
+@claim("too few null draws", family="bad")
+def test_bad_null(evidence):
+    evidence.record_null(observed=1.0, null=[0.5])
+
+@claim("record then record_null", family="bad")
+def test_bad_twice(evidence):
+    evidence.record_null(observed=1.0, null=[0.5, 0.2, 0.1])
+    evidence.record(treated=[1, 2, 3], control=[0, 1, 2])
+'''
+
+
+def test_directions_and_null_kinds_end_to_end(pytester, run):
+    pytester.makepyfile(test_ecp_kinds=KINDS)
+    result = run()
+    result.assert_outcomes(passed=2, failed=2, errors=3)
+    result.stdout.fnmatch_lines_random([
+        "E * a 2-D control ?n_prompts, n_directions? (control directions*needs a paired claim*",
+        "E * null has 1 draw(s); at least 2 are needed*",
+        "E * evidence was recorded twice*",
+    ])
+    df = _effects(pytester)
+    mod = "test_ecp_kinds.py::"
+    big, none = df.loc[mod + "test_dirs_big"], df.loc[mod + "test_dirs_none"]
+    assert big.kind == "directions" and big.verdict == "supported" and none.verdict == "not supported"
+    assert big.n_treated == 30 and big.n_control == 25
+    # the row carries exactly what compare_directions computes, rank and permutation p as metrics
+    exec_ns: dict = {}
+    exec(compile(KINDS, "kinds", "exec"), exec_ns)
+    t, c = exec_ns["data"](1, 2.0)
+    ref = stats.compare_directions(t, c, min_d=0.2)
+    assert big.d == pytest.approx(ref.d, rel=1e-9) and big.p_value == pytest.approx(ref.p_value, rel=1e-9)
+    assert big.metric_direction_rank == 1 and big.metric_direction_perm_p == pytest.approx(1 / 26)
+    assert big.metric_n_directions == 25
+    nb, nn = df.loc[mod + "test_null_big"], df.loc[mod + "test_null_none"]
+    assert nb.kind == "vs_null" and nb.verdict == "supported" and nn.verdict == "not supported"
+    assert nb.p_value == pytest.approx(1 / 200) and nb.metric_k == 3 and nb.metric_null_rank == 1
+    # samples files: one row per prompt with one column per direction (NaN = not run); observed + draws
+    sd = _stats_dir(pytester)
+    dirs = pd.read_csv(sd / big.samples_file)
+    assert list(dirs.columns[:3]) == ["sample_id", "treated", "control_0"] and dirs.shape == (30, 27)
+    assert np.array_equal(np.isnan(dirs.filter(like="control_").to_numpy()), np.isnan(c))
+    nulls = pd.read_csv(sd / nb.samples_file)
+    assert nulls.shape[0] == 200 and nulls.role.iloc[0] == "observed" and nulls.value.iloc[0] == 5.0

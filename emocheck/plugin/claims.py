@@ -188,6 +188,17 @@ def _float_list(values, name: str) -> list[float]:
     return [float(v) for v in arr.tolist()]
 
 
+def _is_matrix(values) -> bool:
+    """True for a 2-D control with more than one column (one column squeezes to an ordinary sample)."""
+    if values is None or isinstance(values, (str, bytes)):
+        return False
+    try:
+        arr = _to_numpy(values)
+    except (TypeError, ValueError):
+        return False
+    return arr.ndim == 2 and arr.shape[1] > 1
+
+
 def _metric_value(name: str, value):
     """A metric as a plain bool/int/float/str; 1-element arrays and tensors become floats."""
     if value is None or isinstance(value, (bool, str)):
@@ -210,24 +221,103 @@ def _metric_value(name: str, value):
     return float(arr.reshape(-1)[0])
 
 
+KINDS = ("samples", "directions", "vs_null")
+
+
+def _direction_matrix(values, n_prompts: int) -> list[list[float | None]]:
+    """[n_prompts, K] control scores as a list of rows, NaN cells as None (plain builtins)."""
+    import numpy as np
+
+    arr = _to_numpy(values)
+    if arr.ndim != 2 or arr.shape[0] != n_prompts:
+        raise EvidenceError(
+            f"evidence.record(): control must be [n_prompts, n_directions] = [{n_prompts}, K], got shape "
+            f"{tuple(arr.shape)}"
+        )
+    if np.any(np.isinf(arr)):
+        raise EvidenceError("evidence.record(): control contains inf; use NaN for a direction not run on a prompt")
+    return [[None if math.isnan(v) else float(v) for v in row] for row in arr.tolist()]
+
+
 class Evidence:
     """Recorder handed to a claim test by the ``evidence`` fixture.
 
-    Call :meth:`record` exactly once with the per-sample values of the treated and the control
-    condition. The plugin computes the statistics when the test finishes.
+    Call exactly one of, exactly once:
+
+    * :meth:`record` with the per-sample values of the treated and the control condition (1-D
+      ``control``: an ordinary paired or independent comparison, ``kind='samples'``), or, in a
+      ``paired=True`` claim, a 2-D ``control`` [n_prompts, K] of K control directions
+      (``kind='directions'``, judged by :func:`emocheck.stats.compare_directions`);
+    * :meth:`record_null` with one observed statistic and K null draws (``kind='vs_null'``, judged by
+      :func:`emocheck.stats.compare_to_null`).
+
+    The plugin computes the statistics when the test finishes.
     """
 
     def __init__(self, nodeid: str = "", spec: ClaimSpec | None = None):
         self.nodeid = nodeid
         self.spec = spec
+        self.kind: str | None = None
         self.treated: list[float] | None = None
-        self.control: list[float] | None = None
+        self.control: list | None = None
+        self.observed: float | None = None
+        self.null: list[float] | None = None
         self.metrics: dict[str, Any] = {}
         self.sample_ids: dict[str, list[str]] | None = None
 
     @property
     def recorded(self) -> bool:
-        return self.treated is not None
+        return self.kind is not None
+
+    def _refuse_second(self) -> None:
+        if self.recorded:
+            raise EvidenceError(
+                f"evidence was recorded twice in {self.nodeid or 'this test'} (record() / record_null()); a "
+                "claim is judged on exactly one comparison (split it into two claims)"
+            )
+
+    @staticmethod
+    def _clean_metrics(metrics) -> dict[str, Any]:
+        clean: dict[str, Any] = {}
+        for key, value in dict(metrics or {}).items():
+            if not isinstance(key, str) or not key:
+                raise EvidenceError(f"evidence.record(): metric names must be non-empty strings, got {key!r}")
+            clean[key] = _metric_value(key, value)
+        return clean
+
+    def record_null(
+        self,
+        observed: float,
+        null: Sequence[float],
+        *,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record an observed statistic and K draws of it under a null (label-permuted subspaces,
+        random head sets, random circuits). Judged by :func:`emocheck.stats.compare_to_null`: a
+        Monte-Carlo p-value, d = (observed - mean(null)) / sd(null), ``min_d`` in null SDs."""
+        self._refuse_second()
+        if isinstance(observed, (str, bytes)) or observed is None:
+            raise EvidenceError("evidence.record_null(): observed must be one number")
+        try:
+            arr = _to_numpy(observed)
+        except (TypeError, ValueError) as exc:
+            raise EvidenceError(f"evidence.record_null(): observed must be one number ({exc})") from None
+        if arr.size != 1:
+            raise EvidenceError(
+                f"evidence.record_null(): observed must be one number, got shape {tuple(arr.shape)}"
+            )
+        x = float(arr.reshape(-1)[0])
+        if not math.isfinite(x):
+            raise EvidenceError(f"evidence.record_null(): observed is {x}; it must be finite")
+        draws = _float_list(null, "null")
+        if len(draws) < 2:
+            raise EvidenceError(f"evidence.record_null(): null has {len(draws)} draw(s); at least 2 are needed")
+        bad = [i for i, v in enumerate(draws) if not math.isfinite(v)]
+        if bad:
+            raise EvidenceError(f"evidence.record_null(): null has non-finite draws at positions {bad[:5]}")
+        clean = self._clean_metrics(metrics)
+        self.kind, self.observed, self.null, self.metrics = "vs_null", x, draws, clean
+        self.sample_ids = None
 
     def record(
         self,
@@ -241,31 +331,38 @@ class Evidence:
 
         treated, control: one number per sample (lists, numpy arrays or torch tensors). For a
             paired claim both have the same length and position i of each belongs to sample i.
+            Paired claims may pass a 2-D ``control`` [n_prompts, K]: K control directions, each
+            scored on the same prompts (NaN where a direction was not run on a prompt), judged with
+            directions as a random effect (:func:`emocheck.stats.compare_directions`).
         metrics: extra numbers/strings for the report (AUC, chosen layer, ...); shown as
             ``metric_<name>`` columns in effect_sizes.csv.
         sample_ids: ids written next to the values in ``samples/<claim>.csv``. Paired: one id per
             pair. Independent: either ``{"treated": [...], "control": [...]}`` or one sequence
             with the treated ids first, then the control ids.
         """
-        if self.recorded:
-            raise EvidenceError(
-                f"evidence.record() was called twice in {self.nodeid or 'this test'}; a claim is judged "
-                "on exactly one treated/control comparison (split it into two claims)"
-            )
+        self._refuse_second()
         tr = _float_list(treated, "treated")
-        co = _float_list(control, "control")
         paired = bool(self.spec.paired) if self.spec is not None else False
+        if _is_matrix(control):
+            if not paired:
+                raise EvidenceError(
+                    "evidence.record(): a 2-D control [n_prompts, n_directions] (control directions as a random "
+                    "effect) needs a paired claim: declare @claim(..., paired=True)"
+                )
+            co_matrix = _direction_matrix(control, len(tr))
+            ids = self._sample_ids(sample_ids, len(tr), len(tr), True)
+            self.kind, self.treated, self.control = "directions", tr, co_matrix
+            self.metrics, self.sample_ids = self._clean_metrics(metrics), ids
+            return
+        co = _float_list(control, "control")
         if paired and len(tr) != len(co):
             raise EvidenceError(
                 f"evidence.record(): the claim is paired but treated has {len(tr)} values and control "
                 f"has {len(co)}; paired samples need one treated and one control value per sample"
             )
         ids = self._sample_ids(sample_ids, len(tr), len(co), paired)
-        clean_metrics: dict[str, Any] = {}
-        for key, value in dict(metrics or {}).items():
-            if not isinstance(key, str) or not key:
-                raise EvidenceError(f"evidence.record(): metric names must be non-empty strings, got {key!r}")
-            clean_metrics[key] = _metric_value(key, value)
+        clean_metrics = self._clean_metrics(metrics)
+        self.kind = "samples"
         self.treated, self.control, self.metrics, self.sample_ids = tr, co, clean_metrics, ids
 
     @staticmethod

@@ -538,9 +538,29 @@ def _raise_claim_error() -> None:
     raise _PENDING.pop()
 
 
+def judge_evidence(ev: Evidence, spec: ClaimSpec, settings: dict):
+    """The Comparison of one claim's recorded evidence (a plain function: usable without pytest).
+
+    ``kind='samples'``: :func:`emocheck.stats.compare`; ``'directions'``:
+    :func:`emocheck.stats.compare_directions`; ``'vs_null'``: :func:`emocheck.stats.compare_to_null`.
+    """
+    from emocheck.stats import compare, compare_directions, compare_to_null
+
+    common = dict(alternative=spec.alternative, min_d=spec.min_d, alpha=settings["alpha"])
+    if ev.kind == "directions":
+        control = [[float("nan") if v is None else v for v in row] for row in ev.control]
+        return compare_directions(ev.treated, control, **common)
+    if ev.kind == "vs_null":
+        return compare_to_null(ev.observed, ev.null, **common)
+    return compare(
+        ev.treated, ev.control, paired=spec.paired, ci_method=settings["ci_method"],
+        n_resamples=settings["n_resamples"], seed=settings["seed"], **common,
+    )
+
+
 def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | None]:
     """Compute the claim's statistics from its evidence; return (result, exception to report)."""
-    from emocheck.stats.core import compare, verdict, Comparison
+    from emocheck.stats import verdict, Comparison
 
     result = _base_result(item, spec, state)
     ev = item.stash.get(EVIDENCE_KEY, None)
@@ -551,17 +571,22 @@ def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | 
         result.update(status="error", error=msg)
         return result, EvidenceError(msg)
     result["metrics"] = dict(ev.metrics)
-    result["samples"] = {"treated": ev.treated, "control": ev.control, "sample_ids": ev.sample_ids}
+    result["kind"] = ev.kind
+    if ev.kind == "vs_null":
+        result["samples"] = {"observed": ev.observed, "null": ev.null}
+    else:
+        result["samples"] = {"treated": ev.treated, "control": ev.control, "sample_ids": ev.sample_ids}
     s = result["settings"]
     try:
-        comp = compare(
-            ev.treated, ev.control, paired=spec.paired, alternative=spec.alternative, min_d=spec.min_d,
-            alpha=s["alpha"], ci_method=s["ci_method"], n_resamples=s["n_resamples"], seed=s["seed"],
-        )
+        comp = judge_evidence(ev, spec, s)
     except (EvidenceError, ValueError) as exc:
         msg = f"cannot judge the claim: {exc}"
         result.update(status="error", error=msg)
         return result, EvidenceError(msg)
+    # Design numbers (direction rank and permutation p, null rank, tau...) travel as metrics; a
+    # metric the test recorded itself under the same name wins.
+    for key, value in comp.extra.items():
+        result["metrics"].setdefault(key, value)
     cdict = comp.to_dict()
     result["comparison"] = cdict
     raw = verdict(Comparison.from_dict(cdict), comp.p_value, comp.p_min_effect)

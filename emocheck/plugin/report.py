@@ -97,7 +97,7 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
     ordered by claim id inside a family before correcting, so the numbers do not depend on the
     order in which (xdist) workers finished.
     """
-    from emocheck.stats.core import Comparison, adjust_pvalues, verdict
+    from emocheck.stats import Comparison, adjust_pvalues, verdict
 
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
@@ -142,8 +142,9 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
             "alternative": settings.get("alternative", comp.get("alternative", "")),
             "min_d": _num(settings.get("min_d", comp.get("min_d"))),
             "alpha": _num(settings.get("alpha", comp.get("alpha"))),
-            "ci_method": settings.get("ci_method", comp.get("ci_method", "")),
+            "ci_method": comp.get("ci_method", settings.get("ci_method", "")),
             "seed": settings.get("seed"),
+            "kind": comp.get("kind", r.get("kind") or "samples"),
         }
         for key in ("n_treated", "n_control"):
             row[key] = comp.get(key)
@@ -273,9 +274,24 @@ def _samples_frame(result: dict):
     import pandas as pd
 
     s = result["samples"]
+    kind = result.get("kind") or "samples"
+    if kind == "vs_null":
+        # One row for the observation, one per null draw.
+        null = list(s["null"])
+        return pd.DataFrame({"sample_id": ["observed"] + [f"null{i}" for i in range(len(null))],
+                             "role": ["observed"] + ["null_draw"] * len(null),
+                             "value": [s["observed"]] + null})
     tr, co = s["treated"], s["control"]
     ids = s.get("sample_ids") or {}
     paired = bool((result.get("settings") or {}).get("paired"))
+    if kind == "directions":
+        # One row per prompt: the treated score, then one column per control direction (empty = not run).
+        sid = ids.get("treated") or [str(i) for i in range(len(tr))]
+        nan = float("nan")
+        frame = {"sample_id": sid, "treated": tr}
+        for j in range(len(co[0]) if co else 0):
+            frame[f"control_{j}"] = [nan if row[j] is None else row[j] for row in co]
+        return pd.DataFrame(frame)
     if paired:
         sid = ids.get("treated") or [str(i) for i in range(len(tr))]
         return pd.DataFrame({"sample_id": sid, "treated": tr, "control": co,

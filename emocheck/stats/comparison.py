@@ -1,0 +1,259 @@
+"""Statistics engine of emocheck: effect sizes, tests, corrections, power and the verdict rule.
+
+Every function here is a plain function on array-likes; nothing depends on pytest, so the same
+numbers can be reproduced in a notebook or a report.
+
+Verdict logic
+-------------
+A claim says "treated differs from control in direction D by at least ``min_d``" where D is one of
+``ALTERNATIVES``: ``'greater'`` (treated > control, d > 0), ``'less'`` (treated < control, d < 0) or
+``'two-sided'`` (either direction). :func:`compare` turns the two samples into a
+:class:`Comparison`, which carries two p-values:
+
+* ``p_value``: the test of *no effect* in the claimed direction (Welch t for independent
+  samples, paired t for paired samples; one-sided unless the claim is two-sided);
+* ``p_min_effect``: the test that the effect *exceeds* ``min_d`` in the claimed direction
+  (:func:`min_effect_test`, a noncentral-t test of H0: d <= min_d for 'greater',
+  H0: d >= -min_d for 'less', H0: |d| <= min_d for 'two-sided').
+
+Both p-values are corrected for the family of claims that is being tested together
+(:func:`adjust_pvalues`; missing family members count as p = 1 via ``n_tests``). A claim with
+direction 'greater' and threshold ``min_d`` is **supported** only when
+
+  (a) the corrected ``p_value`` < alpha, and
+  (b) the corrected ``p_min_effect`` < alpha.
+
+Without correction, (b) is equivalent to the lower bound of the one-sided (1 - alpha) confidence
+interval for d (the lower end of the two-sided 1 - 2*alpha interval stored in the Comparison)
+clearing ``min_d``: the analytic interval and the min-effect test invert the same noncentral t
+distribution. 'less' mirrors the rule (the upper bound must lie below ``-min_d``), and 'two-sided'
+uses the two-sided versions of both tests. Anything else -- including NaN p-values -- is
+"not supported". :func:`verdict` implements exactly this rule.
+
+Conventions
+-----------
+* d is always signed treated - control (d_z, the mean difference over the SD of the differences,
+  when paired; mean / SD for one sample).
+* All SDs use ddof=1. Independent samples use the pooled SD (weights n - 1).
+* Seeds: every resampling function takes ``seed`` and builds its own ``np.random.Generator``, so
+  results are reproducible and independent of global random state.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from emocheck.errors import EvidenceError
+from emocheck.stats._common import ALTERNATIVES, CI_METHODS, N_REQUIRED_EFFECTS, _as_1d, _check_alternative, _design
+from emocheck.stats.effect_sizes import cohens_d, cohens_d_ci, hedges_correction
+from emocheck.stats.power import power, required_n
+from emocheck.stats.ttests import min_effect_test, ttest
+
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """All numbers behind one claim (treated vs control). Build it with :func:`compare`.
+
+    ``d_ci_low``/``d_ci_high``: two-sided interval at 1 - 2*alpha for one-sided alternatives (so
+    the relevant end is the one-sided 1 - alpha bound) and 1 - alpha for two-sided claims.
+    ``n_required`` maps effect sizes (0.2, 0.3, 0.5) to the n (pairs, or per group) for 80% power.
+    """
+
+    n_treated: int
+    n_control: int
+    paired: bool
+    alternative: str
+    min_d: float
+    alpha: float
+    mean_treated: float
+    mean_control: float
+    mean_difference: float
+    d: float
+    hedges_g: float
+    d_ci_low: float
+    d_ci_high: float
+    ci_method: str
+    t: float
+    df: float
+    p_value: float
+    p_min_effect: float
+    power: float
+    n_required: dict = field(default_factory=dict)
+    # 'samples' (compare), 'directions' (compare_directions) or 'vs_null' (compare_to_null).
+    kind: str = "samples"
+    # Design-specific numbers (plain builtins), e.g. the direction rank and permutation p.
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ci_confidence(self) -> float:
+        """Confidence level of (d_ci_low, d_ci_high)."""
+        return _ci_confidence(self.alpha, self.alternative)
+
+    def to_dict(self) -> dict:
+        """Plain builtins only (float/int/str/bool, str-keyed dicts): JSON- and xdist-safe."""
+        out = {}
+        for key, value in asdict(self).items():
+            if key == "n_required":
+                out[key] = {str(k): int(v) for k, v in value.items()}
+            elif key == "extra":
+                out[key] = {str(k): _builtin(v) for k, v in value.items()}
+            elif isinstance(value, (bool, np.bool_)):
+                out[key] = bool(value)
+            elif isinstance(value, (int, np.integer)):
+                out[key] = int(value)
+            elif isinstance(value, (float, np.floating)):
+                out[key] = float(value)
+            else:
+                out[key] = str(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Comparison":
+        """Inverse of :meth:`to_dict` (e.g. on the xdist controller)."""
+        data = dict(data)
+        data["n_required"] = {float(k): int(v) for k, v in data.get("n_required", {}).items()}
+        data["extra"] = dict(data.get("extra") or {})
+        return cls(**data)
+
+
+def _builtin(value):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(value)
+
+
+def check_settings(alternative: str, alpha: float, min_d: float) -> None:
+    """ValueError for an unknown alternative, alpha outside (0, .5) one-sided / (0, 1) two-sided,
+    or a min_d that is not a finite magnitude >= 0 (shared by every compare_* function)."""
+    _check_alternative(alternative)
+    if not 0 < alpha < (0.5 if alternative != "two-sided" else 1):
+        raise ValueError(f"alpha must be in (0, 0.5) for one-sided claims / (0, 1) two-sided, got {alpha}")
+    if not (np.isfinite(min_d) and min_d >= 0):
+        raise ValueError(f"min_d must be a finite magnitude >= 0, got {min_d}")
+
+
+def _ci_confidence(alpha: float, alternative: str) -> float:
+    return 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
+
+
+def _evidence(values, name: str) -> np.ndarray:
+    try:
+        arr = _as_1d(values, name)
+    except (TypeError, ValueError) as exc:
+        raise EvidenceError(f"{name}: values must be a 1-D sequence of numbers ({exc})") from None
+    if arr.size < 3:
+        raise EvidenceError(f"{name} has {arr.size} value(s); at least 3 are needed for a test")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = np.flatnonzero(bad)[:5].tolist()
+        raise EvidenceError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN/inf) at positions {idx}"
+        )
+    return arr
+
+
+def compare(
+    treated,
+    control,
+    *,
+    paired: bool = False,
+    alternative: str = "greater",
+    min_d: float = 0.0,
+    alpha: float = 0.05,
+    ci_method: str = "analytic",
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare treated against control and return every number the verdict needs.
+
+    * d: Cohen's d (pooled SD; d_z when paired), treated - control; hedges_g: d * J(df).
+    * d CI: :func:`cohens_d_ci` at 1 - 2*alpha (one-sided claims; its lower/upper end is the
+      one-sided 1 - alpha bound) or 1 - alpha (two-sided claims).
+    * t, df, p_value: Welch t (independent) or paired t, in the claimed direction.
+    * p_min_effect: :func:`min_effect_test` with ``min_d`` (pooled/paired noncentral t).
+    * power: post-hoc power at |d| pointed in the claimed direction, at this n and alpha.
+    * n_required: :func:`required_n` at power 0.8 for d = 0.2, 0.3, 0.5.
+
+    Raises ValueError for bad settings (alternative, alpha, min_d, ci_method, paired lengths)
+    and EvidenceError when a sample has < 3 values or non-finite values, or when there is no
+    variance to standardise by (both samples constant; constant differences when paired).
+    """
+    check_settings(alternative, alpha, min_d)
+    if ci_method not in CI_METHODS:
+        raise ValueError(f"ci_method must be one of {CI_METHODS}, got {ci_method!r}")
+    tr = _evidence(treated, "treated")
+    co = _evidence(control, "control")
+    if paired and tr.size != co.size:
+        raise ValueError(
+            f"paired comparison needs equal lengths: treated has {tr.size} values, control has {co.size}"
+        )
+    if paired:
+        if np.ptp(tr - co) == 0:
+            raise EvidenceError(
+                "treated - control differences are all identical (zero variance); d_z is undefined"
+            )
+    elif np.ptp(tr) == 0 and np.ptp(co) == 0:
+        raise EvidenceError("treated and control both have zero variance; d is undefined")
+
+    d = cohens_d(tr, co, paired=paired)
+    _, df_pooled, _ = _design(tr, co, paired)
+    ci_conf = _ci_confidence(alpha, alternative)
+    lo, hi = cohens_d_ci(
+        tr, co, paired=paired, confidence=ci_conf, method=ci_method,
+        n_resamples=n_resamples, seed=seed,
+    )
+    tt = ttest(tr, co, paired=paired, alternative=alternative)
+    p_min = min_effect_test(tr, co, paired=paired, min_d=min_d, alternative=alternative)
+    signed = -abs(d) if alternative == "less" else abs(d)
+    n_power = dict(n=tr.size, paired=paired, alpha=alpha, alternative=alternative)
+    if not paired:
+        n_power["n2"] = co.size
+    post_hoc = power(signed, **n_power)
+    n_req = {
+        eff: required_n(eff, power=0.8, alpha=alpha, paired=paired, alternative=alternative)
+        for eff in N_REQUIRED_EFFECTS
+    }
+    mt, mc = float(np.mean(tr)), float(np.mean(co))
+    return Comparison(
+        n_treated=int(tr.size),
+        n_control=int(co.size),
+        paired=bool(paired),
+        alternative=alternative,
+        min_d=float(min_d),
+        alpha=float(alpha),
+        mean_treated=mt,
+        mean_control=mc,
+        mean_difference=float(np.mean(tr - co)) if paired else mt - mc,
+        d=float(d),
+        hedges_g=float(d * hedges_correction(df_pooled)),
+        d_ci_low=float(lo),
+        d_ci_high=float(hi),
+        ci_method=ci_method,
+        t=tt.t,
+        df=tt.df,
+        p_value=tt.p,
+        p_min_effect=float(p_min),
+        power=float(post_hoc),
+        n_required=n_req,
+    )
+
+
+def verdict(comparison: Comparison, p_value_adjusted: float, p_min_effect_adjusted: float) -> str:
+    """'supported' iff both corrected p-values are < comparison.alpha, else 'not supported'.
+
+    The p-values are already directional (see the module docstring): for 'greater' they test
+    d > 0 and d > min_d, for 'less' d < 0 and d < -min_d, for 'two-sided' d != 0 and |d| > min_d.
+    NaN p-values never support a claim.
+    """
+    alpha = comparison.alpha
+    p1, p2 = float(p_value_adjusted), float(p_min_effect_adjusted)
+    # NaN comparisons are False, so a missing p-value fails the rule.
+    return "supported" if (p1 < alpha and p2 < alpha) else "not supported"
+

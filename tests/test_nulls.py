@@ -1,0 +1,73 @@
+"""emocheck.stats.nulls: an observed statistic against K null draws."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from emocheck import stats
+from emocheck.errors import EvidenceError
+from emocheck.stats.nulls import mc_pvalue
+
+
+def test_monte_carlo_p_by_hand_with_ties():
+    null = np.array([0.0, 1.0, 2.0, 2.0, 3.0])
+    assert mc_pvalue(2.0, null, "greater") == pytest.approx((1 + 3) / 6)
+    assert mc_pvalue(2.0, null, "less") == pytest.approx((1 + 4) / 6)
+    assert mc_pvalue(2.0, null, "two-sided") == 1.0
+    assert mc_pvalue(9.0, null, "two-sided") == pytest.approx(2 / 6)
+    # shifted by 1: draws + 1 >= 2.5 are 2, 2, 3 -> +1 each -> 3, 3, 4
+    assert mc_pvalue(2.5, null, "greater", shift=1.0) == pytest.approx((1 + 3) / 6)
+
+
+def test_compare_to_null_numbers():
+    r = np.random.default_rng(0)
+    null = r.normal(1.0, 2.0, 99)
+    comp = stats.compare_to_null(7.0, null, min_d=1.0)
+    m, s = null.mean(), null.std(ddof=1)
+    assert comp.d == pytest.approx((7.0 - m) / s)
+    assert comp.p_value == pytest.approx((1 + np.sum(null >= 7.0)) / 100)
+    assert comp.p_min_effect == pytest.approx((1 + np.sum(null + s >= 7.0)) / 100)
+    assert comp.n_treated == 1 and comp.n_control == 99 and comp.kind == "vs_null"
+    t_pred = (7.0 - m) / (s * np.sqrt(1 + 1 / 99))
+    assert comp.extra["p_parametric"] == pytest.approx(st.t.sf(t_pred, 98))
+    assert comp.extra["p_smallest_possible"] == pytest.approx(0.01)
+    assert stats.Comparison.from_dict(comp.to_dict()) == comp
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_interval_inverts_the_shifted_test(alternative):
+    r = np.random.default_rng(1)
+    for _ in range(200):
+        null = r.normal(0, 1, 199)
+        x = r.normal(2.0 if alternative == "greater" else -2.0, 1.0)
+        min_d = float(r.uniform(0, 2))
+        comp = stats.compare_to_null(x, null, min_d=min_d, alternative=alternative)
+        if alternative == "greater":
+            assert (comp.p_min_effect < 0.05) == (comp.d_ci_low > min_d)
+        else:
+            assert (comp.p_min_effect < 0.05) == (comp.d_ci_high < -min_d)
+
+
+def test_too_few_draws_give_infinite_bounds_and_no_support():
+    comp = stats.compare_to_null(100.0, np.arange(10.0))
+    assert comp.p_value == pytest.approx(1 / 11)
+    assert comp.d_ci_low == -np.inf and comp.d_ci_high == np.inf
+    assert stats.verdict(comp, comp.p_value, comp.p_min_effect) == "not supported"
+
+
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(EvidenceError, match="at least 2"):
+        stats.compare_to_null(1.0, [0.5])
+    with pytest.raises(EvidenceError, match="zero SD"):
+        stats.compare_to_null(1.0, [0.5, 0.5, 0.5])
+    with pytest.raises(EvidenceError, match="non-finite"):
+        stats.compare_to_null(1.0, [0.5, np.nan, 0.1])
+    with pytest.raises(EvidenceError, match="finite"):
+        stats.compare_to_null(np.inf, [0.5, 0.2, 0.1])
+    with pytest.raises(EvidenceError, match="one number"):
+        stats.compare_to_null([1.0, 2.0], [0.5, 0.2, 0.1])
+    with pytest.raises(EvidenceError, match="1-D"):
+        stats.compare_to_null(1.0, [[0.5, 0.2], [0.1, 0.3]])
+    with pytest.raises(ValueError, match="min_d"):
+        stats.compare_to_null(1.0, [0.5, 0.2, 0.1], min_d=-1)
