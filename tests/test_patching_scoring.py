@@ -165,6 +165,8 @@ def test_paired_scores_are_raw_and_count_empty():
     assert np.allclose(out["treated"], w["T"]) and np.allclose(out["control"], w["random:x"])
     assert m["raw_d"] == pytest.approx(paired_d(w["T"] - w["random:x"]))
     assert m["rep3_diff"] == pytest.approx(-0.1) and m["n_topics"] == 6
+    t, c = w["T"].to_numpy(), w["random:x"].to_numpy()
+    assert m["direction_perm_p_greater"] == pytest.approx((1 + (c >= t).sum()) / 29)
     assert 0 <= m["topic_cluster_p_two_sided"] <= 1
 
 

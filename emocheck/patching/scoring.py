@@ -10,7 +10,10 @@ intercept's SE with n - 2 df, reported only when F = 0 lies inside the observed 
 beside each claim as a sensitivity metric, never as the verdict.
 
 Controls drawn fresh per prompt (random:e, permuted:e, randsub:e) give one control value per prompt,
-so the paired differences are independent and carry the direction-to-direction variance.
+so the paired differences are independent and carry the direction-to-direction variance: the paired
+t-test on them is the exact random-effects test for this nested design (one draw per prompt). The
+crossed model of emocheck.stats.directions (record(control=[n, K])) needs each direction on two or
+more prompts; here it would not be identifiable, and is not needed.
 
 Topic heterogeneity: the judged prompts come from ~20 topics (2-3 each); each claim also reports a
 cluster-robust (by topic) p-value of the mean difference with G - 1 df.
@@ -104,6 +107,10 @@ def paired_scores(samples: pd.DataFrame, treated: str, control: str, column: str
         "n_dropped": int(len(present) - len(ids)),
         "raw_mean_diff": float(np.mean(diff)) if len(ids) else math.nan, "raw_d": paired_d(diff),
         "share_treated_above_control": float(np.mean(diff > 0)) if len(ids) else math.nan,
+        # where the treated direction falls among the per-prompt null draws (each compared with it on
+        # its own prompt): (1 + #{draws at least as good}) / (K + 1), per claimed direction
+        "direction_perm_p_greater": float((1 + np.sum(c >= t)) / (len(ids) + 1)) if len(ids) else math.nan,
+        "direction_perm_p_less": float((1 + np.sum(c <= t)) / (len(ids) + 1)) if len(ids) else math.nan,
         "fluency_nll_diff": float(np.mean(fdiff)) if len(ids) else math.nan,
         "fluency_ppl_ratio": float(np.exp(np.mean(fdiff))) if len(ids) else math.nan,
         "rep3_diff": float(np.nanmean(r.loc[ids, treated].to_numpy(float) - r.loc[ids, control].to_numpy(float)))
