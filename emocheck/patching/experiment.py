@@ -20,6 +20,7 @@ Design (decided before looking at any judged result; the pieces live in their ow
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from functools import lru_cache
@@ -31,12 +32,12 @@ import pandas as pd
 from emocheck.patching.conditions import EMOTIONS, Condition, claim_conditions, sweep_conditions  # noqa: F401 (re-export)
 from emocheck.patching.directions import emotion_direction, random_directions  # noqa: F401 (re-export)
 from emocheck.patching.residual import PatchSpec
-from emocheck.patching.running import SCORE_COLUMNS, empty_counts, run_conditions
+from emocheck.patching.running import SCORE_COLUMNS, condition_key, empty_counts, run_conditions
 from emocheck.patching.selection import (plot_random_fluency, plot_sweep, random_fluency, select_layer_alpha,
                                          sweep_layers, sweep_table)
 from emocheck.patching.splits import balance, split_prompts
 from emocheck.profiles import Profile, get_profile, results_dir
-from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json
+from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +182,16 @@ def propagation(model_name: str, profile_name: str, progress: bool = True) -> pd
     site = base_spec(profile, model_name).site
     read = [l for l in vecs.layers if l >= sel["layer"]]
     units = {e: {l: emotion_direction(vecs, e, l, site) for l in read} for e in EMOTIONS}
-    df = propagation_table(loaded, judged, conds, sel["layer"], site, units)
     d = out_dir(profile, model_name, "propagation")
-    atomic_write_dataframe(d / "propagation.csv", df)
+    key = stable_hash({"model": loaded.identity, "layer": sel["layer"], "site": site, "read": read,
+                       "prompts": judged["id"].tolist(), "conds": [condition_key(c) for c in conds]})
+    with file_lock(d / "propagation"):
+        meta = d / "propagation.json"
+        if meta.exists() and (d / "propagation.csv").exists() and json.loads(meta.read_text()).get("key") == key:
+            return pd.read_csv(d / "propagation.csv")
+        df = propagation_table(loaded, judged, conds, sel["layer"], site, units)
+        atomic_write_dataframe(d / "propagation.csv", df)
+        atomic_write_json(meta, {"key": key, "layer": sel["layer"], "alpha": sel["alpha"], "read_layers": read})
     plot_propagation(df, d / "propagation.png", f"{model_name}: patch at layer {sel['layer']}, alpha {sel['alpha']:g}")
     return df
 

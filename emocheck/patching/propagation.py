@@ -62,7 +62,8 @@ def last_position_projections(loaded, texts: list[str], layer: int, site: str, d
                 handles.append(loaded.layer_module(l).register_forward_hook(make_post(l)))
             with torch.no_grad():
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)
-                loaded.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+                # one logit row: Gemma's 262k-token head on every position would dominate the pass
+                loaded.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1)
         finally:
             for h in handles:
                 h.remove()
