@@ -61,3 +61,26 @@ def test_first_token_handling(name, prompts):
     norms = mid.norm(dim=-1)
     assert norms[0] > 5 * norms[1:].median()      # the sink / <bos> really dominates
     assert b.mean_mask[:, 0].sum() == 0
+
+
+def test_nnsight_patching_equals_plain_hooks_on_real_model(name):
+    """Token equality of nnsight and plain-hook patching on the real models: Gemma 3's hybrid
+    sliding-window cache, SmolLM2's pad = eos. Three prompts of different lengths, 8 tokens."""
+    from emocheck.dataset import load_generation_prompts
+    from emocheck.patching.directions import random_directions
+    from emocheck.patching.reference import generate_patched_hooks
+    from emocheck.patching.residual import PatchSpec, generate_patched, generate_plain
+
+    m = load_model(name)
+    texts = load_generation_prompts()["text"].iloc[[0, 5, 17]].tolist()
+    layer = m.n_layers // 2
+    scale = float(hf_hidden_states(m, texts)[layer + 1].norm(dim=-1).median())
+    dirs = random_directions(m.d_model, len(texts), seed=0, norm=scale).float()   # one direction per row
+    spec = PatchSpec(layers=(layer,), window=(0, 3), max_new_tokens=8)
+    nn = generate_patched(m, texts, spec, dirs)
+    hooks = generate_patched_hooks(m, texts, spec, dirs)
+    plain = generate_plain(m, texts, spec)
+    assert torch.equal(nn.new_tokens, hooks.new_tokens) and nn.texts == hooks.texts
+    assert not torch.equal(nn.new_tokens, plain.new_tokens)          # the patch does change the text
+    zero = generate_patched(m, texts, spec, torch.zeros(len(texts), m.d_model))
+    assert torch.equal(zero.new_tokens, plain.new_tokens)

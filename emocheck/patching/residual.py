@@ -212,7 +212,8 @@ def prepare_directions(loaded, spec: PatchSpec, directions, batch: int) -> dict[
             )
         if not torch.isfinite(v).all():
             raise ConfigError(f"direction for layer {layer} contains NaN or inf")
-        out[layer] = v.to(device=loaded.device, dtype=loaded.dtype).contiguous()
+        # float32 at least whatever the model dtype: a bf16 delta loses small patches (issue 8)
+        out[layer] = v.to(device=loaded.device, dtype=torch.promote_types(loaded.dtype, torch.float32)).contiguous()
     return out
 
 

@@ -100,7 +100,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
