@@ -1,7 +1,10 @@
-"""Statistics engine of emocheck: effect sizes, tests, corrections, power and the verdict rule.
+"""The claim-level record (:class:`Comparison`), :func:`compare` for two samples, and the verdict rule.
 
 Every function here is a plain function on array-likes; nothing depends on pytest, so the same
-numbers can be reproduced in a notebook or a report.
+numbers can be reproduced in a notebook or a report. The two design-level comparisons build the
+same record: :func:`emocheck.stats.directions.compare_directions` (K control directions as a
+random effect, ``kind='directions'``) and :func:`emocheck.stats.nulls.compare_to_null` (an observed
+statistic against null draws, ``kind='vs_null'``).
 
 Verdict logic
 -------------
@@ -14,7 +17,8 @@ A claim says "treated differs from control in direction D by at least ``min_d``"
   samples, paired t for paired samples; one-sided unless the claim is two-sided);
 * ``p_min_effect``: the test that the effect *exceeds* ``min_d`` in the claimed direction
   (:func:`min_effect_test`, a noncentral-t test of H0: d <= min_d for 'greater',
-  H0: d >= -min_d for 'less', H0: |d| <= min_d for 'two-sided').
+  H0: d >= -min_d for 'less', H0: |d| <= min_d for 'two-sided'; for independent groups of
+  unequal size Bonett's Welch-consistent z test, :func:`min_effect_test_bonett`).
 
 Both p-values are corrected for the family of claims that is being tested together
 (:func:`adjust_pvalues`; missing family members count as p = 1 via ``n_tests``). A claim with
@@ -34,7 +38,8 @@ Conventions
 -----------
 * d is always signed treated - control (d_z, the mean difference over the SD of the differences,
   when paired; mean / SD for one sample).
-* All SDs use ddof=1. Independent samples use the pooled SD (weights n - 1).
+* All SDs use ddof=1. Independent samples standardise by sqrt((s_t^2 + s_c^2) / 2) (Bonett), which
+  is the pooled SD when the groups have equal size.
 * Seeds: every resampling function takes ``seed`` and builds its own ``np.random.Generator``, so
   results are reproducible and independent of global random state.
 """
