@@ -184,7 +184,7 @@ def test_truncated_parquet_is_rebuilt_not_a_crash(tmp_path, damaged):
     m = tiny_model("llama", n_layers=2, seed=1)
     prompts = _pd.DataFrame({"id": ["a", "b"], "text": ["hello there", "a longer prompt"]})
     spec = PatchSpec(layers=(0,), max_new_tokens=4, window=(0, 3))
-    conds = sweep_conditions(Vectors(), [1], [1.0], spec.site, seed=3)
+    conds = sweep_conditions(Vectors(), [1], [1.0], spec.site, 3, prompts["id"].tolist())
     calls = []
 
     def gen(*a, **k):

@@ -83,11 +83,11 @@ def test_bad_dataset_stops_the_session_before_any_claim(pytester, run, monkeypat
     pytester.makepyfile(test_pre=CLAIM)
     data = pytester.path / "data"
     data.mkdir()
-    (data / "emotion_prompts.csv").write_text("id,emotion,text\n1,neutral,hello\n")
+    (data / "emotion_prompts.csv").write_text("id,emotion,sentence\n1,neutral,hello\n")
     monkeypatch.setenv("EMOCHECK_DATA_DIR", str(data))
     result = run(pytester.path / "results")
     out = result.stdout.str() + result.stderr.str()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR and "header lacks column(s) trigger" in out
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "header lacks column(s) text" in out
     assert not (pytester.path / "RAN").exists()
 
 

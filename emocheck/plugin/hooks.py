@@ -904,6 +904,15 @@ class _SessionPlugin:
             _finish(session, self.state)
         return result
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session) -> None:
+        # Per-phase timing is written lazily; an xdist worker writes its file before it reports back, so the
+        # controller's session.json sees every worker's phases.
+        if self.state.is_worker:
+            from emocheck import timing
+
+            timing.flush()
+
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
         _terminal_summary(terminalreporter, self.state)
 
@@ -933,6 +942,9 @@ def _finish(session, state: _State) -> None:
         state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started,
                                            registration=state.registration)
         state.times["report"] = time.perf_counter() - report_start
+        from emocheck import timing
+
+        timing.flush()
         state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
         # session.json was rewritten with the provenance record: seal the folder again (manifest, pruning).
         rep.seal_statistics(out_dir, state.paths, results, settings, session_started=state.started)

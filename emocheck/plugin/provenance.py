@@ -80,12 +80,8 @@ def model_identities(models: Iterable[str], identity: Callable[[str], dict] | No
 def phase_timing(results_root: Path, profile: str, own: dict[str, float]) -> dict:
     """The session's own phase wall times plus ``emocheck.timing.summary`` when it is importable."""
     out: dict[str, Any] = {"session_wall_s": {k: round(float(v), 3) for k, v in own.items()}}
-    try:
-        from emocheck import timing  # written by the "speed" work; optional
-    except ImportError:
-        out["phases"] = None
-        out["phases_note"] = "emocheck.timing is not available in this version"
-        return out
+    from emocheck import timing
+
     try:
         out["phases"] = timing.summary(results_root, profile)
     except Exception as exc:  # noqa: BLE001
