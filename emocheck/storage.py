@@ -175,12 +175,17 @@ def read_artifact(path: str | os.PathLike, *, key: str | None = None, meta_path:
                   what: str = "artefact") -> tuple[bytes, dict] | None:
     """The verified payload and its metadata, or None when missing, stale (`key` differs from the
     sidecar's "key") or damaged (logged): the caller rebuilds. Never raises for a bad file."""
+    found = _read_verified(path, key=key, meta_path=meta_path, what=what)
+    return None if found is None else (bytes(found[0]), found[1])
+
+
+def _read_verified(path, *, key=None, meta_path=None, what="artefact") -> tuple[bytearray, dict] | None:
     path = Path(path)
     meta_path = Path(meta_path) if meta_path is not None else sidecar_path(path)
     with file_lock(path):
         try:
             meta = json.loads(meta_path.read_bytes())
-            payload = path.read_bytes()
+            payload = _read_into_bytearray(path)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -197,20 +202,60 @@ def read_artifact(path: str | os.PathLike, *, key: str | None = None, meta_path:
     return payload, meta
 
 
+def _read_into_bytearray(path: Path) -> bytearray:
+    """The whole file in one writable buffer (one copy; tensors can then view it without another)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = fh.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return buf if got == size else buf[:got]
+
+
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def _tensors_from_buffer(buf: bytearray) -> dict:
+    """Parse safetensors bytes without copying the data: each tensor views `buf` (the format is an
+    8-byte little-endian header length, a JSON header of dtype/shape/offsets, then the raw data)."""
+    import torch
+
+    n = int.from_bytes(buf[:8], "little")
+    header = json.loads(bytes(buf[8:8 + n]))
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = getattr(torch, _ST_DTYPES[info["dtype"]])
+        start, end = info["data_offsets"]
+        shape = info["shape"]
+        if end == start:
+            out[name] = torch.empty(shape, dtype=dtype)
+        else:
+            out[name] = torch.frombuffer(buf, dtype=dtype, count=(end - start) // dtype.itemsize,
+                                         offset=base + start).reshape(shape)
+    return out
+
+
 def save_tensors_artifact(path, tensors: dict, meta: dict | None = None, *, meta_path=None) -> dict:
     return write_artifact(path, tensors_bytes(tensors), meta, meta_path=meta_path)
 
 
 def load_tensors_artifact(path, *, key: str | None = None, meta_path=None, what: str = "tensor file"):
     """(tensors, meta) from a verified safetensors artefact, or None (rebuild)."""
-    from safetensors.torch import load
-
-    found = read_artifact(path, key=key, meta_path=meta_path, what=what)
+    found = _read_verified(path, key=key, meta_path=meta_path, what=what)   # tensors view this buffer
     if found is None:
         return None
     payload, meta = found
     try:
-        return load(payload), meta
+        return _tensors_from_buffer(payload), meta
     except Exception as exc:  # checksum matched but not safetensors (written by a buggy writer)
         log.warning("%s %s is not a safetensors file (%s); rebuilding", what, Path(path).name, exc)
         return None

@@ -28,13 +28,15 @@ def test_safe_names_keep_their_folder_and_rewritten_ones_do_not_collide(results_
     assert "/" not in safe_part("/a/b") and not safe_part(".hidden").startswith(".")
 
 
-def test_a_symlink_out_of_results_is_refused(results_tmp, tmp_path):
+def test_a_symlink_placed_inside_results_is_followed(results_tmp, tmp_path):
+    """Sharing a cache by linking results/ci/activations to another checkout's is deliberate."""
     (results_tmp / "ci").mkdir(parents=True)
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    os.symlink(outside, results_tmp / "ci" / "patching")
-    with pytest.raises(ConfigError, match="outside the results folder"):
-        results_dir("ci", "patching", "residual")
+    shared = tmp_path / "other-checkout-activations"
+    shared.mkdir()
+    os.symlink(shared, results_tmp / "ci" / "activations")
+    path = results_dir("ci", "activations", "smollm2-135m")
+    assert path == results_tmp.resolve() / "ci" / "activations" / "smollm2-135m"
+    assert (shared / "smollm2-135m").is_dir()
 
 
 def test_a_file_in_the_way_is_one_clear_error(results_tmp):
