@@ -40,8 +40,9 @@ LOWERS = [("anger", "sentiment")]
 
 
 def _record(evidence, samples, selection, treated, control, evaluator, extra=None):
-    if not (samples["condition"] == control).any():
-        pytest.skip(f"condition {control!r} is not part of this run's design")
+    for cond in (treated, control):
+        if not (samples["condition"] == cond).any():
+            pytest.skip(f"condition {cond!r} is not part of this run's design")
     out = paired_scores(samples, treated, control, COLUMNS[evaluator])
     metrics = {**out["metrics"], "layer": selection["layer"], "alpha": selection["alpha"], "treated": treated,
                "control": control, "judged_on": "raw paired difference", **(extra or {})}
