@@ -8,6 +8,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PROFILE ?= ci
 PYTEST_ARGS ?=
+# The unit suite runs on two xdist workers (each gets its share of the cores; see tests/conftest.py).
+TEST_WORKERS ?= 2
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +26,7 @@ claims: install
 	$(VENV)/bin/python -m pytest hypotheses/ --emocheck-profile $(PROFILE) $(PYTEST_ARGS)
 
 test: install
-	$(VENV)/bin/python -m pytest tests/ $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/ -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: install
 	$(VENV)/bin/python benchmarks/bench_extraction.py

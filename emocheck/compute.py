@@ -113,17 +113,25 @@ class Workload:
         return self.flops(shape) / flop_rate
 
 
+#: Rows per judged prompt of each secondary condition of the phase-5 design, which runs on half the
+#: judged prompts (emocheck.patching.conditions.claim_conditions): the random-subspace null comes with
+#: the subspace condition.
+_SECONDARY_ROWS = {"negated": 0.5, "specific": 0.5, "subspace": 1.0, "prompt": 0.5, "dose_matched": 0.5}
+
+
 def phase5_conditions(profile, n_emotions: int = 3, n_sweep_layers: int = 3) -> dict:
-    """Condition counts of the phase-5 design (emocheck.patching.experiment): the tuning sweep and
-    the judged claims."""
+    """Rows per prompt of the phase-5 design (emocheck.patching.experiment): the tuning sweep (baseline +
+    every layer x alpha x (emotion vectors + a fresh random direction)) and the judged claims (baseline +
+    per emotion: the vector, a fresh random and a label-permuted draw on every prompt, and the profile's
+    secondary conditions on half the prompts)."""
     from emocheck.patching.experiment import settings
 
     st = settings(profile)
     n_layers = min(n_sweep_layers, len(st["fractions"]))
     sweep = 1 + n_layers * len(st["alphas"]) * (n_emotions + 1)
-    claims = 1 + n_emotions * (4 + profile.random_directions)
+    claims = 1 + n_emotions * (3 + sum(_SECONDARY_ROWS.get(s, 0.0) for s in st["secondary"]))
     return {"sweep": sweep, "claims": claims, "tuning_prompts": st["tuning_prompts"],
-            "judged_prompts": profile.generation_prompts}
+            "judged_prompts": st.get("judged_prompts") or profile.generation_prompts}
 
 
 def phase5_workload(profile, prompt_tokens: float = 31.0, mean_new_tokens: float | None = None,
@@ -132,7 +140,7 @@ def phase5_workload(profile, prompt_tokens: float = 31.0, mean_new_tokens: float
     c = phase5_conditions(profile, n_emotions)
     new = profile.new_tokens if mean_new_tokens is None else mean_new_tokens
     prompts = c["tuning_prompts"] + c["judged_prompts"]
-    rows = c["sweep"] * c["tuning_prompts"] + c["claims"] * c["judged_prompts"]
+    rows = int(round(c["sweep"] * c["tuning_prompts"] + c["claims"] * c["judged_prompts"]))
     return Workload(prompts, rows, int(prompts * (prompt_tokens - 1)), int(rows * new), int(rows * new))
 
 

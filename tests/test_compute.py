@@ -30,15 +30,35 @@ def test_medium_models_match_published_sizes():
 
 
 def test_phase5_counts_follow_the_experiment_design():
+    from emocheck.patching.conditions import claim_conditions
+
     ci = get_profile("ci")
     c = phase5_conditions(ci)
-    assert c == {"sweep": 1 + 3 * 5 * 4, "claims": 1 + 3 * (4 + ci.random_directions),
-                 "tuning_prompts": 10, "judged_prompts": ci.generation_prompts}
+    # ci: one sweep layer x 4 alphas; secondary subspace (+ its null), prompt, dose-matched on half the prompts
+    assert c == {"sweep": 1 + 1 * 4 * 4, "claims": 1 + 3 * (3 + 1.0 + 0.5 + 0.5), "tuning_prompts": 4,
+                 "judged_prompts": 20}
     w = phase5_workload(ci, prompt_tokens=31)
-    assert w.rows == 61 * 10 + 22 * 48 and w.prompts == 58
-    assert w.prefix_tokens == 58 * 30 and w.decode_tokens == w.scoring_tokens == w.rows * 30
+    assert w.rows == 17 * 4 + 16 * 20 and w.prompts == 24
+    assert w.prefix_tokens == 24 * 30 and w.decode_tokens == w.scoring_tokens == w.rows * 30
     full = phase5_workload(get_profile("full"))
     assert full.rows > w.rows
+
+    # The count must be what the design really builds: run claim_conditions on fake vectors and count rows.
+    class Vectors:
+        def vector(self, emotion, layer, kind="vs_neutral", site="hook_resid_post"):
+            g = torch.Generator().manual_seed(len(emotion) + 7 * layer)
+            return torch.randn(16, generator=g, dtype=torch.float64)
+
+    class Subspaces:
+        def components(self, emotion, layer, k, site="hook_resid_post"):
+            return torch.linalg.qr(torch.randn(16, k, dtype=torch.float64))[0].T
+
+    ids = [f"p{i}" for i in range(20)]
+    conds = claim_conditions(Vectors(), 1, 2.0, "hook_resid_post", ids, 3,
+                             null_source=lambda e, layer, site: (torch.randn(30, 16), torch.randn(30, 16)),
+                             subspaces=Subspaces(), dose_alpha=1.0, secondary=("subspace", "prompt", "dose_matched"))
+    rows = sum(len(ids) if cond.prompt_ids is None else len(cond.prompt_ids) for cond in conds)
+    assert rows == c["claims"] * len(ids)
 
 
 def test_floor_and_plan_scale_as_they_should():
