@@ -1,0 +1,232 @@
+"""Controller side: collect every claim result, correct within declared families, write the
+report files, turn late failures into failures, and print the summary."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from emocheck.errors import EmocheckError
+from emocheck.profiles import results_dir
+
+from emocheck.plugin.state import _State
+
+
+class _SessionPlugin:
+    """Controller-side hooks (registered per config, so nested/in-process sessions stay apart)."""
+
+    def __init__(self, config: pytest.Config, state: _State) -> None:
+        self.config = config
+        self.state = state
+
+    def pytest_runtest_logreport(self, report) -> None:
+        data = getattr(report, "emocheck", None)
+        if not data or self.state.is_worker:
+            return
+        self.state.results[data["claim_id"]] = data
+        if report.when == "call":
+            self.state.reports[data["claim_id"]] = report
+            xml = _junit(self.config)
+            if xml is not None:
+                try:
+                    self.state.junit_reporters[data["claim_id"]] = xml.node_reporter(report)
+                except Exception:  # noqa: BLE001 - junitxml internals changed: no late properties
+                    pass
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session):
+        now = time.perf_counter()
+        self.state.times["collection"] = now - self.state.t0
+        self.state.times["_run_start"] = now
+        result = yield
+        if not self.state.is_worker and self.state.results:
+            _finish(session, self.state)
+        return result
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session) -> None:
+        # Per-phase timing is written lazily; an xdist worker writes its file before it reports back, so the
+        # controller's session.json sees every worker's phases.
+        if self.state.is_worker:
+            from emocheck import timing
+
+            timing.flush()
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
+        _terminal_summary(terminalreporter, self.state)
+
+
+def _junit(config: pytest.Config):
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover
+        return None
+    return config.stash.get(xml_key, None)
+
+
+def _finish(session, state: _State) -> None:
+    from emocheck.plugin import report as rep
+
+    results = list(state.results.values())
+    rows, families = rep.finalize(results, state.correction)
+    state.rows, state.families = rows, families
+    settings = state.settings()
+    try:
+        out_dir = results_dir(state.profile, "statistics")
+        from emocheck.plugin.register_hooks import apply_registration, session_json
+
+        state.times["run"] = time.perf_counter() - state.times.pop("_run_start", state.t0)
+        apply_registration(state, results, rows, families)
+        report_start = time.perf_counter()
+        state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started,
+                                           registration=state.registration)
+        state.times["report"] = time.perf_counter() - report_start
+        from emocheck import timing
+
+        timing.flush()
+        state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
+        # session.json was rewritten with the provenance record: seal the folder again (manifest, pruning).
+        rep.seal_statistics(out_dir, state.paths, results, settings, session_started=state.started)
+    except (EmocheckError, OSError) as exc:
+        # The preflight checked the folder; it can still fill up or vanish. One message, no INTERNALERROR.
+        state.notes.append(f"statistics were NOT written ({type(exc).__name__}: {exc}); "
+                           "free space or fix the results folder and run again")
+        session.testsfailed += 1
+        state.paths = {}
+        return
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        rep.append_github_summary(state.paths["report"].read_text(encoding="utf-8"), summary)
+
+    state.late_failures = rep.not_supported_after_correction(rows)
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    lfplugin = session.config.pluginmanager.get_plugin("lfplugin")
+    for row in state.late_failures:
+        session.testsfailed += 1
+        report = state.reports.get(row["claim_id"])
+        if report is None:
+            continue
+        message = (
+            f"claim not supported after {state.correction} correction (family {row['family']!r}: "
+            f"{row['family_declared']} declared, {row['family_run']} run): p = {rep.fmt_p(row['p_value'])} -> "
+            f"{rep.fmt_p(row['p_adjusted'])}, p(d>min_d) = {rep.fmt_p(row['p_min_effect'])} -> "
+            f"{rep.fmt_p(row['p_min_effect_adjusted'])}, alpha = {row['alpha']:g}"
+        )
+        was_passed = report.passed
+        report.outcome = "failed"
+        report.longrepr = message
+        if terminal is not None and was_passed:
+            passed = terminal.stats.get("passed", [])
+            for i, r in enumerate(passed):
+                if r is report:
+                    del passed[i]
+                    terminal.stats.setdefault("failed", []).append(report)
+                    break
+        if lfplugin is not None and hasattr(lfplugin, "lastfailed"):
+            lfplugin.lastfailed[report.nodeid] = True
+    _junit_late_properties(state)
+
+    if state.mlflow:
+        from emocheck.plugin.tracking import log_session
+
+        try:
+            state.mlflow_run = log_session(state.mlflow_uri, settings, rows, state.paths)
+        except Exception as exc:  # noqa: BLE001 - the claims' verdicts stand; say loudly what failed
+            state.notes.append(f"MLflow logging to {state.mlflow_uri} failed: {type(exc).__name__}: {exc}")
+
+
+def _junit_late_properties(state: _State) -> None:
+    """Add corrected p-values and final verdicts to the (already finalised) JUnit testcases."""
+    if not state.junit_reporters:
+        return
+    import xml.etree.ElementTree as ET
+
+    late = {r["claim_id"] for r in state.late_failures}
+    xml = _junit(state.config) if state.config is not None else None
+    for claim_id in late:
+        if claim_id in state.junit_reporters and xml is not None and isinstance(getattr(xml, "stats", None), dict):
+            xml.stats["failure"] = xml.stats.get("failure", 0) + 1  # the <testsuite failures=...> count
+            xml.stats["passed"] = max(0, xml.stats.get("passed", 0) - 1)
+    for row in state.rows:
+        reporter = state.junit_reporters.get(row["claim_id"])
+        if reporter is None:
+            continue
+        try:
+            testcase = reporter.to_xml()
+        except Exception:  # noqa: BLE001
+            continue
+        if not isinstance(testcase, ET.Element):
+            continue
+        props = testcase.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            testcase.insert(0, props)
+        for name, value in (
+            ("emocheck_correction", row["correction"]),
+            ("emocheck_family_declared", row["family_declared"]),
+            ("emocheck_p_adjusted", f"{row['p_adjusted']:.6g}"),
+            ("emocheck_p_min_effect_adjusted", f"{row['p_min_effect_adjusted']:.6g}"),
+            ("emocheck_verdict", row["verdict"]),
+            ("emocheck_registration", row.get("registration", "-")),
+            ("emocheck_registration_changes", row.get("registration_changes", "-")),
+            ("emocheck_spec_hash", row.get("spec_hash", "-")),
+        ):
+            props.append(ET.Element("property", name=name, value=str(value)))
+        if row["claim_id"] in late and testcase.find("failure") is None:
+            failure = ET.Element("failure", message=f"not supported after {row['correction']} correction")
+            failure.text = (f"p_adjusted={row['p_adjusted']:.6g}, "
+                            f"p_min_effect_adjusted={row['p_min_effect_adjusted']:.6g}")
+            testcase.append(failure)
+
+
+def _terminal_summary(terminalreporter, state: _State) -> None:
+    if state.is_worker:
+        return
+    if state.preflight_error is not None or not state.paths:
+        for note in state.notes:
+            terminalreporter.write_line(f"emocheck: {note}", red=True)
+        if not state.rows:
+            return
+    if not state.rows or not state.paths:
+        return
+    from emocheck.plugin import report as rep
+
+    tr = terminalreporter
+    tr.section("emocheck: claims")
+    tr.write_line(
+        f"profile {state.profile.name} | models {', '.join(state.profile.models)} | correction "
+        f"{state.correction} within declared families | alpha {state.alpha:g} (unless a claim sets its own) "
+        f"| CI {state.ci_method}"
+    )
+    tr.write_line(rep.format_table(state.rows))
+    tr.write_line(
+        "d = Cohen's d (d_z when paired; directions: vs one random direction; null: in null SDs); raw CI at "
+        "1-2*alpha for one-sided claims (its relevant end is the one-sided 1-alpha bound), 1-alpha for "
+        "two-sided; adj. bound: the same bound at the level the correction used, it must clear min_d; "
+        "p corr / p(d>min_d) corr: corrected within the declared family; d80 at a/m: smallest true d "
+        "with 80% power under the rule at alpha/m; n for d: n (pairs or per group) for 80% power"
+    )
+    tr.write_line("")
+    tr.write_line("families (declared in the hypothesis modules / run in this session; missing members count as p = 1):")
+    tr.write_line(rep.format_families(state.families))
+    from emocheck.plugin.register_hooks import registration_summary_lines
+
+    for line, red in registration_summary_lines(state):
+        tr.write_line(line, red=red)
+    if state.late_failures:
+        tr.write_line("")
+        for row in state.late_failures:
+            tr.write_line(
+                f"NOT SUPPORTED after {state.correction} correction: {row['claim_id']} "
+                f"(p {rep.fmt_p(row['p_value'])} -> {rep.fmt_p(row['p_adjusted'])}, "
+                f"p(d>min_d) {rep.fmt_p(row['p_min_effect'])} -> {rep.fmt_p(row['p_min_effect_adjusted'])})",
+                red=True,
+            )
+    supported = sum(r["verdict"] == "supported" for r in state.rows)
+    tr.write_line("")
+    tr.write_line(f"{supported} of {len(state.rows)} claims supported; statistics in {state.paths['effect_sizes'].parent}")
+    if state.mlflow_run:
+        tr.write_line(f"MLflow run {state.mlflow_run} at {state.mlflow_uri}")
+    for note in state.notes:
+        tr.write_line(f"emocheck: {note}", red=True)
