@@ -10,7 +10,8 @@ from emocheck.models.devices import device_for_worker, plan_device_map, xdist_wo
 from emocheck.testing import tiny_config, tiny_model
 
 
-def test_worker_index_and_device():
+def test_worker_index_and_device(monkeypatch):
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)   # None means "read it from the environment"
     assert xdist_worker_index("gw0") == 0 and xdist_worker_index("gw13") == 13
     assert xdist_worker_index("master") is None and xdist_worker_index("") is None
     assert [device_for_worker(f"gw{i}", 4) for i in range(6)] == [
