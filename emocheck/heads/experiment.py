@@ -46,13 +46,9 @@ class ScreenSample:
     vectors: object
 
     def rows(self, emotion=None, split_name=None) -> np.ndarray:
-        mask = np.ones(len(self.prompts), dtype=bool)
-        if emotion is not None:
-            wanted = [emotion] if isinstance(emotion, str) else list(emotion)
-            mask &= self.prompts["emotion"].isin(wanted).to_numpy()
-        if split_name is not None:
-            mask &= (self.prompts["split"] == split_name).to_numpy()
-        return mask
+        from emocheck.representations.build import prompt_mask
+
+        return prompt_mask(self.prompts, emotion, split_name)
 
 
 def screen_sample(reps, profile: Profile) -> ScreenSample:

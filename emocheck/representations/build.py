@@ -51,13 +51,19 @@ class Representations:
 
     def rows(self, emotion: str | list[str] | None = None, split_name: str | None = None) -> np.ndarray:
         """Boolean mask over prompts for an emotion (or several) and a split."""
-        mask = np.ones(len(self.prompts), dtype=bool)
-        if emotion is not None:
-            wanted = [emotion] if isinstance(emotion, str) else list(emotion)
-            mask &= self.prompts["emotion"].isin(wanted).to_numpy()
-        if split_name is not None:
-            mask &= (self.prompts["split"] == split_name).to_numpy()
-        return mask
+        return prompt_mask(self.prompts, emotion, split_name)
+
+
+def prompt_mask(prompts: pd.DataFrame, emotion: str | list[str] | None = None,
+                split_name: str | None = None) -> np.ndarray:
+    """Boolean mask over a prompts table (columns `emotion`, `split`) for an emotion (or several) and a split."""
+    mask = np.ones(len(prompts), dtype=bool)
+    if emotion is not None:
+        wanted = [emotion] if isinstance(emotion, str) else list(emotion)
+        mask &= prompts["emotion"].isin(wanted).to_numpy()
+    if split_name is not None:
+        mask &= (prompts["split"] == split_name).to_numpy()
+    return mask
 
 
 _MEMO: dict[tuple, Representations] = {}

@@ -43,9 +43,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as _st
 
 from emocheck.errors import EvidenceError
+from emocheck.stats.ttests import _t_pvalue
 
 __all__ = ["compare_directions", "fit_additive", "direction_rank"]
 
@@ -126,12 +126,6 @@ def direction_rank(treated: np.ndarray, control: np.ndarray, alternative: str) -
     return rank, float(p), adv
 
 
-def _directional_p(t: float, df: float, alternative: str) -> float:
-    if alternative == "greater":
-        return float(_st.t.sf(t, df))
-    if alternative == "less":
-        return float(_st.t.cdf(t, df))
-    return float(min(1.0, 2 * _st.t.sf(abs(t), df)))
 
 
 def compare_directions(
@@ -199,7 +193,7 @@ def compare_directions(
     d = delta / sigma1
     ratio = sigma1 / se
     t_obs = delta / se
-    p_value = _directional_p(t_obs, df, alternative)
+    p_value = _t_pvalue(t_obs, df, alternative)
     p_min = nct_min_effect_p(t_obs, df, min_d * ratio, alternative)
     conf = 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
     lo, hi = ci_from_nct(t_obs, df, ratio, conf) if interval else (float("nan"), float("nan"))
