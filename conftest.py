@@ -6,6 +6,7 @@ pytest_plugins = [
     "fixtures.representations",
     "fixtures.patching",
     "fixtures.heads",
+    "fixtures.circuits",
 ]
 
 
