@@ -90,3 +90,22 @@ def test_discover_rejects_bad_share():
     m = tiny_model("llama", n_layers=1, seed=0)
     with pytest.raises(ConfigError):
         discover(m, ["ab"], None, [0], share=1.5)
+
+
+def test_edges_follow_the_planted_wiring():
+    """In the planted model the early planted head's effect passes through later planted components,
+    and nothing passes through a silenced component (its write is ~0)."""
+    from emocheck.circuits.edges import edge_effects
+
+    m, planted = planted_model()
+    comps = all_components(m)
+    u = _direction(m)
+    source = mean_activations(m, NEUTRAL)
+    silenced = next(i for i, c in enumerate(comps) if c.kind == "head" and (c.layer, c.head) == (2, 3))
+    nodes = planted + [silenced]
+    edges = edge_effects(m, EMOTION[:3], source, nodes, comps, direction=u)
+    assert set(edges.src) == {"L1H2"} and set(edges.dst) == {"L2H0", "L2H3", "L2MLP"}
+    into_silenced = float(edges.loc[edges.dst == "L2H3", "edge"].abs().max())
+    into_planted = float(edges.loc[edges.dst != "L2H3", "edge"].abs().max())
+    assert into_planted > 100 * max(into_silenced, 1e-12)
+    assert into_planted > 1e-3

@@ -168,6 +168,51 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     return result
 
 
+EDGE_NODES = 12
+EDGE_PROMPTS = 3
+
+
+def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
+    """Edges among the circuit's EDGE_NODES members of largest |attribution| (emocheck.circuits.edges,
+    exact path patching through one node) on the first EDGE_PROMPTS attribution prompts; writes
+    edges_<emotion>.csv and redraws circuit_<emotion>.png with the edges."""
+    from emocheck.circuits.edges import edge_effects
+    from emocheck.circuits.figures import plot_circuit
+    from emocheck.models.registry import load_model
+    from emocheck.representations.build import build_representations
+
+    result = run_circuit(model_name, profile, emotion, progress=progress)
+    out = out_dir(profile, model_name)
+    path = out / f"edges_{emotion}.csv"
+    with file_lock(path):
+        meta = path.with_suffix(".json")
+        try:
+            if json.loads(meta.read_text()).get("key") == result["key"]:
+                return pd.read_csv(path)
+        except (OSError, ValueError):
+            pass
+        reps = build_representations(model_name, profile, progress=progress)
+        cfg = settings(profile)
+        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
+        attr_texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
+        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+        loaded = load_model(model_name)
+        comps = all_components(loaded)
+        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
+                                        position="last").float()
+        source = mean_activations(loaded, neutral_texts)
+        labels = {c.label: i for i, c in enumerate(comps)}
+        top = sorted(result["attribution"], key=lambda k: -abs(result["attribution"][k]))[:EDGE_NODES]
+        edges = edge_effects(loaded, attr_texts[:EDGE_PROMPTS], source, [labels[k] for k in top], comps,
+                             direction=direction)
+        atomic_write_dataframe(path, edges)
+        atomic_write_json(meta, {"key": result["key"], "nodes": top, "prompts": EDGE_PROMPTS})
+        strong = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(20)
+        plot_circuit(result, comps, loaded.n_layers, loaded.n_heads, out / f"circuit_{emotion}.png",
+                     edges=list(zip(strong.src, strong.dst, strong.edge)))
+    return edges
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -194,6 +239,10 @@ def main(argv=None) -> int:
               f"95th pct {np.quantile(null, 0.95):.3f}); completeness {r['completeness']:.3f}; "
               f"attribution vs exact Spearman: " + ", ".join(
                   f"{m} {v['all'].get('spearman', float('nan')):.3f}" for m, v in r["validation"].items()))
+        edges = circuit_edges(args.model, profile, e, progress=True)
+        top = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(5)
+        print("  strongest edges (share of the source's ablation effect through the target): " + "; ".join(
+            f"{a}->{b} {w:.1f} of {t:.1f}" for a, b, w, t in zip(top.src, top.dst, top.edge, top.total_src)))
     return 0
 
 
