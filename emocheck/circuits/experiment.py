@@ -213,6 +213,48 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
     return edges
 
 
+ROLE_PROMPTS = 6
+
+
+def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
+    """Role of each circuit head (emocheck.circuits.roles) on the first ROLE_PROMPTS attribution
+    prompts; writes roles_<emotion>.csv (keyed by the circuit's key)."""
+    from emocheck.circuits.exact import exact_effects
+    from emocheck.circuits.roles import head_roles
+    from emocheck.models.registry import load_model
+    from emocheck.representations.build import build_representations
+
+    result = run_circuit(model_name, profile, emotion, progress=progress)
+    out = out_dir(profile, model_name)
+    path = out / f"roles_{emotion}.csv"
+    with file_lock(path):
+        meta = path.with_suffix(".json")
+        try:
+            if json.loads(meta.read_text()).get("key") == result["key"]:
+                return pd.read_csv(path)
+        except (OSError, ValueError):
+            pass
+        reps = build_representations(model_name, profile, progress=progress)
+        cfg = settings(profile)
+        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
+        texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)[:ROLE_PROMPTS]
+        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+        trigger_of = dict(zip(reps.prompts.text, reps.prompts.trigger))
+        loaded = load_model(model_name)
+        comps = all_components(loaded)
+        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
+                                        position="last").float()
+        source = mean_activations(loaded, neutral_texts)
+        heads = [c for c in (comps[i] for i in result["circuit_index"]) if c.kind == "head"]
+        index = [comps.index(c) for c in heads]
+        total = np.mean([exact_effects(loaded, t, source, index, direction=direction) for t in texts], 0)
+        df = head_roles(loaded, texts, [trigger_of[t] for t in texts], neutral_texts, heads, direction,
+                        {c.label: float(v) for c, v in zip(heads, total)})
+        atomic_write_dataframe(path, df)
+        atomic_write_json(meta, {"key": result["key"], "prompts": ROLE_PROMPTS})
+    return df
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -243,6 +285,8 @@ def main(argv=None) -> int:
         top = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(5)
         print("  strongest edges (share of the source's ablation effect through the target): " + "; ".join(
             f"{a}->{b} {w:.1f} of {t:.1f}" for a, b, w, t in zip(top.src, top.dst, top.edge, top.total_src)))
+        roles = circuit_roles(args.model, profile, e, progress=True)
+        print("  head roles: " + "; ".join(f"{k} {v}" for k, v in roles.role.value_counts().items()))
     return 0
 
 
