@@ -11,11 +11,21 @@ at about (1 + n_sets / prompt_length) prompt passes per prompt instead of n_sets
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 
 from emocheck.heads.access import head_geometry, out_proj
 from emocheck.heads.specs import apply_head_patch, stack_rows
+
+
+def _cache_kwarg(body) -> str:
+    """transformers >= 5 names the KV cache argument `cache` (`past_key_values` is deprecated)."""
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+
+
+def _returned_cache(out):
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows_per_pass: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,8 +67,9 @@ def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows
             handles.append(out_proj(loaded, layer).register_forward_pre_hook(pre(layer)))
         handles.append(loaded.layer_module(read_layer).register_forward_hook(post))
         with torch.no_grad():
-            prefix = body(input_ids=ids[:, :-1], use_cache=True).past_key_values
-            body(input_ids=ids[:, -1:], past_key_values=copy.deepcopy(prefix), use_cache=True)
+            kw = _cache_kwarg(body)
+            prefix = _returned_cache(body(input_ids=ids[:, :-1], use_cache=True))
+            body(input_ids=ids[:, -1:], use_cache=True, **{kw: copy.deepcopy(prefix)})
             clean = read["h"][0]
             patched = []
             for start in range(0, len(specs), rows_per_pass):
@@ -71,7 +82,7 @@ def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows
                                  for layer in layers}
                 cache = copy.deepcopy(prefix)
                 cache.batch_repeat_interleave(r)
-                body(input_ids=ids[:, -1:].expand(r, -1), past_key_values=cache, use_cache=True)
+                body(input_ids=ids[:, -1:].expand(r, -1), use_cache=True, **{kw: cache})
                 patched.append(read["h"])
                 state["mask"] = None
     finally:
