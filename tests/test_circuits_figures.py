@@ -47,3 +47,9 @@ def test_every_emotion_has_words_and_settings_cover_profiles():
     for name in ("smoke", "ci", "full"):
         s = settings(get_profile(name))
         assert s["random"] >= 39 and s["held_out"] >= 6
+
+
+def test_unknown_emotion_is_one_clear_error():
+    from emocheck.circuits.experiment import run_circuit
+    with pytest.raises(ConfigError, match="one of gratitude"):
+        run_circuit("gemma3-270m", get_profile("smoke"), "joy")

@@ -22,6 +22,7 @@ residual (that is what exact patching means here). Metrics read at the last toke
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -101,8 +102,11 @@ class LastTokenRun:
             raise ConfigError(f"prompt {text!r} has fewer than 2 tokens; a last-token run needs a prefix")
         self.ids = ids
         self.body = loaded.model.base_model
+        # transformers >= 5 names the KV cache argument `cache` (`past_key_values` is deprecated)
+        self.cache_kwarg = "cache" if "cache" in inspect.signature(self.body.forward).parameters else "past_key_values"
         with torch.no_grad():
-            self.prefix = self.body(input_ids=ids[:, :-1], use_cache=True).past_key_values
+            out = self.body(input_ids=ids[:, :-1], use_cache=True)
+            self.prefix = out["cache"] if "cache" in out else out["past_key_values"]
 
     def run(self, rows: int = 1, *, head_mask=None, head_vals=None, mlp_mask=None, mlp_vals=None,
             head_delta=None, mlp_delta=None, direction=None, token_ids=None, grad: bool = False) -> dict:
@@ -165,7 +169,8 @@ class LastTokenRun:
             if rows > 1:
                 cache.batch_repeat_interleave(rows)
             with torch.set_grad_enabled(grad):
-                out = self.body(input_ids=self.ids[:, -1:].expand(rows, -1), past_key_values=cache, use_cache=True)
+                out = self.body(input_ids=self.ids[:, -1:].expand(rows, -1), use_cache=True,
+                                **{self.cache_kwarg: cache})
                 result = {"resid": read["resid"].float()}
                 if direction is not None:
                     u = direction.float().to(device)

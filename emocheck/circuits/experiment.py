@@ -33,6 +33,7 @@ from emocheck.circuits.components import all_components, mean_activations, token
 from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_sets, minimality_sets,
                                          random_circuits)
 from emocheck.circuits.exact import exact_effects, validate
+from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, get_profile, results_dir
 from emocheck.storage import atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
@@ -71,6 +72,8 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     from emocheck.models.registry import load_model
     from emocheck.representations.build import build_representations
 
+    if emotion not in EMOTIONS:
+        raise ConfigError(f"no circuit design for emotion {emotion!r}; one of {', '.join(EMOTIONS)}")
     reps = build_representations(model_name, profile, progress=progress)
     cfg = settings(profile)
     seed = profile.seed + 80021 + 97 * EMOTIONS.index(emotion)
