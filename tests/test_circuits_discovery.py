@@ -109,3 +109,29 @@ def test_edges_follow_the_planted_wiring():
     into_planted = float(edges.loc[edges.dst != "L2H3", "edge"].abs().max())
     assert into_planted > 100 * max(into_silenced, 1e-12)
     assert into_planted > 1e-3
+
+
+def test_random_circuit_null_is_calibrated_for_a_circuit_chosen_without_looking():
+    """Planted null: a 'circuit' drawn at random (fixed size, no look at the data) is exchangeable with
+    the random circuits of its layer profile, so the Monte-Carlo p of its faithfulness must be uniform:
+    at most alpha of such circuits may be supported (within Monte-Carlo error)."""
+    from emocheck.stats.nulls import compare_to_null
+
+    m = tiny_model("llama", n_layers=3, seed=11)
+    comps = all_components(m)
+    u = _direction(m)
+    source = mean_activations(m, NEUTRAL)
+    rng = np.random.default_rng(0)
+    reps, k, size = 80, 19, 4
+    sets = []
+    for r in range(reps):
+        chosen = sorted(int(x) for x in rng.choice(len(comps), size=size, replace=False))
+        sets += [chosen] + random_circuits(chosen, comps, k, seed=1000 + r)
+    ev = evaluate_sets(m, EMOTION[:2], source, sets, drop=False, direction=u)
+    faith = ev.faithfulness().reshape(reps, k + 1)
+    p = np.array([compare_to_null(f[0], f[1:]).p_value for f in faith])
+    alpha = 0.2                                           # attainable: multiples of 1/(k+1) = 0.05
+    rate = float(np.mean(p <= alpha + 1e-12))
+    print(f"planted-null rejection rate at alpha {alpha}: {rate:.3f} over {reps} circuits")
+    assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / reps), rate
+    assert np.std(faith[:, 0]) > 0                        # the statistic varies: the check can fail
