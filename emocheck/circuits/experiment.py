@@ -48,7 +48,7 @@ EMOTION_WORDS = {
 #: Sample sizes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics.
 SETTINGS = {
     "smoke": {"attr_prompts": 6, "neutral_prompts": 12, "exact_prompts": 1, "held_out": 6, "random": 39},
-    "ci": {"attr_prompts": 12, "neutral_prompts": 24, "exact_prompts": 2, "held_out": 12, "random": 99},
+    "ci": {"attr_prompts": 12, "neutral_prompts": 24, "exact_prompts": 2, "held_out": 12, "random": 199},
     "full": {"attr_prompts": 64, "neutral_prompts": 147, "exact_prompts": 8, "held_out": 63, "random": 999},
 }
 

@@ -42,9 +42,12 @@ def plot_circuit(result: dict, components, n_layers: int, n_heads: int, path, ed
     ax.scatter(xs, ys, s=4, c="lightgrey")
     attr = result["attribution"]
     scale = max(abs(v) for v in attr.values()) or 1.0
+    top = max((abs(e[2]) for e in edges or []), default=1.0) or 1.0
     for src, dst, w in edges or []:
-        (x0, y0), (x1, y1) = pos[src], pos[dst]
-        ax.plot([x0, x1], [y0, y1], c="tab:blue", alpha=0.6, lw=0.5 + 4 * abs(w) / max(abs(e[2]) for e in edges))
+        # arcs, so that edges between nodes of one row (MLP -> MLP) stay visible
+        ax.annotate("", xy=pos[dst], xytext=pos[src], zorder=2,
+                    arrowprops=dict(arrowstyle="-|>", connectionstyle="arc3,rad=0.25", lw=0.5 + 3 * abs(w) / top,
+                                    color="tab:purple" if w * 1.0 < 0 else "tab:green", alpha=0.7))
     for label, v in attr.items():
         x, y = pos[label]
         ax.scatter([x], [y], s=30 + 300 * abs(v) / scale, c="tab:red" if -v > 0 else "tab:blue", zorder=3)
@@ -52,5 +55,6 @@ def plot_circuit(result: dict, components, n_layers: int, n_heads: int, path, ed
     ax.set_xlabel("layer")
     ax.set_yticks(list(range(n_heads)) + [n_heads + 0.5], [f"H{h}" for h in range(n_heads)] + ["MLP"], fontsize=6)
     ax.set_title(f"{result['model']} {result['emotion']} circuit: {result['size']} components, held-out "
-                 f"faithfulness {result['faithfulness']:.2f} (red: ablating lowers the projection)", fontsize=8)
+                 f"faithfulness {result['faithfulness']:.2f} (red: ablating lowers the projection; "
+                 f"arcs: edges u->v, width by the share of u's ablation effect carried by v)", fontsize=7)
     atomic_save_figure(fig, path)
