@@ -55,6 +55,6 @@ def plot_circuit(result: dict, components, n_layers: int, n_heads: int, path, ed
     ax.set_xlabel("layer")
     ax.set_yticks(list(range(n_heads)) + [n_heads + 0.5], [f"H{h}" for h in range(n_heads)] + ["MLP"], fontsize=6)
     ax.set_title(f"{result['model']} {result['emotion']} circuit: {result['size']} components, held-out "
-                 f"faithfulness {result['faithfulness']:.2f} (red: ablating lowers the projection; "
-                 f"arcs: edges u->v, width by the share of u's ablation effect carried by v)", fontsize=7)
+                 f"faithfulness {result['faithfulness']:.2f}\nnode area: |attribution| (red: ablating lowers the "
+                 f"projection); arcs u->v: exact effect of u carried by v (width by |edge|)", fontsize=7)
     atomic_save_figure(fig, path)
