@@ -7,6 +7,7 @@ pytest_plugins = [
     "fixtures.patching",
     "fixtures.heads",
     "fixtures.alignment",
+    "fixtures.circuits",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Phase 8: emotion circuits over heads and MLPs (attribution, exact validation, discovery, roles)."""

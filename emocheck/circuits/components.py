@@ -1,0 +1,203 @@
+"""Components (every attention head and every MLP) and exact last-token runs over them.
+
+A component is a query head (its `blocks.L.attn.hook_z` slice, the input of the output projection)
+or an MLP (`blocks.L.hook_mlp_out`, what it adds to the residual stream). Everything in this package
+intervenes at the LAST prompt token only, where the emotion is read: attention is causal, so such an
+intervention cannot change any earlier position, and the keys/values of positions 0..T-2 are the same
+in every run. `LastTokenRun` therefore runs the prefix once per prompt (use_cache=True) and then only
+the last token, as many rows as there are interventions, each row over a copy of that cache
+(the same idea as emocheck.heads.prefix_cache, extended to MLPs, to additive deltas and to
+gradients). A row's intervention is:
+
+    replace   component c's activation := value (mean ablation: the mean over other prompts)
+    delta     component c's activation += delta (zero deltas with requires_grad give the gradient of
+              the metric with respect to every component at once: attribution patching)
+
+Replacing a component does not freeze the others: later components are recomputed from the patched
+residual (that is what exact patching means here). Metrics read at the last token:
+
+    projection    final layer's resid_post projected on a unit direction (the emotion direction)
+    logprob       log of the total next-token probability of a set of token ids (emotion words)
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+
+import torch
+
+from emocheck.errors import ConfigError
+from emocheck.heads.access import head_geometry, out_proj
+from emocheck.models.architectures import resolve
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str           # "head" | "mlp"
+    layer: int
+    head: int = -1      # -1 for an MLP
+
+    @property
+    def hook_name(self) -> str:
+        if self.kind == "head":
+            return f"blocks.{self.layer}.attn.hook_z.{self.head}"
+        return f"blocks.{self.layer}.hook_mlp_out"
+
+    @property
+    def label(self) -> str:
+        return f"L{self.layer}H{self.head}" if self.kind == "head" else f"L{self.layer}MLP"
+
+
+def all_components(loaded) -> list[Component]:
+    """Every head, then every MLP, in layer order within each kind (the index used by all masks)."""
+    g = head_geometry(loaded)
+    heads = [Component("head", layer, h) for layer in range(g.n_layers) for h in range(g.n_heads)]
+    return heads + [Component("mlp", layer) for layer in range(g.n_layers)]
+
+
+def split_mask(mask: torch.Tensor, n_layers: int, n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[R, n_components] -> (heads [R, L, H], mlps [R, L]) in the all_components order."""
+    n_h = n_layers * n_heads
+    if mask.shape[-1] != n_h + n_layers:
+        raise ConfigError(f"component mask has {mask.shape[-1]} columns; this model has {n_h + n_layers} components")
+    return mask[..., :n_h].reshape(*mask.shape[:-1], n_layers, n_heads), mask[..., n_h:]
+
+
+def mlp_module(loaded, layer: int) -> torch.nn.Module:
+    return resolve(loaded.layer_module(layer), loaded.arch.mlp_out)
+
+
+@dataclass
+class Activations:
+    """Last-token activations of every component: z [R, L, H, hd], mlp [R, L, d] (float32)."""
+
+    z: torch.Tensor
+    mlp: torch.Tensor
+
+    def mean(self) -> "Activations":
+        return Activations(self.z.mean(0, keepdim=True), self.mlp.mean(0, keepdim=True))
+
+
+def token_ids_for_words(loaded, words) -> list[int]:
+    """First token of ' word' for each word (the next-token view of an emotion word), de-duplicated."""
+    ids = []
+    for w in words:
+        enc = loaded.tokenizer(" " + w.strip(), add_special_tokens=False)["input_ids"]
+        if enc and enc[0] not in ids:
+            ids.append(int(enc[0]))
+    if not ids:
+        raise ConfigError(f"none of the words {list(words)} gives a token")
+    return ids
+
+
+class LastTokenRun:
+    """The prefix of one prompt, cached, and any number of last-token runs over it."""
+
+    def __init__(self, loaded, text: str):
+        self.loaded = loaded
+        self.g = head_geometry(loaded)
+        ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(loaded.device)
+        if ids.shape[1] < 2:
+            raise ConfigError(f"prompt {text!r} has fewer than 2 tokens; a last-token run needs a prefix")
+        self.ids = ids
+        self.body = loaded.model.base_model
+        # transformers >= 5 names the KV cache argument `cache` (`past_key_values` is deprecated)
+        self.cache_kwarg = "cache" if "cache" in inspect.signature(self.body.forward).parameters else "past_key_values"
+        with torch.no_grad():
+            out = self.body(input_ids=ids[:, :-1], use_cache=True)
+            self.prefix = out["cache"] if "cache" in out else out["past_key_values"]
+
+    def run(self, rows: int = 1, *, head_mask=None, head_vals=None, mlp_mask=None, mlp_vals=None,
+            head_delta=None, mlp_delta=None, direction=None, token_ids=None, grad: bool = False) -> dict:
+        """One batched last-token pass of `rows` rows.
+
+        head_mask [R, L, H] bool + head_vals [L, H, hd] or [R, L, H, hd]: replace those heads' z;
+        mlp_mask [R, L] bool + mlp_vals [L, d] or [R, L, d]: replace those MLP outputs;
+        head_delta [R, L, H, hd], mlp_delta [R, L, d]: added after the replacement.
+        Returns {'acts': Activations (after the interventions), 'projection': [R] if direction,
+        'logprob': [R] if token_ids, 'resid': [R, d] final resid_post}.
+        """
+        g, loaded = self.g, self.loaded
+        dtype, device = loaded.dtype, loaded.device
+        z_seen, mlp_seen, read = {}, {}, {}
+
+        def head_hook(layer):
+            def hook(mod, args):
+                x = args[0]
+                zh = x.view(x.shape[0], 1, g.n_heads, g.head_dim)[:, 0]
+                if head_mask is not None and head_mask[:, layer].any():
+                    vals = head_vals[layer] if head_vals.dim() == 3 else head_vals[:, layer]
+                    vals = vals.to(device=device, dtype=dtype)
+                    if vals.dim() == 2:
+                        vals = vals.expand(zh.shape[0], -1, -1)
+                    zh = torch.where(head_mask[:, layer, :, None].to(device), vals, zh)
+                if head_delta is not None:
+                    zh = zh + head_delta[:, layer].to(dtype)
+                z_seen[layer] = zh
+                return (zh.reshape(x.shape[0], 1, -1), *args[1:])
+            return hook
+
+        def mlp_hook(layer):
+            def hook(mod, args, output):
+                h = output[0] if isinstance(output, tuple) else output
+                m = h[:, 0]
+                if mlp_mask is not None and mlp_mask[:, layer].any():
+                    vals = mlp_vals[layer] if mlp_vals.dim() == 2 else mlp_vals[:, layer]
+                    vals = vals.to(device=device, dtype=dtype)
+                    if vals.dim() == 1:
+                        vals = vals.expand(m.shape[0], -1)
+                    m = torch.where(mlp_mask[:, layer, None].to(device), vals, m)
+                if mlp_delta is not None:
+                    m = m + mlp_delta[:, layer].to(dtype)
+                mlp_seen[layer] = m
+                new = m[:, None]
+                return (new, *output[1:]) if isinstance(output, tuple) else new
+            return hook
+
+        def final_hook(mod, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            read["resid"] = h[:, -1]
+
+        handles = []
+        try:
+            for layer in range(g.n_layers):
+                handles.append(out_proj(loaded, layer).register_forward_pre_hook(head_hook(layer)))
+                handles.append(mlp_module(loaded, layer).register_forward_hook(mlp_hook(layer)))
+            handles.append(loaded.layer_module(g.n_layers - 1).register_forward_hook(final_hook))
+            cache = copy.deepcopy(self.prefix)
+            if rows > 1:
+                cache.batch_repeat_interleave(rows)
+            with torch.set_grad_enabled(grad):
+                out = self.body(input_ids=self.ids[:, -1:].expand(rows, -1), use_cache=True,
+                                **{self.cache_kwarg: cache})
+                result = {"resid": read["resid"].float()}
+                if direction is not None:
+                    u = direction.float().to(device)
+                    result["projection"] = result["resid"] @ (u / u.norm())
+                if token_ids is not None:
+                    logits = loaded.model.get_output_embeddings()(out.last_hidden_state[:, -1]).float()
+                    cap = getattr(loaded.config, "final_logit_softcapping", None)
+                    if cap:
+                        logits = torch.tanh(logits / cap) * cap
+                    logp = torch.log_softmax(logits, -1)
+                    result["logprob"] = torch.logsumexp(logp[:, list(token_ids)], -1)
+        finally:
+            for h in handles:
+                h.remove()
+        z = torch.stack([z_seen[layer] for layer in range(g.n_layers)], 1)
+        mlp = torch.stack([mlp_seen[layer] for layer in range(g.n_layers)], 1)
+        result["acts"] = Activations(z if grad else z.detach().float(), mlp if grad else mlp.detach().float())
+        return result
+
+
+def mean_activations(loaded, texts) -> Activations:
+    """Mean last-token activation of every component over `texts` (e.g. training neutral prompts)."""
+    zs, ms = [], []
+    for text in texts:
+        a = LastTokenRun(loaded, text).run()["acts"]
+        zs.append(a.z)
+        ms.append(a.mlp)
+    if not zs:
+        raise ConfigError("mean_activations needs at least one prompt")
+    return Activations(torch.cat(zs).mean(0), torch.cat(ms).mean(0))

@@ -1,0 +1,140 @@
+"""Circuits: the smallest set of components that recovers a stated share of the emotion effect.
+
+Everything is at the last prompt token, on prompts of the emotion, with MEAN ablation (each
+component's mean over neutral training prompts keeps activations on-distribution). Per prompt i:
+
+    full_i     the clean metric (nothing ablated)
+    none_i     every component mean-ablated (what is left is the last token's embedding and biases)
+    keep_S,i   everything OUTSIDE S mean-ablated; S is recomputed from that patched residual
+    drop_S,i   only S mean-ablated
+
+    faithfulness(S)  = sum_i (keep_S,i - none_i) / sum_i (full_i - none_i)   share S recovers alone
+    completeness(S)  = sum_i (drop_S,i - none_i) / sum_i (full_i - none_i)   share left without S
+                                                                               (lower = more complete)
+    minimality(c)    = faithfulness(S) - faithfulness(S minus c), for each member c
+
+`discover` grows S along a ranking (attribution on TRAINING prompts) and keeps the smallest prefix
+whose training faithfulness reaches `share`; the held-out prompts then judge it against random
+circuits with the same layer profile (as many components per layer, drawn uniformly among that
+layer's heads and MLP, seeded).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from emocheck.circuits.components import Activations, LastTokenRun
+from emocheck.circuits.exact import patched_metric
+from emocheck.errors import ConfigError
+
+
+def set_mask(sets, n_components: int) -> torch.Tensor:
+    """[len(sets), n_components] bool, True for each set's members."""
+    m = torch.zeros(len(sets), n_components, dtype=torch.bool)
+    for r, s in enumerate(sets):
+        m[r, list(s)] = True
+    return m
+
+
+@dataclass
+class SetEvaluation:
+    """Per-prompt metrics: full [n], none [n], keep [n, R], drop [n, R] (R = number of sets)."""
+
+    full: np.ndarray
+    none: np.ndarray
+    keep: np.ndarray
+    drop: np.ndarray | None = None
+
+    @property
+    def total(self) -> float:
+        return float(np.sum(self.full - self.none))
+
+    def faithfulness(self) -> np.ndarray:
+        return np.sum(self.keep - self.none[:, None], 0) / self.total
+
+    def completeness(self) -> np.ndarray:
+        if self.drop is None:
+            raise ConfigError("this evaluation was run without the ablate-only rows (drop=False)")
+        return np.sum(self.drop - self.none[:, None], 0) / self.total
+
+
+def evaluate_sets(loaded, texts, source: Activations, sets, *, drop: bool = True, metric: str = "projection",
+                  direction=None, token_ids=None, rows_per_pass: int = 256, progress: bool = False) -> SetEvaluation:
+    """Exact keep-only (and drop-only) runs of every set on every prompt (one batched last-token pass
+    per prompt and chunk of rows, over the prompt's cached prefix)."""
+    from emocheck.circuits.components import all_components
+
+    n_comp = len(all_components(loaded))
+    keep_mask = ~set_mask(sets, n_comp)                 # ablate everything outside the set
+    rows = [torch.ones(1, n_comp, dtype=torch.bool), keep_mask]
+    if drop:
+        rows.append(set_mask(sets, n_comp))
+    mask = torch.cat(rows)
+    kw = dict(metric=metric, direction=direction, token_ids=token_ids)
+    full, none, keep, dropped = [], [], [], []
+    for text in tqdm(list(texts), desc="circuit sets", disable=not progress, leave=False):
+        run = LastTokenRun(loaded, text)
+        full.append(float(run.run(direction=direction, token_ids=token_ids)[metric][0]))
+        vals = np.concatenate([patched_metric(run, mask[s:s + rows_per_pass], source, **kw)
+                               for s in range(0, mask.shape[0], rows_per_pass)])
+        none.append(vals[0])
+        keep.append(vals[1:1 + len(sets)])
+        if drop:
+            dropped.append(vals[1 + len(sets):])
+    return SetEvaluation(np.array(full), np.array(none), np.array(keep), np.array(dropped) if drop else None)
+
+
+def discover(loaded, texts, source: Activations, ranking, *, share: float = 0.8, max_size: int | None = None,
+             **kw) -> dict:
+    """Smallest prefix of `ranking` (component indices, most important first) whose faithfulness on
+    `texts` reaches `share`. Returns {'circuit': [...], 'size', 'curve': faithfulness per size, 'reached'}."""
+    if not 0 < share <= 1:
+        raise ConfigError(f"share must be in (0, 1], got {share}")
+    ranking = [int(c) for c in ranking]
+    max_size = len(ranking) if max_size is None else min(max_size, len(ranking))
+    sets = [ranking[:k] for k in range(1, max_size + 1)]
+    ev = evaluate_sets(loaded, texts, source, sets, drop=False, **kw)
+    curve = ev.faithfulness()
+    hits = np.flatnonzero(curve >= share)
+    size = int(hits[0]) + 1 if hits.size else max_size
+    return {"circuit": ranking[:size], "size": size, "curve": curve.tolist(), "reached": bool(hits.size),
+            "total_effect": ev.total / len(ev.full)}
+
+
+def ablation_ranking(attribution) -> list[int]:
+    """Components by their estimated ablation effect, largest first. `attribution` is the first-order
+    change of the metric when a component takes its neutral (source) value, so the DROP it causes
+    is -attribution."""
+    drop = -torch.as_tensor(attribution, dtype=torch.float64)
+    return torch.argsort(drop, descending=True, stable=True).tolist()
+
+
+def layer_profile(circuit, components) -> dict[int, int]:
+    return dict(sorted(Counter(components[c].layer for c in circuit).items()))
+
+
+def random_circuits(circuit, components, k: int, seed: int) -> list[list[int]]:
+    """k random circuits with the layer profile of `circuit`: per layer, as many components as the
+    circuit has there, drawn without replacement among that layer's heads and MLP."""
+    if k < 1:
+        raise ConfigError(f"need at least one random circuit, got k={k}")
+    by_layer: dict[int, list[int]] = {}
+    for i, c in enumerate(components):
+        by_layer.setdefault(c.layer, []).append(i)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(k):
+        s = []
+        for layer, count in layer_profile(circuit, components).items():
+            s.extend(int(x) for x in rng.choice(by_layer[layer], size=count, replace=False))
+        out.append(sorted(s))
+    return out
+
+
+def minimality_sets(circuit) -> list[list[int]]:
+    """The circuit without each of its members, in member order."""
+    return [[c for c in circuit if c != m] for m in circuit]
