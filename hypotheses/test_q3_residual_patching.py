@@ -96,14 +96,14 @@ def test_vs_permuted_lowers(model_name, emotion, evaluator, evidence, patching_s
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
 def test_vs_baseline_raises(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, f"{emotion}", f"baseline", evaluator)
+    _record(evidence, patching_samples, patching_selection, f"{emotion}", "baseline", evaluator)
 
 
 @claim("the {emotion} vector lowers {evaluator} versus the unpatched baseline",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
 def test_vs_baseline_lowers(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, f"{emotion}", f"baseline", evaluator)
+    _record(evidence, patching_samples, patching_selection, f"{emotion}", "baseline", evaluator)
 
 
 @in_design("dose_matched")
@@ -159,7 +159,7 @@ def test_subspace_vs_random_subspace_lowers(model_name, emotion, evaluator, evid
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
 def test_prompting_vs_baseline_raises(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", f"baseline", evaluator)
+    _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", "baseline", evaluator)
 
 
 @in_design("prompt")
@@ -167,7 +167,7 @@ def test_prompting_vs_baseline_raises(model_name, emotion, evaluator, evidence, 
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
 def test_prompting_vs_baseline_lowers(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", f"baseline", evaluator)
+    _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", "baseline", evaluator)
 
 
 @in_design("prompt")
