@@ -53,6 +53,14 @@ def in_design(condition: str):
     return declare
 
 
+def _dose_matched(selection, emotion: str) -> str:
+    """The dose-matched random control: `random_dm:e`, run at the alpha where a random direction costs the
+    emotion vectors' fluency; when that alpha IS the treated alpha, the ordinary random control is already
+    dose-matched and no separate condition is generated."""
+    same = float(selection.get("dose_matched_alpha", float("nan"))) == float(selection["alpha"])
+    return f"random:{emotion}" if same else f"random_dm:{emotion}"
+
+
 def _record(evidence, samples, selection, treated, control, evaluator, extra=None):
     for cond in (treated, control):
         if not (samples["condition"] == cond).any():
@@ -111,7 +119,8 @@ def test_vs_baseline_lowers(model_name, emotion, evaluator, evidence, patching_s
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
 def test_vs_dose_matched_random_raises(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, f"{emotion}", f"random_dm:{emotion}", evaluator)
+    _record(evidence, patching_samples, patching_selection, f"{emotion}", _dose_matched(patching_selection, emotion),
+            evaluator)
 
 
 @in_design("dose_matched")
@@ -119,7 +128,8 @@ def test_vs_dose_matched_random_raises(model_name, emotion, evaluator, evidence,
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
 def test_vs_dose_matched_random_lowers(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, f"{emotion}", f"random_dm:{emotion}", evaluator)
+    _record(evidence, patching_samples, patching_selection, f"{emotion}", _dose_matched(patching_selection, emotion),
+            evaluator)
 
 
 @in_design("specific")
