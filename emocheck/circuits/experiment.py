@@ -35,6 +35,7 @@ from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_se
 from emocheck.circuits.exact import exact_effects, validate
 from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.storage import read_table_artifact, write_table_artifact
 from emocheck.storage import atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
 EMOTIONS = ("gratitude", "anger", "apology")
@@ -188,12 +189,9 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
     out = out_dir(profile, model_name)
     path = out / f"edges_{emotion}.csv"
     with file_lock(path):
-        meta = path.with_suffix(".json")
-        try:
-            if json.loads(meta.read_text()).get("key") == result["key"]:
-                return pd.read_csv(path)
-        except (OSError, ValueError):
-            pass
+        cached = read_table_artifact(path, key=result["key"], what=path.stem)   # verified; rebuilt when damaged
+        if cached is not None:
+            return cached
         reps = build_representations(model_name, profile, progress=progress)
         cfg = settings(profile)
         rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
@@ -208,8 +206,7 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
         top = sorted(result["attribution"], key=lambda k: -abs(result["attribution"][k]))[:EDGE_NODES]
         edges = edge_effects(loaded, attr_texts[:EDGE_PROMPTS], source, [labels[k] for k in top], comps,
                              direction=direction)
-        atomic_write_dataframe(path, edges)
-        atomic_write_json(meta, {"key": result["key"], "nodes": top, "prompts": EDGE_PROMPTS})
+        write_table_artifact(path, edges, {"key": result["key"], "nodes": top, "prompts": EDGE_PROMPTS})
         strong = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(20)
         plot_circuit(result, comps, loaded.n_layers, loaded.n_heads, out / f"circuit_{emotion}.png",
                      edges=list(zip(strong.src, strong.dst, strong.edge)))
@@ -231,12 +228,9 @@ def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: boo
     out = out_dir(profile, model_name)
     path = out / f"roles_{emotion}.csv"
     with file_lock(path):
-        meta = path.with_suffix(".json")
-        try:
-            if json.loads(meta.read_text()).get("key") == result["key"]:
-                return pd.read_csv(path)
-        except (OSError, ValueError):
-            pass
+        cached = read_table_artifact(path, key=result["key"], what=path.stem)   # verified; rebuilt when damaged
+        if cached is not None:
+            return cached
         reps = build_representations(model_name, profile, progress=progress)
         cfg = settings(profile)
         rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
@@ -253,8 +247,7 @@ def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: boo
         total = np.mean([exact_effects(loaded, t, source, index, direction=direction) for t in texts], 0)
         df = head_roles(loaded, texts, [trigger_of[t] for t in texts], neutral_texts, heads, direction,
                         {c.label: float(v) for c, v in zip(heads, total)})
-        atomic_write_dataframe(path, df)
-        atomic_write_json(meta, {"key": result["key"], "prompts": ROLE_PROMPTS})
+        write_table_artifact(path, df, {"key": result["key"], "prompts": ROLE_PROMPTS})
     return df
 
 

@@ -24,7 +24,6 @@ exact_<kind>_<emotion>_n<N>.csv (+ .json with the sets and key).
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,8 @@ from tqdm.auto import tqdm
 
 from emocheck.heads.nulls import direct_path_effects, monte_carlo_p, overlap, random_head_sets, set_masks
 from emocheck.profiles import Profile, results_dir
-from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck.storage import read_table_artifact, write_table_artifact
+from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lock, stable_hash
 
 N_VALUES = (1, 2, 4, 8, 16)
 CLAIM_N = 8
@@ -137,13 +137,10 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
     key = stable_hash({"code": GROWTH_CODE_VERSION, "model": model_name, "vectors": reps.vectors.meta.get("key"),
                        "sets": sets, "sample": sample.tolist(), "kind": kind, "emotion": emotion}, 24)
     path = out_dir(profile, model_name) / f"exact_{kind}_{emotion}_n{n}.csv"
-    meta_path = path.with_suffix(".json")
     with file_lock(path):
-        try:
-            if json.loads(meta_path.read_text()).get("key") == key:
-                return pd.read_csv(path)
-        except (OSError, ValueError):
-            pass
+        cached = read_table_artifact(path, key=key, what="exact head-set effects")   # verified; rebuilt when damaged
+        if cached is not None:
+            return cached
         loaded = load_model(model_name)
         final = loaded.n_layers - 1
         z_mean = scores["z_last"][source].double().mean(0).float()                       # [L, H, hd]
@@ -157,9 +154,8 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
         df = pd.DataFrame([{"prompt_id": ids_col[j], "set": i, "effect": effects[i, j],
                             "first_order": float(fo[j, i]), "heads": ";".join(f"L{a}H{b}" for a, b in sets[i])}
                            for i in range(len(sets)) for j in range(len(sample))])
-        atomic_write_dataframe(path, df)
-        atomic_write_json(meta_path, {"key": key, "sets": [list(map(list, s)) for s in sets],
-                                      "sample": ids_col.tolist(), "kind": kind, "emotion": emotion, "n": n})
+        write_table_artifact(path, df, {"key": key, "sets": [list(map(list, s)) for s in sets],
+                                        "sample": ids_col.tolist(), "kind": kind, "emotion": emotion, "n": n})
     return df
 
 

@@ -20,7 +20,6 @@ Design (decided before looking at any judged result; the pieces live in their ow
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from functools import lru_cache
@@ -37,6 +36,7 @@ from emocheck.patching.selection import (plot_random_fluency, plot_sweep, random
                                          sweep_layers, sweep_table)
 from emocheck.patching.splits import balance, split_prompts
 from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.storage import read_table_artifact, write_table_artifact
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
 log = logging.getLogger(__name__)
@@ -185,13 +185,13 @@ def propagation(model_name: str, profile_name: str, progress: bool = True) -> pd
     d = out_dir(profile, model_name, "propagation")
     key = stable_hash({"model": loaded.identity, "layer": sel["layer"], "site": site, "read": read,
                        "prompts": judged["id"].tolist(), "conds": [condition_key(c) for c in conds]})
-    with file_lock(d / "propagation"):
-        meta = d / "propagation.json"
-        if meta.exists() and (d / "propagation.csv").exists() and json.loads(meta.read_text()).get("key") == key:
-            return pd.read_csv(d / "propagation.csv")
+    path = d / "propagation.csv"
+    with file_lock(path):
+        df = read_table_artifact(path, key=key, what="propagation table")   # verified; rebuilt when damaged
+        if df is not None:
+            return df
         df = propagation_table(loaded, judged, conds, sel["layer"], site, units)
-        atomic_write_dataframe(d / "propagation.csv", df)
-        atomic_write_json(meta, {"key": key, "layer": sel["layer"], "alpha": sel["alpha"], "read_layers": read})
+        write_table_artifact(path, df, {"key": key, "layer": sel["layer"], "alpha": sel["alpha"], "read_layers": read})
     plot_propagation(df, d / "propagation.png", f"{model_name}: patch at layer {sel['layer']}, alpha {sel['alpha']:g}")
     return df
 
