@@ -249,3 +249,56 @@ def test_a_corrupt_lock_is_one_clear_error_at_report_time(pytester, study):
     assert "is not a readable preregistration file" in res.stdout.str()
     assert set(_statuses(pytester).values()) == {prereg.EXPLORATORY}
     assert (pytester.path / "preregistration.json").read_text() == "{not json"  # never rewritten by a run
+
+
+# --- the `emocheck` command (emocheck/cli.py): the same lock, and a status check that runs nothing ---
+
+def _cli(pytester, *args):
+    import sys
+
+    return pytester.run(sys.executable, "-m", "emocheck.cli", *args, "--", "--emocheck-results",
+                        str(pytester.path / "results"), "--emocheck-models", "m1", "-p", "no:hypothesispytest")
+
+
+def test_cli_preregister_then_status_then_edit(pytester, study):
+    res = _cli(pytester, "status", "test_study.py", "--strict")
+    assert res.ret == 1 and "no lock for profile ci" in res.stdout.str()      # nothing registered yet
+    res = _cli(pytester, "preregister", "test_study.py")
+    assert res.ret == 0, res.stdout.str() + res.stderr.str()
+    lock = json.loads((pytester.path / "preregistration.json").read_text())
+    assert set(lock["profiles"]["ci"]["claims"]) == {A_X, A_Y, B}
+    res = _cli(pytester, "status", "test_study.py", "--strict")
+    assert res.ret == 0, res.stdout.str() + res.stderr.str()
+    assert "3 pre-registered" in res.stdout.str()
+    write_study(pytester, min_d_a=0.3, extra=NEW_CLAIM)
+    res = _cli(pytester, "status", "test_study.py", "--strict")
+    out = res.stdout.str()
+    assert res.ret == 1
+    assert f"{A_X}: changed after registration: claim.min_d 0.2 -> 0.3" in out
+    assert "test_study.py::test_a_new[m1]: exploratory" in out and "family fam_a: membership changed" in out
+    assert "1 exploratory" in out and "1 pre-registered" in out and "2 changed after registration" in out
+    # no claim ran at any step and no result was written: the lock and the status only collect
+    assert not (pytester.path / "ran_a").exists() and not (pytester.path / "ran_b").exists()
+    assert not (pytester.path / "results" / "ci" / "statistics" / "effect_sizes.csv").exists()
+
+
+def test_cli_arguments_map_to_the_plugin_flags():
+    from emocheck import cli
+
+    ns = cli._parser().parse_args(["preregister", "hyp/", "--profile", "full", "--force"])
+    assert cli.pytest_args(ns, ["-k", "gemma"]) == ["hyp/", "-p", "no:cacheprovider", "--emocheck-profile", "full",
+                                                    "--emocheck-preregister", "--emocheck-preregister-force",
+                                                    "-k", "gemma"]
+    ns = cli._parser().parse_args(["status"])
+    assert cli.pytest_args(ns, []) == ["hypotheses", "-p", "no:cacheprovider", "--emocheck-registration-status"]
+    assert cli.strict_failures(None) == ["the status check did not run"]
+    ok = {"statuses": {"a": {"status": "pre-registered"}}, "families": {"f": {"membership_changed": False}},
+          "lock_found": True, "error": None}
+    assert cli.strict_failures(ok) == []
+    bad = dict(ok, families={"f": {"membership_changed": True}})
+    assert cli.strict_failures(bad) == ["family f: membership changed"]
+
+
+def test_status_and_preregister_exclude_each_other(pytester, study):
+    res = study("--emocheck-preregister", "--emocheck-registration-status")
+    assert res.ret != 0 and "only reads the lock" in res.stderr.str()

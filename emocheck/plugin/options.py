@@ -43,6 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write every collected claim's spec hash to the preregistration lock; runs no claim")
     group.addoption("--emocheck-preregister-force", action="store_true", default=False,
                     help="with --emocheck-preregister: write the lock although results exist (recorded as forced)")
+    group.addoption("--emocheck-registration-status", action="store_true", default=False,
+                    help="compare every collected claim's spec with the preregistration lock and print each "
+                         "status (pre-registered / changed / exploratory); runs no claim, writes nothing")
     group.addoption("--emocheck-preregistration", default=None, metavar="FILE",
                     help="the preregistration lock (default: ini emocheck_preregistration, <rootdir>/preregistration.json)")
     parser.addini("emocheck_preregistration", "preregistration lock file (relative to the ini file)", default="")
@@ -118,8 +121,11 @@ def _resolve(config: pytest.Config) -> _State:
 
     state.preregister = bool(opt("--emocheck-preregister"))
     state.preregister_force = bool(opt("--emocheck-preregister-force"))
+    state.registration_status = bool(opt("--emocheck-registration-status"))
     if state.preregister_force and not state.preregister:
         raise pytest.UsageError("--emocheck-preregister-force only goes with --emocheck-preregister")
+    if state.registration_status and state.preregister:
+        raise pytest.UsageError("--emocheck-registration-status only reads the lock; drop --emocheck-preregister")
     if opt("--emocheck-preregistration"):
         lock = Path(config.invocation_params.dir, opt("--emocheck-preregistration"))
     elif config.getini("emocheck_preregistration"):
@@ -128,8 +134,10 @@ def _resolve(config: pytest.Config) -> _State:
     else:
         lock = config.rootpath / "preregistration.json"
     state.prereg_path = lock.resolve()
-    if state.preregister and (getattr(config.option, "numprocesses", None) or 0) and not state.is_worker:
-        raise pytest.UsageError("--emocheck-preregister runs no claim and collects in one process; drop -n")
+    if ((state.preregister or state.registration_status) and (getattr(config.option, "numprocesses", None) or 0)
+            and not state.is_worker):
+        flag = "--emocheck-preregister" if state.preregister else "--emocheck-registration-status"
+        raise pytest.UsageError(f"{flag} runs no claim and collects in one process; drop -n")
     return state
 
 
@@ -210,6 +218,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from emocheck.plugin.register_hooks import PreregisterPlugin
 
         config.pluginmanager.register(PreregisterPlugin(config, state), f"emocheck-preregister-{id(config)}")
+    if state.registration_status and not state.is_worker:
+        from emocheck.plugin.register_hooks import RegistrationStatusPlugin
+
+        config.pluginmanager.register(RegistrationStatusPlugin(config, state), f"emocheck-regstatus-{id(config)}")
     if state.is_worker:
         config.pluginmanager.register(_LoadgroupShim(), f"emocheck-loadgroup-{id(config)}")
 

@@ -3,6 +3,8 @@
 * :func:`claim_registration_spec`: a collected claim's spec and hash (worker side, once per item);
 * :class:`PreregisterPlugin`: ``--emocheck-preregister`` writes the lock after collection and runs
   no test;
+* :class:`RegistrationStatusPlugin`: ``--emocheck-registration-status`` compares the collected specs
+  with the lock and prints each claim's status, running no test and writing nothing;
 * :func:`apply_registration`: controller side, compares this run's specs with the lock and adds the
   ``registration`` columns to the rows and the membership flags to the families;
 * :func:`session_json`: writes ``session.json`` (``emocheck.plugin.provenance``).
@@ -108,6 +110,76 @@ class PreregisterPlugin:
         tr.write_line(f"registered {len(entry['claims'])} claims in {len(entry['families'])} families for profile "
                       f"{self.state.profile.name} in {self.state.prereg_path}{forced}; no claim was run. "
                       "Commit the file before running the claims.")
+
+
+class RegistrationStatusPlugin:
+    """Registered on the controller with ``--emocheck-registration-status`` (a dry check before a run)."""
+
+    def __init__(self, config, state) -> None:
+        self.config, self.state = config, state
+        self.statuses: dict[str, dict] = {}
+        self.families: dict[str, dict] = {}
+        self.entry: dict | None = None
+        self.error: str | None = None
+
+    def pytest_collection_finish(self, session) -> None:
+        from emocheck.plugin.claims import claim_spec
+
+        state = self.state
+        try:
+            self.entry = prereg.profile_entry(prereg.load(state.prereg_path), state.profile.name)
+        except prereg.PreregistrationError as exc:
+            self.error = str(exc)
+            return
+        current = {}
+        for cid, item in sorted(state.declared_items.items()):
+            rec = claim_registration_spec(item, claim_spec(item), state)
+            if rec.get("hash") is None:
+                self.statuses[cid] = {"status": prereg.EXPLORATORY, "changes": [],
+                                      "error": f"spec could not be computed: {rec.get('error')}"}
+            else:
+                current[cid] = rec
+        members = {fam: set(m) for fam, m in _family_members(state).items()}
+        statuses, self.families = prereg.compare(self.entry, current, members)
+        self.statuses.update(statuses)
+        state.registration_check = {"statuses": self.statuses, "families": self.families,
+                                    "lock_found": self.entry is not None, "error": self.error}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        if self.error:
+            raise session.Failed(f"emocheck: {self.error}")
+        return True  # a status check runs no claim
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config) -> None:
+        tr = terminalreporter
+        tr.section("emocheck: registration status (no claim was run)")
+        if self.error:
+            tr.write_line(self.error, red=True)
+            return
+        if self.entry is None:
+            tr.write_line(f"no lock for profile {self.state.profile.name} in {self.state.prereg_path}: all "
+                          f"{len(self.statuses)} claims would be exploratory (write one with `emocheck preregister`)",
+                          yellow=True)
+            return
+        counts: dict[str, int] = {}
+        for cid, st in sorted(self.statuses.items()):
+            counts[st["status"]] = counts.get(st["status"], 0) + 1
+            if st["status"] != prereg.PRE_REGISTERED:
+                tr.write_line(f"{cid}: {prereg.status_text(st)}{' (' + st['error'] + ')' if st.get('error') else ''}",
+                              yellow=True)
+        for name, fam in sorted(self.families.items()):
+            if fam.get("membership_changed"):
+                tr.write_line(f"family {name}: membership changed since the lock (added {fam['added'] or '-'}, "
+                              f"removed {fam['removed'] or '-'}), so its correction would change", yellow=True)
+        registered = set((self.entry or {}).get("claims", {}))
+        gone = sorted(registered - set(self.statuses))
+        if gone:
+            tr.write_line(f"{len(gone)} registered claims are no longer collected: {', '.join(gone[:5])}"
+                          f"{' ...' if len(gone) > 5 else ''}", yellow=True)
+        tally = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        tr.write_line(f"lock {self.state.prereg_path} ({self.entry.get('registered_utc')}), profile "
+                      f"{self.state.profile.name}: {tally}")
 
 
 def apply_registration(state, results: list[dict], rows: list[dict], families: dict) -> None:

@@ -59,10 +59,12 @@ class _State:
         # pre-registration (emocheck.plugin.preregistration) and provenance
         self.preregister = False
         self.preregister_force = False
+        self.registration_status = False
         self.prereg_path: Path
         self.declared_items: dict[str, Any] = {}
         self.prereg_entry: dict | None = None
         self.registration: dict | None = None
+        self.registration_check: dict | None = None  # --emocheck-registration-status
         self.t0 = time.perf_counter()
         self.times: dict[str, float] = {}
 
