@@ -60,7 +60,7 @@ def test_bad_input_is_one_clear_error():
     with pytest.raises(EvidenceError, match="at least 2"):
         stats.compare_to_null(1.0, [0.5])
     with pytest.raises(EvidenceError, match="zero SD"):
-        stats.compare_to_null(1.0, [0.5, 0.5, 0.5])
+        stats.compare_to_null(1.0, [0.5, 0.5, 0.5])   # a constant null the observation is not part of
     with pytest.raises(EvidenceError, match="non-finite"):
         stats.compare_to_null(1.0, [0.5, np.nan, 0.1])
     with pytest.raises(EvidenceError, match="finite"):
@@ -71,3 +71,14 @@ def test_bad_input_is_one_clear_error():
         stats.compare_to_null(1.0, [[0.5, 0.2], [0.1, 0.3]])
     with pytest.raises(ValueError, match="min_d"):
         stats.compare_to_null(1.0, [0.5, 0.2, 0.1], min_d=-1)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_a_tie_with_a_degenerate_null_is_not_supported(alternative):
+    """Every draw equals the observation (zero spread): p = p(d>min_d) = 1, d = 0, unbounded interval."""
+    comp = stats.compare_to_null(0.0, np.zeros(199), alternative=alternative, min_d=0.0)
+    assert comp.p_value == 1.0 and comp.p_min_effect == 1.0
+    assert comp.d == 0.0 and comp.d_ci_low == -np.inf and comp.d_ci_high == np.inf
+    assert comp.extra["null_tie"] is True and comp.extra["p_parametric"] == 1.0
+    assert stats.verdict(comp, comp.p_value, comp.p_min_effect) == "not supported"
+    assert stats.compare_to_null(0.3, [0.1, 0.2, 0.5]).extra["null_tie"] is False
