@@ -9,9 +9,13 @@ trained or tuned on it). Two families:
 * evaluator_specificity - each instrument separates the target emotion from the *other* emotions
   (the demanding test: a scorer that reacts to any affective first-person text fails it).
 
-No language model is needed. Scores come from the embedded evaluators (MiniLM heads and VADER);
-`evidence.record` gets the per-prompt scores and the AUC as a metric. `emotion_prompts` is the
+No language model is needed. Scores come from the embedded evaluators (MiniLM heads, VADER and the NRC
+word list); `evidence.record` gets the per-prompt scores and the AUC as a metric. `emotion_prompts` is the
 session fixture of fixtures/data.py.
+
+Beside the claims, the module writes the instruments' validity table (every instrument's AUC per contrast
+with DeLong intervals, emocheck.evaluators.validity) as results/<profile>/statistics/instrument_validity.csv;
+the report shows it in report.md and report.html.
 """
 from __future__ import annotations
 
@@ -19,8 +23,21 @@ import pytest
 
 from emocheck import claim
 
+from emocheck.dataset import dataset_hash
 from emocheck.evaluators import get_evaluator
 from emocheck.evaluators.validation import auc
+from emocheck.evaluators.validity import instrument_validity, write_validity
+from emocheck.profiles import results_dir
+
+
+@pytest.fixture(scope="module", autouse=True)
+def instrument_validity_table(emotion_prompts, emocheck_profile):
+    """The validity table of the session's prompts, written for the report (scores are cached per process,
+    so the claims below reuse them)."""
+    table = instrument_validity(emotion_prompts)
+    write_validity(results_dir(emocheck_profile, "statistics"), table,
+                   {"dataset": str(emotion_prompts.attrs.get("path", "")), "dataset_hash": dataset_hash(emotion_prompts)})
+    return table
 
 
 def _scores(emotion_prompts, evaluator: str, column: str, emotions: tuple[str, ...]):
@@ -46,12 +63,20 @@ MEASURE = {
     ("politeness", "score"): "politeness",
     ("sentiment", "score"): "MiniLM sentiment",
     ("sentiment-vader", "score"): "VADER sentiment",
+    ("emotion-nrc", "anger"): "NRC lexicon's anger",
+    ("emotion-margin", "gratitude"): "emotion evaluator's gratitude margin",
+    ("emotion-margin", "anger"): "emotion evaluator's anger margin",
+    ("emotion-margin", "remorse"): "emotion evaluator's remorse margin",
 }
 
 HIGHER_VS_NEUTRAL = [
     ("emotion", "gratitude", "gratitude"),
     ("emotion", "anger", "anger"),
     ("emotion", "remorse", "apology"),
+    ("emotion-margin", "gratitude", "gratitude"),
+    ("emotion-margin", "anger", "anger"),
+    ("emotion-margin", "remorse", "apology"),
+    ("emotion-nrc", "anger", "anger"),
     ("politeness", "score", "gratitude"),
     ("politeness", "score", "apology"),
     ("sentiment", "score", "gratitude"),
@@ -87,6 +112,10 @@ HIGHER_THAN_OTHERS = [
     ("emotion", "gratitude", "gratitude", "anger+apology"),
     ("emotion", "anger", "anger", "gratitude+apology"),
     ("emotion", "remorse", "apology", "gratitude+anger"),
+    ("emotion-margin", "gratitude", "gratitude", "anger+apology"),
+    ("emotion-margin", "anger", "anger", "gratitude+apology"),
+    ("emotion-margin", "remorse", "apology", "gratitude+anger"),
+    ("emotion-nrc", "anger", "anger", "gratitude+apology"),
     ("sentiment", "score", "gratitude", "anger"),
     ("sentiment-vader", "score", "gratitude", "anger"),
 ]

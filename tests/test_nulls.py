@@ -60,7 +60,7 @@ def test_bad_input_is_one_clear_error():
     with pytest.raises(EvidenceError, match="at least 2"):
         stats.compare_to_null(1.0, [0.5])
     with pytest.raises(EvidenceError, match="zero SD"):
-        stats.compare_to_null(1.0, [0.5, 0.5, 0.5])
+        stats.compare_to_null(1.0, [0.5, 0.5, 0.5])   # a constant null the observation is not part of
     with pytest.raises(EvidenceError, match="non-finite"):
         stats.compare_to_null(1.0, [0.5, np.nan, 0.1])
     with pytest.raises(EvidenceError, match="finite"):
@@ -71,3 +71,30 @@ def test_bad_input_is_one_clear_error():
         stats.compare_to_null(1.0, [[0.5, 0.2], [0.1, 0.3]])
     with pytest.raises(ValueError, match="min_d"):
         stats.compare_to_null(1.0, [0.5, 0.2, 0.1], min_d=-1)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_a_tie_with_a_degenerate_null_is_not_supported(alternative):
+    """Every draw equals the observation (zero spread): p = p(d>min_d) = 1, d = 0, unbounded interval."""
+    comp = stats.compare_to_null(0.0, np.zeros(199), alternative=alternative, min_d=0.0)
+    assert comp.p_value == 1.0 and comp.p_min_effect == 1.0
+    assert comp.d == 0.0 and comp.d_ci_low == -np.inf and comp.d_ci_high == np.inf
+    assert comp.extra["null_tie"] is True and comp.extra["p_parametric"] == 1.0
+    assert stats.verdict(comp, comp.p_value, comp.p_min_effect) == "not supported"
+    assert stats.compare_to_null(0.3, [0.1, 0.2, 0.5]).extra["null_tie"] is False
+
+
+def test_a_tie_goes_through_the_report_and_its_forest_plot(tmp_path):
+    """An unbounded interval (a tie, or too few draws) is drawn to the plot's edge, not an error."""
+    from emocheck.plugin import report as rep
+
+    comp = stats.compare_to_null(0.0, np.zeros(199), alternative="greater", min_d=0.0)
+    r = {"claim_id": "h/test_l.py::test_b[x]", "short_id": "test_b", "module": "h/test_l.py", "family": "fam",
+         "family_size": 1, "statement": "beats words", "model": "m", "params": {}, "status": "ok", "error": None,
+         "metrics": {}, "settings": {"paired": False, "alternative": "greater", "min_d": 0.0, "alpha": 0.05,
+                                     "ci_method": "analytic", "n_resamples": 200, "seed": 0},
+         "comparison": comp.to_dict(), "samples": None}
+    rows, families = rep.finalize([r], "holm")
+    assert rows[0]["verdict"] == "not supported"
+    paths = rep.write_statistics([r], rows, families, {"correction": "holm", "alpha": 0.05}, tmp_path)
+    assert any(k.startswith("forest_plot:") for k in paths)

@@ -114,3 +114,38 @@ def test_deltas_in_float32_whatever_the_model_dtype():
     small = torch.full((m.d_model,), 1e-3 + 1e-6, dtype=torch.float64)
     dirs = prepare_directions(m16, PatchSpec(layers=(0,)), small, 2)
     assert dirs[0].dtype == torch.float32 and torch.allclose(dirs[0][0].double(), small, rtol=1e-6)
+
+
+def test_cached_generations_are_rescored_when_the_instruments_change(tmp_path, monkeypatch):
+    """A refitted evaluator head has a new model id: the cached samples table is re-scored (not served
+    with stale scores, and not regenerated)."""
+    import emocheck.patching.running as running
+
+    ids = {"now": "heads@A"}
+
+    def fake_score_all(texts):
+        return pd.DataFrame({"sentiment": [len(t) + (ids["now"] == "heads@B") for t in texts],
+                             "empty": [not t.strip() for t in texts], "evaluator_ids": ids["now"]})
+
+    monkeypatch.setattr(running, "score_all", fake_score_all)
+    monkeypatch.setattr(running, "evaluator_ids", lambda: ids["now"])
+    m = tiny_model("llama", n_layers=3, seed=4)
+    spec = PatchSpec(layers=(0,), max_new_tokens=4, window=(0, 2))
+    conds = sweep_conditions(FakeVectors(seed=4), [1], [1.0], spec.site, seed=3, prompt_ids=PROMPTS["id"])
+    calls = []
+
+    def counting(*a, **k):
+        calls.append(1)
+        return generate_patched(*a, **k)
+
+    kw = dict(rows_per_batch=8, progress=False, generate=counting)
+    first = run_conditions(m, PROMPTS, conds, spec, tmp_path, **kw)
+    n_calls = len(calls)
+    assert (first["evaluator_ids"] == "heads@A").all()
+    assert run_conditions(m, PROMPTS, conds, spec, tmp_path, **kw).equals(first)     # same instruments: cached
+    ids["now"] = "heads@B"
+    second = run_conditions(m, PROMPTS, conds, spec, tmp_path, **kw)
+    assert len(calls) == n_calls                                                    # nothing regenerated
+    assert (second["evaluator_ids"] == "heads@B").all() and second["text"].equals(first["text"])
+    assert (second["sentiment"] == first["sentiment"] + 1).all()                    # new scores
+    assert run_conditions(m, PROMPTS, conds, spec, tmp_path, **kw).equals(second)   # and cached again

@@ -5,7 +5,8 @@
     df = ev.score(texts)   # one row per text: label columns, `score`, flags, provenance
 
 See base.py for the output columns and the defined behaviour on edge inputs, minilm.py for the
-embedded heads, vader.py, hub.py for hub classifiers, and data/evaluators/README.md for the data.
+embedded heads (and the `emotion-margin` reading), vader.py, lexicon.py (the NRC word list), hub.py for
+hub classifiers, validity.py for the per-contrast validity table, and data/evaluators/README.md for the data.
 """
 from .base import Evaluator, validate_texts
 from .cache import SCORE_CACHE, clear_cache

@@ -1,7 +1,9 @@
 """Evaluators by name: `get_evaluator`, `available_evaluators`, `register_evaluator`, `score_texts`.
 
 Embedded names (offline, no download): "sentiment" (MiniLM head), "sentiment-vader" (VADER),
-"politeness" (MiniLM head), "emotion" (MiniLM head, 28 GoEmotions labels). Hub names:
+"politeness" (MiniLM head), "emotion" (MiniLM head, 28 GoEmotions labels), "emotion-margin" (the same
+head as each label's log-odds margin over the strongest other emotion: the specific reading), "emotion-nrc" (the NRC
+Emotion Lexicon word list shipped by `nrclex`: 8 emotions + 2 polarities, see lexicon.py). Hub names:
 "hub:<model id>" (any text-classification model), plus short aliases "hub-sentiment",
 "hub-emotion", "hub-politeness". Instances are created once per process and reused.
 """
@@ -40,13 +42,16 @@ def register_evaluator(name: str, factory: Callable[[], Evaluator], *, replace: 
 
 
 def _register_defaults() -> None:
-    from .minilm import EmotionEvaluator, PolitenessEvaluator, SentimentEvaluator
+    from .minilm import EmotionEvaluator, EmotionMarginEvaluator, PolitenessEvaluator, SentimentEvaluator
+    from .lexicon import NRCLexiconEvaluator
     from .vader import VaderEvaluator
 
     _FACTORIES.setdefault("sentiment", lambda: SentimentEvaluator("sentiment"))
     _FACTORIES.setdefault("sentiment-vader", lambda: VaderEvaluator("sentiment-vader"))
     _FACTORIES.setdefault("politeness", lambda: PolitenessEvaluator("politeness"))
     _FACTORIES.setdefault("emotion", lambda: EmotionEvaluator("emotion"))
+    _FACTORIES.setdefault("emotion-margin", lambda: EmotionMarginEvaluator("emotion-margin"))
+    _FACTORIES.setdefault("emotion-nrc", lambda: NRCLexiconEvaluator("emotion-nrc"))
 
 
 _register_defaults()

@@ -1,19 +1,27 @@
 """Fit the embedded heads: `python -m emocheck.evaluators.train`.
 
-Reads data/evaluators/train_emotion.csv and train_politeness.csv (short sentences written for the
-evaluators - never data/emotion_prompts.csv or data/generation_prompts.csv) and label_map.json,
+Reads the training files listed in label_map.json ("files": train_emotion.csv, train_politeness.csv,
+train_emotion_more.csv - sentences written for the evaluators, never data/emotion_prompts.csv or
+data/generation_prompts.csv) and label_map.json,
 augments every sentence deterministically so generated-style fragments are covered (lower-case without
 final punctuation, a truncated prefix, a neutral lead-in, a neutral sentence appended), encodes with
 the frozen MiniLM encoder, chooses the L2 strength by 5-fold cross-validation grouped by source
 sentence (the validation set is not used), fits on everything and writes
 data/evaluators/heads/{sentiment,politeness,emotion}.safetensors and data/evaluators/thresholds.json
 (per-label thresholds for the emotion head, F1-optimal on the cross-validated predictions).
+
+Every head records `training_data_sha256` (training_data_hash(): the bytes of every training file,
+label_map.json and AUGMENT_VERSION) in its metadata; the scoring model id contains the head file's
+hash, so scores of a refitted head never mix with older ones, and tests/test_evaluator_training_data.py
+fails when the training data changed but the committed heads were not refitted (no stale heads).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,15 +34,33 @@ from .paths import data_dir, heads_dir
 
 FORBIDDEN = ("emotion_prompts.csv", "generation_prompts.csv")
 L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3)
+DEFAULT_FILES = ("train_emotion.csv", "train_politeness.csv")
+AUGMENT_VERSION = "1"   # bump when augment() or the fitting below changes
+
+
+def training_files(label_map: dict | None = None) -> list[str]:
+    label_map = label_map if label_map is not None else json.loads((data_dir() / "label_map.json").read_text())
+    files = list(label_map.get("files", DEFAULT_FILES))
+    bad = [f for f in files if Path(f).name in FORBIDDEN]
+    if bad:
+        raise ValueError(f"label_map.json lists {bad}: the evaluators are never trained on the prompts claims judge")
+    return files
+
+
+def training_data_hash() -> str:
+    """sha256 of what the heads are fitted from: every training file, label_map.json, AUGMENT_VERSION."""
+    d = data_dir()
+    h = hashlib.sha256(f"augment={AUGMENT_VERSION}\n".encode())
+    h.update((d / "label_map.json").read_bytes())
+    for name in training_files():
+        h.update(f"\n{name}\n".encode())
+        h.update((d / name).read_bytes())
+    return h.hexdigest()
 
 
 def load_sentences() -> pd.DataFrame:
     d = data_dir()
-    frames = []
-    for name in ("train_emotion.csv", "train_politeness.csv"):
-        assert name not in FORBIDDEN
-        df = pd.read_csv(d / name)
-        frames.append(df[["text", "label"]])
+    frames = [pd.read_csv(d / name)[["text", "label"]] for name in training_files()]
     df = pd.concat(frames, ignore_index=True)
     df["source"] = np.arange(len(df))
     return df
@@ -104,10 +130,15 @@ def fit_head(name, labels, kind, X, Y, sources, log):
     return LinearHead(name, tuple(labels), kind, W, b, meta), P
 
 
-def _fit_emotion(data: pd.DataFrame, X: np.ndarray, log) -> dict[str, float]:
-    """28 one-vs-rest sigmoids on the emotion sentences, Platt-calibrated; returns thresholds."""
-    m = data["label"].isin(GOEMOTIONS_LABELS).to_numpy()
-    Y = np.stack([(data["label"][m] == lab).to_numpy().astype(float) for lab in GOEMOTIONS_LABELS], 1)
+def _fit_emotion(data: pd.DataFrame, X: np.ndarray, log, aliases: dict | None = None) -> dict[str, float]:
+    """28 one-vs-rest sigmoids on the emotion sentences, Platt-calibrated; returns thresholds.
+
+    aliases (label_map.json "emotion_aliases"): training labels that count as a GoEmotions label for
+    this head only, e.g. polite formulas without thanks or apology ("polite_formula") as `neutral`:
+    hard negatives for gratitude and remorse that the politeness head still sees as polite."""
+    labels = data["label"].replace(aliases or {})
+    m = labels.isin(GOEMOTIONS_LABELS).to_numpy()
+    Y = np.stack([(labels[m] == lab).to_numpy().astype(float) for lab in GOEMOTIONS_LABELS], 1)
     head, P = fit_head("emotion", GOEMOTIONS_LABELS, "sigmoid", X[m], Y, data["source"][m].to_numpy(), log)
     # Calibration: the balanced fit puts every label's 0.5 at equal odds, which over-scores
     # background text. A per-label Platt scaling (a_j > 0, c_j), fitted on the cross-validated
@@ -127,6 +158,7 @@ def _fit_emotion(data: pd.DataFrame, X: np.ndarray, log) -> dict[str, float]:
         platt[lab] = [round(a, 4), round(c, 4)]
     head.meta["platt"] = platt
     head.meta["calibration"] = "balanced one-vs-rest fit, then per-label Platt scaling on 5-fold CV logits"
+    head.meta["training_data_sha256"] = training_data_hash()
     head.save(heads_dir() / "emotion.safetensors")
     thresholds = {}
     for j, lab in enumerate(GOEMOTIONS_LABELS):
@@ -163,7 +195,8 @@ def _fit_softmax(name, labels, groups, data, X, log) -> None:
     W, b = fit_linear_head(X[m], y, "softmax", l2=best[0], sample_weight=w)
     meta = {"l2": best[0], "cv_summary_auc": round(best[1], 4), "n_train": int(m.sum()),
             "classes": {k: v for k, v in groups.items() if not k.startswith("_")},
-            "encoder": "sentence-transformers/all-MiniLM-L6-v2", "fit": "L-BFGS class-balanced softmax"}
+            "encoder": "sentence-transformers/all-MiniLM-L6-v2", "fit": "L-BFGS class-balanced softmax",
+            "training_data_sha256": training_data_hash()}
     LinearHead(name, labels, "softmax", W, b, meta).save(heads_dir() / f"{name}.safetensors")
 
 
@@ -184,12 +217,13 @@ def main(argv=None) -> None:
 
     with file_lock(heads_dir() / ".train"):
         if "emotion" in only:
-            thresholds = _fit_emotion(data, X, log)
+            thresholds = _fit_emotion(data, X, log, label_map.get("emotion_aliases"))
             atomic_write_json(d / "thresholds.json", {
                 "_doc": "Per-label decision thresholds for the emotion head (F1-optimal on 5-fold cross-validated, "
                         "Platt-calibrated predictions over the training sentences; the validation set was not used). "
                         "Use them only for yes/no label decisions; the scores themselves are calibrated probabilities.",
                 "emotion": thresholds,
+                "training_data_sha256": training_data_hash(),
             })
         for name, labels in (("sentiment", SentimentEvaluator.labels), ("politeness", PolitenessEvaluator.labels)):
             if name in only:

@@ -56,6 +56,11 @@ def _contrasts() -> list[Contrast]:
     c.append(Contrast("specificity", "emotion", "gratitude", ("gratitude",), ("anger", "apology")))
     c.append(Contrast("specificity", "emotion", "anger", ("anger",), ("gratitude", "apology")))
     c.append(Contrast("specificity", "emotion", "remorse", ("apology",), ("gratitude", "anger")))
+    # the margin reading of the same head (minilm.EmotionMarginEvaluator; its floor was chosen on this set)
+    c.append(Contrast("specificity", "emotion-margin", "gratitude", ("gratitude",), ("anger", "apology")))
+    c.append(Contrast("specificity", "emotion-margin", "anger", ("anger",), ("gratitude", "apology")))
+    c.append(Contrast("specificity", "emotion-margin", "remorse", ("apology",), ("gratitude", "anger")))
+    c.append(Contrast("vs_neutral", "emotion-margin", "anger", ("anger",), ("neutral",)))
     for g in EMO_GROUPS:
         others = tuple(o for o in EMO_GROUPS if o != g)
         c.append(Contrast("specificity", "emotion", GROUP_LABEL.get(g, g), (g,), others))

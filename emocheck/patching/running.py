@@ -23,7 +23,7 @@ from emocheck.errors import ConfigError
 from emocheck.patching.conditions import Condition
 from emocheck.patching.fluency import fluency_table
 from emocheck.patching.residual import PatchSpec, generate_patched, tokenize_prompts
-from emocheck.storage import file_lock, read_table_artifact, sidecar_path, stable_hash, write_table_artifact
+from emocheck.storage import file_lock, read_artifact, read_table_artifact, sidecar_path, stable_hash, write_table_artifact
 
 RUNNER_VERSION = 2
 SCORE_COLUMNS = ("sentiment", "politeness", "emo_gratitude", "emo_anger", "emo_remorse")
@@ -87,7 +87,16 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
     with file_lock(out_dir / "samples"):
         cached = read_table_artifact(samples_path, key=key, meta_path=meta_path, what="samples table")
         if cached is not None:   # verified by checksum; a truncated or stale table is regenerated
-            return cached
+            if not evaluators or _scored_by_current_instruments(cached):
+                return cached
+            # The generations are current but the instruments changed since they were scored (e.g. refitted
+            # evaluator heads): re-score the cached texts instead of serving stale scores or regenerating.
+            base = cached.drop(columns=[c for c in (*SCORE_COLUMNS, "empty", "evaluator_ids") if c in cached])
+            samples = pd.concat([base, score_all(base["text"].tolist())], axis=1)
+            found = read_artifact(samples_path, key=key, meta_path=meta_path, what="samples table")
+            write_table_artifact(samples_path, samples, {**(found[1] if found else {}), "key": key,
+                                                         "rescored_for": evaluator_ids()}, meta_path=meta_path)
+            return samples
         layers = sorted({c.layer for c in conditions if c.layer is not None})
         if not layers:
             raise ConfigError("no condition names a layer")
@@ -157,8 +166,23 @@ def _read_part(path: Path) -> pd.DataFrame:
     return df
 
 
+SCORING_EVALUATORS = ("sentiment", "politeness", "emotion")
+
+
+def evaluator_ids() -> str:
+    """The model ids of the instruments score_all uses (a refitted head has a new id)."""
+    from emocheck.evaluators import get_evaluator
+
+    return ";".join(get_evaluator(name).model_id for name in SCORING_EVALUATORS)
+
+
+def _scored_by_current_instruments(samples: pd.DataFrame) -> bool:
+    return "evaluator_ids" in samples and bool((samples["evaluator_ids"].astype(str) == evaluator_ids()).all())
+
+
 def score_all(texts: list[str]) -> pd.DataFrame:
-    """The T2 evaluators, unchanged: sentiment score, politeness score, GoEmotions labels."""
+    """The T2 evaluators, unchanged: sentiment score, politeness score, GoEmotions labels; the
+    `evaluator_ids` column says which instruments scored them."""
     from emocheck.evaluators import get_evaluator
 
     out = pd.DataFrame(index=range(len(texts)))
@@ -170,6 +194,7 @@ def score_all(texts: list[str]) -> pd.DataFrame:
     for label in ("gratitude", "anger", "remorse"):
         out[f"emo_{label}"] = e[label].to_numpy()
     out["empty"] = s["empty"].to_numpy() if "empty" in s else [not t.strip() for t in texts]
+    out["evaluator_ids"] = evaluator_ids()
     return out
 
 

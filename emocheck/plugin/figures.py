@@ -116,7 +116,7 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(models), sharey=True, squeeze=False)[0]
     all_x = [v for r in plotted for v in (_num(r.get("d_ci_low")), _num(r.get("d_ci_high")), _num(r.get("d")))
-             if not math.isnan(v)]
+             if math.isfinite(v)]   # an unbounded interval (too few null draws, a tie) is drawn to the edge
     for r in plotted:
         all_x += [sign * _num(r.get("min_d")) for sign in (-1, 1) if _num(r.get("min_d")) > 0]
         band = null_band(r)
@@ -138,7 +138,8 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
                 for m in marks:
                     ax.plot([m, m], [y - 0.4, y + 0.4], color=MIN_D, lw=1.3, ls="--", zorder=2)
             colour = COLOURS.get(r.get("verdict"), OTHER)
-            ax.plot([_num(r.get("d_ci_low")), _num(r.get("d_ci_high"))], [y, y], color=colour, lw=2.2, zorder=3)
+            ci = [min(max(_num(r.get(k)), lo_x - pad), hi_x + pad) for k in ("d_ci_low", "d_ci_high")]
+            ax.plot(ci, [y, y], color=colour, lw=2.2, zorder=3)
             ax.plot([_num(r.get("d"))], [y], "o", color=colour, ms=6, zorder=4)
         ax.axvline(0, color="black", lw=0.8, zorder=2.5)
         ax.set_xlim(lo_x - pad, hi_x + pad)

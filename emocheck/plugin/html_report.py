@@ -207,7 +207,7 @@ def _options(name: str, values) -> str:
 
 
 def render_html(rows: list[dict], families: dict, settings: dict, *, results: list[dict] | None = None,
-                registration: dict | None = None, figures: dict[str, Path] | None = None) -> str:
+                registration: dict | None = None, figures: dict[str, Path] | None = None, validity=None) -> str:
     """The page as a string. ``registration``: {"lock": {...} | None, "claims": {claim_id: status}}."""
     by_id = {r["claim_id"]: r for r in (results or [])}
     reg = registration or {}
@@ -286,11 +286,20 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         f"<span><b id='visible-count'>{len(rows)}</b> of {len(rows)} claims shown (click a claim for details; "
         "click a header to sort)</span></div>"
         f"<table id='claims'><thead><tr>{head}</tr></thead><tbody>{''.join(body_rows)}</tbody></table>"
+        + _validity_section(validity) +
         "<h2>Families</h2><table class='kv'><tr><th>family</th><th>declared</th><th>run</th>"
         f"<th>membership changed since lock</th></tr>{fam_rows}</table>"
         f"<h2>Forest plots</h2>{figs or '<p class=none>nothing to plot</p>'}"
         f"<script>{SCRIPT}</script></body></html>"
     )
+
+
+def _validity_section(validity) -> str:
+    if validity is None:
+        return ""
+    from emocheck.evaluators.validity import validity_html
+
+    return validity_html(validity)
 
 
 def write_html(path: str | Path, rows: list[dict], families: dict, settings: dict, **kwargs) -> Path:

@@ -363,7 +363,8 @@ def registration_markdown(rows: list[dict], families: dict, registration: dict |
     return lines + [""]
 
 
-def render_markdown(rows: list[dict], families: dict, settings: dict, registration: dict | None = None) -> str:
+def render_markdown(rows: list[dict], families: dict, settings: dict, registration: dict | None = None,
+                    validity=None) -> str:
     lines = ["# emocheck statistics report", ""]
     lines += ["## Session", ""] + session_settings_lines(settings) + [""]
     supported = sum(r["verdict"] == "supported" for r in rows)
@@ -379,6 +380,10 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
                   f"{r.get('reason', '')}" for r in late]
         lines += [""]
     lines += registration_markdown(rows, families, registration)
+    if validity is not None:   # how far to trust the instruments' scores (evaluators/validity.py)
+        from emocheck.evaluators.validity import validity_markdown
+
+        lines += validity_markdown(validity)
     lines += ["## Families", "", format_families(families, tablefmt="github"), ""]
     lines += ["## How the verdict is reached", "", VERDICT_TEXT, ""]
     lines += ["## Files", "",
@@ -389,6 +394,8 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
               "- `forest_<family>-<hash>.png`: one forest plot per family (d with its CI per claim, a panel "
               "per model, dashed min_d, grey null band)",
               "- `report.html`: this report with sorting, filtering and per-claim details (self-contained)",
+              "- `instrument_validity.csv`: each instrument's AUC per contrast on this session's prompts "
+              "(when the evaluator-validity claims ran)",
               "- `session.json`: provenance (git, packages, model and data hashes, command, seeds, timing) and "
               "every input needed to recompute each verdict", ""]
     return "\n".join(lines)
@@ -441,8 +448,16 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
                 atomic_write_dataframe(sample_dir / f"{safe_name(r['claim_id'])}.csv", _samples_frame(r))
         paths["samples"] = sample_dir
 
+        # The instruments' validity table, when this session's evaluator-validity claims wrote one.
+        from emocheck.evaluators.validity import VALIDITY_FILE, read_session_validity
+        from emocheck.storage import sidecar_path
+
+        validity = read_session_validity(out, RUN_STARTED if session_started is None else session_started)
+        if validity is not None:
+            paths["instrument_validity"] = out / VALIDITY_FILE
+            paths["instrument_validity_meta"] = sidecar_path(out / VALIDITY_FILE)
         paths["report"] = out / "report.md"
-        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration))
+        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration, validity))
         from emocheck.plugin.figures import family_forest_plots
         from emocheck.plugin.html_report import write_html
 
@@ -451,7 +466,7 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
         figures = family_forest_plots(rows, families, out)
         paths.update({f"forest_plot:{family}": path for family, path in figures.items()})
         paths["html"] = write_html(out / "report.html", rows, families, settings, results=results,
-                                   registration=registration, figures=figures)
+                                   registration=registration, figures=figures, validity=validity)
         paths["settings"] = out / "session.json"
         atomic_write_json(paths["settings"], {"settings": settings, "families": families})
         _seal(out, paths, results, settings, session_started)

@@ -17,6 +17,9 @@ head sets, random circuits).
 * ``d_ci_low``/``d_ci_high``: the d values that the shifted test does not reject, at 1 - 2 alpha
   (one-sided claims) or 1 - alpha (two-sided), so "the interval's bound clears min_d" and
   "p_min_effect < alpha" agree before correction. They are +-inf when K is too small for that level.
+* A tie: when every null draw equals the observation (zero spread), p = p_min_effect = 1, d = 0 and
+  the interval is (-inf, inf), ``extra['null_tie']`` is True: the observation does not exceed its
+  null, so the claim is not supported. A constant null that the observation differs from is an error.
 * ``extra['p_parametric']``: the normal-theory prediction test (x - mean) / (s sqrt(1 + 1/K)) ~
   t(K - 1), a sensitivity column for when K is small (it is not what decides).
 """
@@ -94,14 +97,27 @@ def compare_to_null(
         raise EvidenceError(f"null comparison: {k} null draw(s); at least 2 are needed (use many, e.g. >= 99)")
     m = float(z.mean())
     s = float(z.std(ddof=1))
-    if not s > 0:
-        raise EvidenceError("null comparison: the null draws are all identical (zero SD); d is undefined")
-    d = (x - m) / s
-    p_value = mc_pvalue(x, z, alternative)
-    p_min = mc_pvalue(x, z, alternative, shift=min_d * s)
-    conf = 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
-    lo, hi = _rank_bounds(x, z, s, conf)
-    t_pred = (x - m) / (s * math.sqrt(1 + 1 / k))
+    tie = not s > 0
+    if tie and not np.all(z == x):
+        raise EvidenceError(
+            f"null comparison: the null draws are all identical ({m:g}, zero SD) but the observed value {x:g} "
+            "differs from them, so it cannot be one of its own null's draws; check how the null is drawn")
+    if tie:
+        # A degenerate null that the observation equals (e.g. two scorers that both separate the groups
+        # perfectly: every paired swap leaves the AUC difference at 0) is a tie. The Monte-Carlo p is
+        # still exact and equals 1 in every direction (all K draws are at least as extreme), so the
+        # claim is "not supported": the observation does not exceed its null. d is 0 (no distance from
+        # the null) and its interval is unbounded (the null has no scale to measure d in).
+        d, lo, hi = 0.0, float("-inf"), float("inf")
+        p_value = mc_pvalue(x, z, alternative)
+        p_min = mc_pvalue(x, z, alternative, shift=0.0)
+    else:
+        d = (x - m) / s
+        p_value = mc_pvalue(x, z, alternative)
+        p_min = mc_pvalue(x, z, alternative, shift=min_d * s)
+        conf = 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
+        lo, hi = _rank_bounds(x, z, s, conf)
+    t_pred = 0.0 if tie else (x - m) / (s * math.sqrt(1 + 1 / k))
     if alternative == "greater":
         p_par = float(_st.t.sf(t_pred, k - 1))
         rank = 1 + int(np.sum(z >= x))
@@ -111,6 +127,8 @@ def compare_to_null(
     else:
         p_par = float(min(1.0, 2 * _st.t.sf(abs(t_pred), k - 1)))
         rank = 1 + int(np.sum(z >= x)) if x >= m else 1 + int(np.sum(z <= x))
+    if tie:
+        p_par = 1.0
     extra = {
         "n_null": int(k),
         "null_mean": m,
@@ -118,6 +136,7 @@ def compare_to_null(
         "null_rank": int(rank),
         "p_smallest_possible": 1.0 / (k + 1),
         "p_parametric": p_par,
+        "null_tie": bool(tie),
     }
     return Comparison(
         n_treated=1, n_control=int(k), paired=False, alternative=alternative, min_d=float(min_d),
