@@ -37,9 +37,13 @@ from scipy import stats as st
 from emocheck import claim
 from emocheck.heads.experiment import EMOTIONS
 from emocheck.heads.generation import EVALUATOR
-from emocheck.heads.growth import CLAIM_N, exact, exact_arrays
+from emocheck.heads.exact_growth import plot_specificity, specificity, specificity_arrays, write_exact_growth
+from emocheck.heads.growth import CLAIM_N, EXACT_KINDS, N_VALUES, exact, exact_arrays, out_dir
 from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN
 from emocheck.patching.scoring import noninferiority, paired_scores
+
+
+PAIRS = [(e, o) for e in EMOTIONS for o in EMOTIONS if o != e]
 
 
 def _record(evidence, model_name, profile, emotion, kind):
@@ -72,6 +76,46 @@ def test_heads_ablation_beats_random_sets(model_name, emotion, emocheck_profile,
 @pytest.mark.parametrize("emotion", EMOTIONS)
 def test_heads_patch_in_beats_random_sets(model_name, emotion, emocheck_profile, evidence):
     _record(evidence, model_name, emocheck_profile, emotion, "patch_in")
+
+
+@claim(
+    "heads: resample-ablating the top-8 {emotion} heads (each held-out {emotion} prompt gets the heads' output "
+    "on one training neutral prompt) lowers the final-layer {emotion} projection more than resample-ablating "
+    "random sets of 8 heads from the same layers",
+    family="q3_heads_ablation_resample", paired=True, alternative="greater", min_d=0.5,
+)
+@pytest.mark.parametrize("emotion", EMOTIONS)
+def test_heads_resample_ablation_beats_random_sets(model_name, emotion, emocheck_profile, evidence):
+    _record(evidence, model_name, emocheck_profile, emotion, "ablate_resample")
+
+
+# --------------------------------------------------------------------------- specificity (exact, held-out)
+
+@claim(
+    "heads: mean-ablating the top-8 {emotion} heads lowers the final-layer {emotion} projection on held-out "
+    "{emotion} prompts more than mean-ablating the top-8 {other} heads does (specificity)",
+    family="q3_heads_specificity", paired=True, alternative="greater", min_d=0.5,
+)
+@pytest.mark.parametrize("emotion, other", PAIRS)
+def test_heads_specificity(model_name, emotion, other, emocheck_profile, evidence):
+    df = specificity(model_name, emocheck_profile, emotion)
+    own, oth, ids = specificity_arrays(df, emotion, other)
+    heads = df.drop_duplicates("set_emotion").set_index("set_emotion")["heads"]
+    shared = len(set(heads[emotion].split(";")) & set(heads[other].split(";")))
+    evidence.record(treated=own, control=oth, sample_ids=ids,
+                    metrics={"own_heads": heads[emotion], "other_heads": heads[other], "shared_heads": shared,
+                             "own_mean_effect": float(own.mean()), "other_mean_effect": float(oth.mean())})
+
+
+def test_heads_exact_growth_and_specificity_written(model_name, emocheck_profile):
+    """Exact growth curves (n = 1..16, every ablation kind and patch-in, vs random sets) as CSV + PNG,
+    and the specificity figure; complete and finite (a missing or broken cell fails)."""
+    table = write_exact_growth(model_name, emocheck_profile)
+    assert len(table) == len(EMOTIONS) * len(EXACT_KINDS) * len(N_VALUES)
+    assert table[["observed", "null_mean"]].notna().all().all(), table.to_string()
+    tables = {e: specificity(model_name, emocheck_profile, e) for e in EMOTIONS}
+    plot_specificity(tables, out_dir(emocheck_profile, model_name) / "specificity.png",
+                     f"{model_name}: mean-ablating each emotion's top-8 heads (exact, held-out prompts)")
 
 
 # --------------------------------------------------------------------------- generation (evaluators)

@@ -30,9 +30,12 @@ def _values(loaded, seed=0, scale=6.0):
     return {layer: torch.randn(g.n_heads, g.head_dim, generator=gen) * scale for layer in range(g.n_layers)}
 
 
-@pytest.mark.parametrize("family", TINY_FAMILIES)
-@pytest.mark.parametrize("mode,positions,window", [("replace", "last", (0, 4)), ("zero", "all", (0, 3)),
-                                                   ("mean", "last", (1, 5))])
+CASES = ([(fam, "replace", "last", (0, 4)) for fam in TINY_FAMILIES]
+         + [(fam, mode, pos, win) for fam in ("llama", "gemma3_text")          # GQA families: every variant
+            for mode, pos, win in (("zero", "all", (0, 3)), ("mean", "last", (1, 5)))])
+
+
+@pytest.mark.parametrize("family,mode,positions,window", CASES)
 def test_fast_head_generation_matches_hooks_and_nnsight(models, family, mode, positions, window):
     m = models[family]
     vals = None if mode == "zero" else _values(m)
