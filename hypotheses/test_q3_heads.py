@@ -19,11 +19,18 @@ Sample sizes are the profile's (`ci`: 12 prompts x 30 random sets; each prompt c
 and one batched last-token pass for all sets, emocheck.heads.prefix_cache) and were set by a shared
 2-core CPU.
 
+Resample ablation (each held-out prompt gets the set's output on ONE training neutral prompt, seeded by
+its id; same sets and prompts as mean ablation) is claimed beside mean ablation. Specificity: on
+held-out prompts of an emotion, mean-ablating its own top-8 set against mean-ablating another emotion's
+top-8 set (same prompts, direction and neutral means; paired, min_d 0.5; the sets share many heads,
+`shared_heads` is reported). Exact growth curves (n = 1, 2, 4, 8, 16; zero / mean / resample ablation and
+patch-in vs the random sets) are written by a plain test (growth_exact.csv / .png).
+
 Generation (emocheck.heads.generation, design fixed before any judged result): the top-8 heads' mean
 emotion output is written (hook_z, last prompt token + 4 generated tokens, greedy) into neutral
 openings from the phase-5 split (ci: 40 judged prompts), against a random 8-head set with the same
 layer profile drawn fresh for every prompt (the random sets are a random effect, as phase 5's fresh
-random directions; the paired t on one fresh draw per prompt is calibrated in tests/test_calibration.py).
+random directions; the paired t on one fresh draw per prompt is calibrated in tests/test_patching_scoring.py).
 Judged on the raw paired difference of the emotion's evaluator score (gratitude -> GoEmotions
 gratitude, anger -> anger, apology -> remorse), min_d 0.2 as phase 5's style claims; fluency of the
 top-set continuations is a claim of its own (non-inferiority to the unpatched baseline with phase 5's
