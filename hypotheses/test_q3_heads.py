@@ -114,17 +114,6 @@ def test_heads_specificity(model_name, emotion, other, emocheck_profile, evidenc
                              "own_mean_effect": float(own.mean()), "other_mean_effect": float(oth.mean())})
 
 
-def test_heads_exact_growth_and_specificity_written(model_name, emocheck_profile):
-    """Exact growth curves (n = 1..16, every ablation kind and patch-in, vs random sets) as CSV + PNG,
-    and the specificity figure; complete and finite (a missing or broken cell fails)."""
-    table = write_exact_growth(model_name, emocheck_profile)
-    assert len(table) == len(EMOTIONS) * len(EXACT_KINDS) * len(N_VALUES)
-    assert table[["observed", "null_mean"]].notna().all().all(), table.to_string()
-    tables = {e: specificity(model_name, emocheck_profile, e) for e in EMOTIONS}
-    plot_specificity(tables, out_dir(emocheck_profile, model_name) / "specificity.png",
-                     f"{model_name}: mean-ablating each emotion's top-8 heads (exact, held-out prompts)")
-
-
 # --------------------------------------------------------------------------- generation (evaluators)
 
 @claim(
@@ -157,3 +146,16 @@ def test_heads_generation_fluency_noninferior(model_name, emotion, measure, marg
     evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
                     metrics={**out["metrics"], "random_sets_mean_diff": rnd["mean_diff"],
                              "judged_on": f"top - baseline - {margin:.3f} (non-inferiority)"})
+
+
+# --------------------------------------------------------------------------- exact growth (a table, not a claim)
+
+def test_heads_exact_growth_and_specificity_written(model_name, emocheck_profile):
+    """Exact growth curves (n = 1..16, every ablation kind and patch-in, vs random sets) as CSV + PNG,
+    and the specificity figure; complete and finite (a missing or broken cell fails)."""
+    table = write_exact_growth(model_name, emocheck_profile)
+    assert len(table) == len(EMOTIONS) * len(EXACT_KINDS) * len(N_VALUES)
+    assert table[["observed", "null_mean"]].notna().all().all(), table.to_string()
+    tables = {e: specificity(model_name, emocheck_profile, e) for e in EMOTIONS}
+    plot_specificity(tables, out_dir(emocheck_profile, model_name) / "specificity.png",
+                     f"{model_name}: mean-ablating each emotion's top-8 heads (exact, held-out prompts)")

@@ -45,10 +45,12 @@ KINDS = ("ablate", "patch_in")                   # first-order growth and the Q3
 EXACT_KINDS = ("ablate", "ablate_zero", "ablate_resample", "patch_in")
 MODE_OF = {"ablate": "mean", "ablate_zero": "zero", "ablate_resample": "resample", "patch_in": "replace"}
 GROWTH_CODE_VERSION = "head-growth-v1"
+#: exact_sets: random sets of the claims (n = CLAIM_N); growth_sets: random sets of the other n of the
+#: exact growth curves (descriptive; each set is one more row per prompt of a last-token batch).
 SETTINGS = {
-    "smoke": {"exact_prompts": 4, "exact_sets": 4, "direct_sets": 200},
-    "ci": {"exact_prompts": 12, "exact_sets": 30, "direct_sets": 1000},
-    "full": {"exact_prompts": 40, "exact_sets": 40, "direct_sets": 2000},
+    "smoke": {"exact_prompts": 4, "exact_sets": 4, "growth_sets": 4, "direct_sets": 200},
+    "ci": {"exact_prompts": 12, "exact_sets": 30, "growth_sets": 10, "direct_sets": 1000},
+    "full": {"exact_prompts": 40, "exact_sets": 40, "growth_sets": 40, "direct_sets": 2000},
 }
 
 
@@ -141,11 +143,12 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
 
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
     cfg = settings(profile)
+    n_sets = cfg["exact_sets"] if n == CLAIM_N else cfg["growth_sets"]
     chosen = screen_result.top_heads(emotion, n)
     ei = list(EMOTIONS).index(emotion)
     # every ablation kind shares the random sets and the prompt sample (so zero / mean / resample compare)
     seed = profile.seed + 104729 + 7919 * n + 31 * ei + (0 if kind.startswith("ablate") else 17)
-    sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, cfg["exact_sets"], seed)
+    sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, n_sets, seed)
     run, source = intervention_rows(reps, emotion, kind)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(run, size=min(cfg["exact_prompts"], len(run)), replace=False))
