@@ -116,9 +116,9 @@ def run_generation(model_name: str, profile: Profile, progress: bool = False) ->
         texts = [text_of[r["sample_id"]] for r in rows]
         specs = [HeadPatchSpec(r["heads"], "replace", "last", window=WINDOW, max_new_tokens=profile.new_tokens,
                                label=r["condition"]) if r["heads"] else None for r in rows]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()      # CPU time: what a quiet machine's wall would be
         res = generate_heads_fast(loaded, texts, specs, values)
-        t_gen = time.perf_counter() - t0
+        t_gen, c_gen = time.perf_counter() - t0, time.process_time() - c0
         df = pd.DataFrame({"sample_id": [r["sample_id"] for r in rows], "prompt": texts,
                            "condition": [r["condition"] for r in rows], "kind": [r["kind"] for r in rows],
                            "emotion": [r["emotion"] for r in rows],
@@ -127,12 +127,14 @@ def run_generation(model_name: str, profile: Profile, progress: bool = False) ->
         if "topic" in prompts:
             df["topic"] = df["sample_id"].map(dict(zip(prompts["id"], prompts["topic"])))
         df = pd.concat([df, fluency_table(loaded, res)], axis=1)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         df = pd.concat([df, score_all(df["text"].tolist())], axis=1)
-        t_score = time.perf_counter() - t1
+        t_score, c_score = time.perf_counter() - t1, time.process_time() - c1
         write_table_artifact(path, df, {"key": key, "model": model_name, "n_rows": len(df), "n_prompts": len(prompts),
                                         "window": list(WINDOW), "generation_seconds": t_gen,
-                                        "scoring_seconds": t_score, "tokens": res.meta.get("tokens")})
+                                        "generation_cpu_seconds": c_gen, "scoring_seconds": t_score,
+                                        "scoring_cpu_seconds": c_score, "threads": torch.get_num_threads(),
+                                        "tokens": res.meta.get("tokens")})
         log.info("%s: head generation %d rows in %.0f s (+ %.0f s evaluators)", model_name, len(df), t_gen, t_score)
     write_summary(df, d, model_name)
     return df
