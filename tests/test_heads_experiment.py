@@ -29,3 +29,36 @@ def test_screen_sample_is_per_class_seeded_and_keeps_splits():
     assert s.rows("neutral", "held_out").sum() == ((s.prompts.emotion == "neutral") & (s.prompts.split == "held_out")).sum()
     full = screen_sample(reps, get_profile("full"))
     assert len(full.prompts) == 300
+
+
+def test_screen_cache_is_verified_and_rebuilt_when_damaged(monkeypatch, results_tmp):
+    """The per-prompt screen cache goes through the one storage rule: served when intact, rebuilt (not
+    trusted, not a crash) when its bytes are damaged or its key is stale."""
+    import torch
+
+    import emocheck.heads.experiment as ex
+    import emocheck.models.registry as registry
+
+    calls = []
+
+    def fake_scores(loaded, reps, emotions, batch_size, progress):
+        calls.append(1)
+        return {"direct": torch.arange(12, dtype=torch.float32).reshape(3, 4) + len(calls)}
+
+    monkeypatch.setattr(ex, "per_prompt_scores", fake_scores)
+    monkeypatch.setattr(registry, "load_model", lambda name: None)
+    reps = _Reps()
+    reps.vectors = type("V", (), {"meta": {"key": "vec-1"}})()
+    profile = get_profile("ci")
+    first = ex.cached_per_prompt_scores("toy", profile, reps, progress=False)
+    again = ex.cached_per_prompt_scores("toy", profile, reps, progress=False)
+    assert len(calls) == 1 and torch.equal(first["direct"], again["direct"])
+    path = ex.scores_dir(profile, "toy") / "per_prompt.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF                                  # flip bits inside the tensor data
+    path.write_bytes(bytes(raw))
+    rebuilt = ex.cached_per_prompt_scores("toy", profile, reps, progress=False)
+    assert len(calls) == 2 and torch.equal(rebuilt["direct"], first["direct"] + 1)
+    reps.vectors.meta["key"] = "vec-2"               # other vectors: stale, rebuilt
+    ex.cached_per_prompt_scores("toy", profile, reps, progress=False)
+    assert len(calls) == 3

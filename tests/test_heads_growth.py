@@ -59,3 +59,38 @@ def test_exact_arrays_pivot():
     df = pd.DataFrame({"prompt_id": ["a", "b"] * 3, "set": [0, 0, 1, 1, 2, 2], "effect": [1, 2, 3, 4, 5, 6]})
     t, c = exact_arrays(df)
     assert t.tolist() == [1, 2] and c.tolist() == [[3, 5], [4, 6]]
+
+
+def test_resample_ablation_is_what_it_says():
+    """ablate_resample writes, per prompt, the heads' z of ANOTHER prompt: equal to a full plain-hook
+    pass with those values; resampling a prompt from itself changes nothing; zero ablation differs."""
+    from emocheck.heads.growth import resample_sources
+    from emocheck.heads.reference import patched_residuals_hooks
+    from emocheck.heads.specs import HeadPatchSpec
+
+    loaded, u, z_mean, direct = _setup()
+    enc = loaded.tokenizer(TEXTS, return_tensors="pt", padding=True, padding_side="right")
+    last = enc["attention_mask"].sum(1) - 1
+    r = read_heads(loaded, enc["input_ids"], enc["attention_mask"], last, resid=True)
+    z = torch.stack([r.z[layer] for layer in r.layers], 1)               # [n, L, H, hd]
+    donor = torch.tensor([1, 0, 3, 2])                                    # each prompt takes another's z
+    sets = [((0, 1), (1, 2)), ((2, 0),)]
+    ex = exact_effects(loaded, TEXTS, sets, z[donor], u, "ablate_resample")
+    final = loaded.n_layers - 1
+    for i, s in enumerate(sets):
+        spec = HeadPatchSpec(s, "resample", "last")
+        vals = {layer: z[donor][:, layer] for layer in range(loaded.n_layers)}
+        full = patched_residuals_hooks(loaded, enc["input_ids"], enc["attention_mask"], last, spec, vals,
+                                       read_layers=[final])[final]
+        want = -((full - r.resid_post[final]) @ u).double().numpy()
+        np.testing.assert_allclose(ex[i], want, rtol=1e-4, atol=1e-5)
+    assert np.abs(ex).max() > 1e-3
+    own = exact_effects(loaded, TEXTS, sets, z, u, "ablate_resample")
+    np.testing.assert_allclose(own, 0.0, atol=1e-5)
+    zero = exact_effects(loaded, TEXTS, sets, None, u, "ablate_zero")
+    assert not np.allclose(zero, ex)
+    # donors come from the source rows only, keyed by prompt id (order-free, seeded)
+    src = np.array([10, 11, 12])
+    a = resample_sources(src, ["p1", "p2", "p3", "p4"], seed=1)
+    assert set(a) <= set(src) and list(resample_sources(src, ["p3", "p1"], seed=1)) == [a[2], a[0]]
+    assert any(list(resample_sources(src, ["p1", "p2", "p3", "p4"], seed=s)) != list(a) for s in range(2, 6))

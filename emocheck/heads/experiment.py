@@ -13,7 +13,6 @@ Outputs:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
 
@@ -23,7 +22,8 @@ import pandas as pd
 from emocheck.heads.screening import (MEASURES, SCREEN_CODE_VERSION, HeadScreen, per_prompt_scores, plot_heatmaps,
                                       score_heads)
 from emocheck.profiles import Profile, get_profile, results_dir
-from emocheck.storage import atomic_save_tensors, atomic_write_dataframe, atomic_write_json, file_lock, sha256_file, stable_hash
+from emocheck.storage import (atomic_write_dataframe, file_lock, load_tensors_artifact, save_tensors_artifact,
+                              stable_hash)
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +69,22 @@ def scores_dir(profile: Profile, model_name: str):
 
 
 def cached_per_prompt_scores(model_name: str, profile: Profile, reps, progress: bool = True) -> dict:
-    """Per-prompt head scores, computed once (one pass per batch) and stored as safetensors + JSON."""
-    from safetensors.torch import load_file
-
+    """Per-prompt head scores, computed once (one pass per batch) and stored as safetensors by the one
+    storage rule (checksummed sidecar, verified on read; a missing, stale or damaged file is rebuilt)."""
     from emocheck.models.registry import load_model
 
     key = stable_hash({"vectors": reps.vectors.meta.get("key"), "code": SCREEN_CODE_VERSION,
                        "emotions": list(EMOTIONS), "ids": reps.prompts["id"].tolist()}, 24)
     path = scores_dir(profile, model_name) / "per_prompt.safetensors"
-    meta_path = path.with_suffix(".json")
     with file_lock(path):
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("key") == key and sha256_file(path) == meta.get("sha256"):
-                return load_file(str(path))
-        except (OSError, ValueError):
-            pass
+        found = load_tensors_artifact(path, key=key, what="head screen cache")
+        if found is not None:
+            return found[0]
         loaded = load_model(model_name)
         scores = per_prompt_scores(loaded, reps, list(EMOTIONS), batch_size=profile.batch_size, progress=progress)
         scores = {k: v.contiguous() for k, v in scores.items()}
-        atomic_save_tensors(path, scores)
-        atomic_write_json(meta_path, {"key": key, "sha256": sha256_file(path), "model": model_name,
-                                      "emotions": list(EMOTIONS), "measures": list(MEASURES)})
+        save_tensors_artifact(path, scores, {"key": key, "model": model_name, "emotions": list(EMOTIONS),
+                                             "measures": list(MEASURES)})
     return scores
 
 

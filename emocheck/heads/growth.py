@@ -1,12 +1,16 @@
 """Top-n head sets against random-head nulls, and how the effect grows with n (phase 6, Q3).
 
-Two interventions at the LAST prompt token (where the emotion projection is read), each measured on
+Interventions at the LAST prompt token (where the emotion projection is read), each measured on
 the projection of the final layer's resid_post (last token) on the unit emotion direction
 (vs_neutral, from training prompts):
 
     ablate    emotion -> neutral: on held-out prompts of the emotion, replace the set's head outputs
               (hook_z) with their mean over TRAINING neutral prompts (mean ablation keeps the activation
               on-distribution). Effect = drop of the projection (clean - patched); > 0 = the set carries it.
+    ablate_zero      the same with z_h := 0 (off-distribution; the classic knock-out)
+    ablate_resample  the same with z_h := z_h of ONE training neutral prompt, drawn per held-out prompt
+              (seeded by the prompt's id): on-distribution, and keeps the prompt-to-prompt spread that
+              the mean removes
     patch_in  neutral -> emotion: on held-out neutral prompts, write the set's mean output over TRAINING
               prompts of the emotion. Effect = rise of the projection (patched - clean).
 
@@ -37,12 +41,16 @@ from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lo
 
 N_VALUES = (1, 2, 4, 8, 16)
 CLAIM_N = 8
-KINDS = ("ablate", "patch_in")
+KINDS = ("ablate", "patch_in")                   # first-order growth and the Q3 claims
+EXACT_KINDS = ("ablate", "ablate_zero", "ablate_resample", "patch_in")
+MODE_OF = {"ablate": "mean", "ablate_zero": "zero", "ablate_resample": "resample", "patch_in": "replace"}
 GROWTH_CODE_VERSION = "head-growth-v1"
+#: exact_sets: random sets of the claims (n = CLAIM_N); growth_sets: random sets of the other n of the
+#: exact growth curves (descriptive; each set is one more row per prompt of a last-token batch).
 SETTINGS = {
-    "smoke": {"exact_prompts": 4, "exact_sets": 4, "direct_sets": 200},
-    "ci": {"exact_prompts": 12, "exact_sets": 30, "direct_sets": 1000},
-    "full": {"exact_prompts": 40, "exact_sets": 40, "direct_sets": 2000},
+    "smoke": {"exact_prompts": 4, "exact_sets": 4, "growth_sets": 4, "direct_sets": 200},
+    "ci": {"exact_prompts": 12, "exact_sets": 30, "growth_sets": 10, "direct_sets": 1000},
+    "full": {"exact_prompts": 40, "exact_sets": 40, "growth_sets": 40, "direct_sets": 2000},
 }
 
 
@@ -60,13 +68,21 @@ def _rows(reps, label: str, split_name: str) -> np.ndarray:
 
 def intervention_rows(reps, emotion: str, kind: str):
     """(held-out rows the intervention runs on, training rows whose mean it writes)."""
-    if kind == "ablate":
+    if kind not in MODE_OF:
+        raise ValueError(f"unknown head intervention {kind!r}; one of {', '.join(MODE_OF)}")
+    if kind.startswith("ablate"):
         return _rows(reps, emotion, "held_out"), _rows(reps, "neutral", "train")
     return _rows(reps, "neutral", "held_out"), _rows(reps, emotion, "train")
 
 
 def sign(kind: str) -> float:
-    return -1.0 if kind == "ablate" else 1.0      # ablate: effect = clean - patched
+    return -1.0 if kind.startswith("ablate") else 1.0      # ablation: effect = clean - patched
+
+
+def resample_sources(source: np.ndarray, prompt_ids, seed: int) -> np.ndarray:
+    """For each prompt, one row of `source` (training neutral prompts) to resample from, seeded by id."""
+    return np.array([source[int(stable_hash({"seed": seed, "prompt": str(p)}, 12), 16) % len(source)]
+                     for p in prompt_ids])
 
 
 def first_order(scores: dict, reps, emotion: str, kind: str, chosen, n_sets: int, seed: int,
@@ -127,10 +143,12 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
 
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
     cfg = settings(profile)
+    n_sets = cfg["exact_sets"] if n == CLAIM_N else cfg["growth_sets"]
     chosen = screen_result.top_heads(emotion, n)
     ei = list(EMOTIONS).index(emotion)
-    seed = profile.seed + 104729 + 7919 * n + 31 * ei + (0 if kind == "ablate" else 17)
-    sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, cfg["exact_sets"], seed)
+    # every ablation kind shares the random sets and the prompt sample (so zero / mean / resample compare)
+    seed = profile.seed + 104729 + 7919 * n + 31 * ei + (0 if kind.startswith("ablate") else 17)
+    sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, n_sets, seed)
     run, source = intervention_rows(reps, emotion, kind)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(run, size=min(cfg["exact_prompts"], len(run)), replace=False))
@@ -143,14 +161,20 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
             return cached
         loaded = load_model(model_name)
         final = loaded.n_layers - 1
-        z_mean = scores["z_last"][source].double().mean(0).float()                       # [L, H, hd]
-        texts = reps.prompts["text"].to_numpy()[sample].tolist()
-        effects = exact_effects(loaded, texts, sets, z_mean, _final_unit(reps, emotion, final), kind,
-                                progress=progress, desc=f"exact {kind} {emotion} {model_name}")
-        direct = scores["direct"][..., ei]
-        replacement = direct[source].double().mean(0)
-        fo = sign(kind) * direct_path_effects(direct[sample], replacement, set_masks(sets, *direct.shape[1:]))
         ids_col = reps.prompts["id"].to_numpy()[sample]
+        direct = scores["direct"][..., ei]
+        if kind == "ablate_resample":                  # one training neutral prompt per judged prompt
+            src = resample_sources(source, ids_col, seed)
+            z_values, replacement = scores["z_last"][src].float(), direct[src].double()
+        else:
+            z_values = scores["z_last"][source].double().mean(0).float()                  # [L, H, hd]
+            replacement = direct[source].double().mean(0)
+            if kind == "ablate_zero":
+                replacement = torch.zeros_like(replacement)   # z = 0 writes nothing (the o_proj bias is no head's)
+        texts = reps.prompts["text"].to_numpy()[sample].tolist()
+        effects = exact_effects(loaded, texts, sets, z_values, _final_unit(reps, emotion, final), kind,
+                                progress=progress, desc=f"exact {kind} {emotion} {model_name}")
+        fo = sign(kind) * direct_path_effects(direct[sample], replacement, set_masks(sets, *direct.shape[1:]))
         df = pd.DataFrame([{"prompt_id": ids_col[j], "set": i, "effect": effects[i, j],
                             "first_order": float(fo[j, i]), "heads": ";".join(f"L{a}H{b}" for a, b in sets[i])}
                            for i in range(len(sets)) for j in range(len(sample))])
@@ -162,18 +186,23 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
 def exact_effects(loaded, texts: list[str], sets, z_values: torch.Tensor, u: torch.Tensor, kind: str, *,
                   rows_per_pass: int = 64, progress: bool = False, desc: str = "exact") -> np.ndarray:
     """[n_sets, n_prompts] exact effects on resid_post(final layer, last token) @ u of replacing each
-    set's hook_z at the last token by z_values [L, H, hd]. Runs each prompt's prefix once and every
-    set as one row of a last-token batch (emocheck.heads.prefix_cache; equal to full patched passes)."""
+    set's hook_z at the last token by z_values: [L, H, hd] for every prompt, or [n_prompts, L, H, hd]
+    one per prompt (resample ablation); ignored for 'ablate_zero'. Runs each prompt's prefix once and
+    every set as one row of a last-token batch (emocheck.heads.prefix_cache; equal to full patched passes)."""
     from emocheck.heads.prefix_cache import last_token_residuals
     from emocheck.heads.specs import HeadPatchSpec
 
     final = loaded.n_layers - 1
-    values = {layer: z_values[layer] for layer in range(loaded.n_layers)}
     u = u.float()
-    mode = "mean" if kind == "ablate" else "replace"
+    mode = MODE_OF[kind]
+    per_prompt = z_values is not None and z_values.dim() == 4
+    if per_prompt and z_values.shape[0] != len(texts):
+        raise ValueError(f"{z_values.shape[0]} per-prompt values for {len(texts)} prompts")
     specs = [HeadPatchSpec(s, mode, "last", label=f"set{i}") for i, s in enumerate(sets)]
     effects = np.zeros((len(sets), len(texts)))
     for j, text in enumerate(tqdm(texts, desc=desc, disable=not progress, leave=False)):
+        z = None if mode == "zero" else (z_values[j] if per_prompt else z_values)
+        values = None if z is None else {layer: z[layer] for layer in range(loaded.n_layers)}
         clean, patched = last_token_residuals(loaded, text, specs, values, final, rows_per_pass=rows_per_pass)
         effects[:, j] = (sign(kind) * ((patched - clean[None]) @ u)).double().numpy()
     return effects
@@ -185,7 +214,7 @@ def exact_arrays(df: pd.DataFrame):
     return wide[0].to_numpy(), wide.drop(columns=0).to_numpy()
 
 
-def plot_growth(tables: pd.DataFrame, path, title: str = "") -> None:
+def plot_growth(tables: pd.DataFrame, path, title: str = "", ylabel: str = "first-order effect on final proj.") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,7 +234,7 @@ def plot_growth(tables: pd.DataFrame, path, title: str = "") -> None:
             ax.set_xscale("log", base=2)
             ax.set_title(f"{e}: {kind}", fontsize=9)
             ax.set_xlabel("heads in set (n)")
-            ax.set_ylabel("first-order effect on final proj.")
+            ax.set_ylabel(ylabel, fontsize=8)
             if r == 0 and c == 0:
                 ax.legend(fontsize=7)
     fig.suptitle(title)

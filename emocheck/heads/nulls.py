@@ -62,9 +62,11 @@ def direct_path_effects(direct: torch.Tensor, replacement: torch.Tensor, masks: 
     """[n_prompts, n_sets] first-order effects.
 
     direct [n_prompts, L, H]: each head's write projected on u at every prompt; replacement [L, H]:
-    the projection of the replacing write (e.g. the neutral mean); masks [n_sets, L, H].
+    the projection of the replacing write (e.g. the neutral mean), or [n_prompts, L, H] one per prompt
+    (resample ablation); masks [n_sets, L, H].
     """
-    delta = replacement[None].double() - direct.double()              # [n, L, H]
+    rep = replacement.double()
+    delta = (rep if rep.dim() == 3 else rep[None]) - direct.double()  # [n, L, H]
     return torch.einsum("nlh,slh->ns", delta, masks.double())
 
 

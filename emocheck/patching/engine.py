@@ -27,6 +27,12 @@ different batch composition (the sorting) can change results by float rounding o
 token equality with the nnsight and hook implementations on every tiny family, and
 ``benchmarks/bench_study.py`` reports the agreement on the real models. Sampling (``do_sample``) is
 not handled here: `generate_patched` then uses the nnsight implementation.
+
+Other interventions (``intervention=``): any object with ``shares_prefix`` (may step 0 feed only the
+last prompt token?), ``set_step(step, rows, prompt_mask)`` (called before every forward with the
+design-row indices of the rows still running; ``prompt_mask`` is the step-0 attention mask when the
+whole prompt is fed, else None) and ``close()``. Head-level patches use it
+(`emocheck.heads.fast_generation`).
 """
 from __future__ import annotations
 
@@ -164,10 +170,13 @@ def _batches(groups: list[list[int]], lengths: list[int], max_rows: int) -> list
 
 
 def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, *, score_fluency: bool = True,
-                  max_rows: int | None = None, max_logit_elements: float = 6e7) -> GenerationResult:
+                  max_rows: int | None = None, max_logit_elements: float = 6e7, intervention=None) -> GenerationResult:
     """Greedy patched generation (see module doc). `result.meta["continuation_nll"]` holds the
-    fluency NLL per row when `score_fluency`; `result.meta["tokens"]` counts the tokens processed."""
+    fluency NLL per row when `score_fluency`; `result.meta["tokens"]` counts the tokens processed.
+    `intervention` is a per-row intervention other than a residual direction (module doc)."""
     spec.validate(loaded.n_layers)
+    if intervention is not None and directions is not None:
+        raise ValueError("generate_fast: give residual directions or another intervention, not both")
     if spec.do_sample:
         raise ValueError("generate_fast is greedy only; generate_patched routes sampling to nnsight")
     input_ids, attention_mask = tokenize_prompts(loaded, prompts)
@@ -178,7 +187,7 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
     dirs = prepare_directions(loaded, spec, directions, n_rows) if patch else None
     if dirs is not None:
         dirs = {layer: v.float() for layer, v in dirs.items()}
-    share = not (patch and spec.patch_prompt)
+    share = not (patch and spec.patch_prompt) and (intervention is None or intervention.shares_prefix)
     groups: dict[tuple, list[int]] = {}
     for i, ids in enumerate(row_ids):
         groups.setdefault(tuple(ids.tolist()), []).append(i)
@@ -190,7 +199,7 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
     done_at = torch.full((n_rows,), spec.max_new_tokens, dtype=torch.long)
     nll = np.full(n_rows, np.nan)
     counts = {"prefix": 0, "decode": 0, "scoring": 0, "rows": n_rows, "distinct_prompts": len(keys)}
-    patcher = _Patcher(loaded, spec) if patch else None
+    patcher = _Patcher(loaded, spec) if patch else intervention
     try:
         with torch.no_grad():
             for rows in batches:
@@ -246,7 +255,9 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         eos_t = torch.tensor(eos, dtype=torch.long, device=dev)
         n_decode = 0
         for step in range(spec.max_new_tokens):
-            if patcher is not None:
+            if dirs is None and patcher is not None:
+                patcher.set_step(step, rows_t.to(dev)[active], mask if (step == 0 and not share) else None)
+            elif patcher is not None:
                 if step == 0 and p_d is not None:
                     patcher.deltas = p_d
                 elif step in step_d:
@@ -274,7 +285,9 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
                 cache.batch_select_indices(keep)
             mask = torch.cat([mask, torch.ones_like(nxt)[:, None]], 1)
             inp = nxt[:, None]
-        if patcher is not None:
+        if dirs is None and patcher is not None:
+            patcher.set_step(-1, active, None)              # off for the fluency pass
+        elif patcher is not None:
             patcher.deltas = None
         timed["tokens"] = n_decode
         counts["decode"] += n_decode
