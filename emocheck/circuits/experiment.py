@@ -15,7 +15,8 @@ Design (fixed before any judged result; everything at the last prompt token):
               circuit and of K random circuits with its layer profile, minimality of each member
 
 Outputs under results/<profile>/circuits/<model>/: attribution_<emotion>.csv, validation_<emotion>.csv,
-circuit_<emotion>.json (cached by a key over everything that determines it), nulls_<emotion>.csv,
+circuit_<emotion>.json (cached by a key over everything that determines it; checksummed in
+circuit_<emotion>.sha256.json, rebuilt when missing, stale or damaged), nulls_<emotion>.csv,
 faithfulness_<emotion>.png, circuit_<emotion>.png.
 """
 from __future__ import annotations
@@ -35,8 +36,8 @@ from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_se
 from emocheck.circuits.exact import exact_effects, validate
 from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, get_profile, results_dir
-from emocheck.storage import read_table_artifact, write_table_artifact
-from emocheck.storage import atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck.storage import json_bytes, read_artifact, read_table_artifact, write_artifact, write_table_artifact
+from emocheck.storage import atomic_write_dataframe, file_lock, stable_hash
 
 EMOTIONS = ("gratitude", "anger", "apology")
 SHARE = 0.8
@@ -89,17 +90,34 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     out = out_dir(profile, model_name)
     path = out / f"circuit_{emotion}.json"
     with file_lock(path):
-        try:
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key:
-                return cached
-        except (OSError, ValueError):
-            pass
+        cached = read_circuit(path, key)                     # verified by checksum; rebuilt when damaged
+        if cached is not None:
+            return cached
         loaded = load_model(model_name)
         result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress)
         result["key"] = key
-        atomic_write_json(path, result)
+        write_circuit(path, result)
     return result
+
+
+def circuit_meta_path(path):
+    """The checksum sidecar of circuit_<emotion>.json (the default `<stem>.json` would be the file itself)."""
+    return path.with_name(path.stem + ".sha256.json")
+
+
+def write_circuit(path, result: dict) -> None:
+    write_artifact(path, json_bytes(result), {"key": result["key"]}, meta_path=circuit_meta_path(path))
+
+
+def read_circuit(path, key: str) -> dict | None:
+    """The cached circuit summary if its checksum and key match, else None (missing, stale or damaged)."""
+    found = read_artifact(path, key=key, meta_path=circuit_meta_path(path), what="circuit summary")
+    if found is None:
+        return None
+    try:
+        return json.loads(found[0])
+    except ValueError:          # checksum matched bytes that are not JSON: a buggy writer; rebuild
+        return None
 
 
 def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress) -> dict:
