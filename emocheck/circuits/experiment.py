@@ -232,13 +232,16 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
 
 
 ROLE_PROMPTS = 6
+ROLES_VERSION = 2          # 2: token-level OV / QK columns and the evidence sentence
 
 
 def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
     """Role of each circuit head (emocheck.circuits.roles) on the first ROLE_PROMPTS attribution
     prompts; writes roles_<emotion>.csv (keyed by the circuit's key)."""
     from emocheck.circuits.exact import exact_effects
-    from emocheck.circuits.roles import head_roles
+    from emocheck.circuits.figures import plot_head_tokens
+    from emocheck.circuits.ov_qk import head_token_table
+    from emocheck.circuits.roles import head_roles, with_token_evidence
     from emocheck.models.registry import load_model
     from emocheck.representations.build import build_representations
 
@@ -246,7 +249,8 @@ def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: boo
     out = out_dir(profile, model_name)
     path = out / f"roles_{emotion}.csv"
     with file_lock(path):
-        cached = read_table_artifact(path, key=result["key"], what=path.stem)   # verified; rebuilt when damaged
+        key = f"{result['key']}-roles{ROLES_VERSION}"
+        cached = read_table_artifact(path, key=key, what=path.stem)   # verified; rebuilt when damaged
         if cached is not None:
             return cached
         reps = build_representations(model_name, profile, progress=progress)
@@ -265,7 +269,11 @@ def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: boo
         total = np.mean([exact_effects(loaded, t, source, index, direction=direction) for t in texts], 0)
         df = head_roles(loaded, texts, [trigger_of[t] for t in texts], neutral_texts, heads, direction,
                         {c.label: float(v) for c, v in zip(heads, total)})
-        write_table_artifact(path, df, {"key": result["key"], "prompts": ROLE_PROMPTS})
+        if heads:
+            tokens = head_token_table(loaded, texts, [trigger_of[t] for t in texts], heads, direction)
+            df = with_token_evidence(df, tokens)
+            plot_head_tokens(df, out / f"roles_{emotion}.png", f"{model_name} {emotion}: circuit heads, token-level OV / QK")
+        write_table_artifact(path, df, {"key": key, "prompts": ROLE_PROMPTS})
     return df
 
 
