@@ -85,3 +85,57 @@ def test_summary_pairs_each_method_with_its_own_baseline():
     assert g.loc["random circuits", "target_shift"] == pytest.approx(0.5)    # mean over a prompt's draws
     assert g.loc["prompting (phase 5)", "n_prompts"] == 2
     assert baseline_agreement(_table()) == pytest.approx(0.75)
+
+
+def test_modulation_pipeline_end_to_end_on_a_tiny_model(monkeypatch, results_tmp):
+    """modulation_samples + comparison_table on a tiny llama (circuits, prompts, phase-5 rows and the
+    evaluators faked): the design's rows, a verified cache, baseline tokens equal to a plain run."""
+    import types
+
+    import emocheck.circuits.generation as gen
+    from emocheck.patching.residual import PatchSpec, generate_plain
+    from emocheck.profiles import get_profile
+    from emocheck.testing import tiny_model
+
+    m = tiny_model("llama", n_layers=2, seed=5)
+    n = 6
+    judged = pd.DataFrame({"id": [f"g{i}" for i in range(n)], "text": [f"hello number {i} there" for i in range(n)],
+                           "topic": ["a", "b"] * 3})
+    train = pd.DataFrame({"text": [f"{e} words {i}" for e in EMOTIONS for i in range(8)],
+                          "emotion": [e for e in EMOTIONS for _ in range(8)], "split": "train"})
+    reps = types.SimpleNamespace(prompts=train, vectors=types.SimpleNamespace(meta={"key": "v"}))
+    spec = PatchSpec(layers=(0,), window=(0, 3), max_new_tokens=5, model="tiny")
+    scores = lambda texts: pd.DataFrame({c: np.linspace(0, 1, len(texts)) for c in  # noqa: E731
+                                         ("sentiment", "politeness", "emo_gratitude", "emo_anger", "emo_remorse")}
+                                        ).assign(empty=False)
+    plain = generate_plain(m, judged.text.tolist(), spec)
+    p5 = pd.DataFrame([{"sample_id": sid, "condition": c, "kind": c, "emotion": "", "text": "x", "nll": 1.0,
+                        "rep3": 0.0, "distinct2": 1.0, "topic": "a", "politeness": 0.5, "sentiment": 0.0,
+                        "emo_remorse": 0.1, "new_token_ids": " ".join(map(str, plain.new_tokens[j, :plain.lengths[j]].tolist()))}
+                       for j, sid in enumerate(judged.id) for c in gen.PHASE5_CONDITIONS])
+    monkeypatch.setattr(gen, "run_circuit", lambda model, profile, e, progress=True: {
+        "circuit_index": [1, 5, 9] if e == "anger" else [0, 8], "key": f"c-{e}"})
+    monkeypatch.setattr("emocheck.patching.experiment.split_generation_prompts", lambda profile: (judged, judged[:0]))
+    monkeypatch.setattr("emocheck.patching.experiment.base_spec", lambda profile, name: spec)
+    monkeypatch.setattr("emocheck.patching.experiment.claims_samples", lambda *a, **k: p5)
+    monkeypatch.setattr("emocheck.representations.build.build_representations", lambda *a, **k: reps)
+    monkeypatch.setattr("emocheck.models.registry.load_model", lambda name: m)
+    monkeypatch.setattr("emocheck.patching.running.score_all", scores)
+    profile = get_profile("smoke")
+
+    both = gen.comparison_table("tiny", profile, progress=False)
+    counts = both.groupby("condition").size()
+    k = gen.n_random(n)
+    assert counts["circuit_baseline"] == n and counts["circuit:anger"] == n and counts["randcircuit:anger"] == 2 * n
+    assert counts["prompt:gratitude"] == n and counts["baseline"] == n
+    rand = both[both.condition == "randcircuit:anger"]
+    assert set(rand.draw) == set(range(k)) and (rand.n_patched == 3).all()
+    assert gen.baseline_agreement(both) == 1.0                       # this run's baseline == plain generate
+    assert np.allclose(both.loc[both.condition == "circuit:anger", "signed_anger"],
+                       -both.loc[both.condition == "circuit:anger", "sentiment"])
+    d = gen.out_dir(profile, "tiny") / "modulation"
+    assert (d / "summary.csv").is_file() and (d / "comparison.png").is_file()
+    monkeypatch.setattr("emocheck.models.registry.load_model", lambda name: (_ for _ in ()).throw(AssertionError("regenerated")))
+    again = gen.modulation_samples("tiny", profile, progress=False)   # read back from the verified cache
+    mine = both[~both.condition.isin(gen.PHASE5_CONDITIONS)]
+    assert again.text.tolist() == mine.text.tolist() and np.allclose(again.nll, mine.nll)

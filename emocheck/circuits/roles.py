@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from emocheck.heads.access import read_heads
 
