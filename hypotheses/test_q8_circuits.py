@@ -113,10 +113,18 @@ def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, 
     treated = t[t.condition == f"circuit:{emotion}"].set_index("sample_id")[col]
     rand = t[t.condition == f"randcircuit:{emotion}"].pivot_table(index="sample_id", columns="draw", values=col,
                                                                   aggfunc="first", dropna=False)
-    ids = [i for i in treated.index if np.isfinite(treated[i]) and i in rand.index and rand.loc[i].notna().any()]
-    evidence.record(treated=treated[ids].to_numpy(float), control=rand.loc[ids].to_numpy(float), sample_ids=ids,
+    # An empty continuation has no score (NaN, as in phase 5). A random circuit left with fewer than two
+    # scored prompts cannot enter the additive fit: it is dropped and counted.
+    ids = [i for i in treated.index if np.isfinite(treated[i]) and i in rand.index]
+    control = rand.loc[ids]
+    control = control.loc[:, control.notna().sum() >= 2]
+    ids = [i for i in ids if control.loc[i].notna().any()]
+    control = control.loc[ids]
+    evidence.record(treated=treated[ids].to_numpy(float), control=control.to_numpy(float), sample_ids=ids,
                     metrics={"target": _target(emotion), "k_random_circuits": int(rand.shape[1]),
-                             "circuit_mean": float(treated[ids].mean()), "random_mean": float(np.nanmean(rand.loc[ids])),
+                             "k_random_circuits_judged": int(control.shape[1]),
+                             "empty_random_cells": int(rand.isna().sum().sum()),
+                             "circuit_mean": float(treated[ids].mean()), "random_mean": float(np.nanmean(control.to_numpy(float))),
                              "n_patched": int(t[t.condition == f"circuit:{emotion}"].n_patched.iloc[0])})
 
 
@@ -159,6 +167,11 @@ def test_circuits_modulation_beats_prompting(emotion, circuit_modulation, eviden
 @pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
 @pytest.mark.parametrize("measure, margin", [("nll", NLL_MARGIN), ("rep3", REP3_MARGIN)], ids=["nll", "rep3"])
 def test_circuits_modulation_fluency_noninferior(emotion, measure, margin, circuit_modulation, evidence):
-    out = noninferiority(circuit_modulation, f"circuit:{emotion}", "circuit_baseline", measure, margin)
+    t = circuit_modulation
+    out = noninferiority(t, f"circuit:{emotion}", "circuit_baseline", measure, margin)
+    # an empty (e.g. newlines-only) continuation has a finite NLL and can look fluent: count them beside it
+    empty = {c: int(t.loc[t.condition == c, "empty"].astype(bool).sum()) for c in (f"circuit:{emotion}", "circuit_baseline")}
     evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
-                    metrics={**out["metrics"], "judged_on": f"circuit - baseline - {margin:.3f} (non-inferiority)"})
+                    metrics={**out["metrics"], "n_empty_treated": empty[f"circuit:{emotion}"],
+                             "n_empty_baseline": empty["circuit_baseline"],
+                             "judged_on": f"circuit - baseline - {margin:.3f} (non-inferiority)"})
