@@ -43,11 +43,12 @@ def test_engine_component_patch_matches_plain_hooks(models, family, window):
     m = models[family]
     spec = PatchSpec(layers=(0,), window=window, max_new_tokens=8)
     texts, masks, z, mlp, source = design(m)
-    ref = generate_component_patch_hooks(m, texts, spec, masks, z, mlp, source)
     plain = generate_plain(m, texts, spec)
+    ref = generate_component_patch_hooks(m, texts, spec, masks, z, mlp, source)
     for max_rows in (5, 64):                     # split batches (other padding, dropped rows) and one batch
-        fast = generate_fast(m, texts, spec, None, max_rows=max_rows,
-                             intervention=ComponentPatch(m, masks, z, mlp, source, window))
+        patch = ComponentPatch(m, masks, z, mlp, source, window)
+        fast = generate_fast(m, texts, spec, None, max_rows=max_rows, intervention=patch)
+        assert not patch.handles                 # the engine closed it: no hook is left on the model
         assert torch.equal(fast.new_tokens, ref.new_tokens), max_rows
         assert fast.texts == ref.texts and torch.equal(fast.lengths, ref.lengths)
     n = len(PROMPTS)

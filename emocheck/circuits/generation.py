@@ -114,7 +114,10 @@ def modulation_samples(model_name: str, profile: Profile, progress: bool = True)
             texts = [judged["text"].iloc[r[0]] for r in sub]
             patch = ComponentPatch(loaded, torch.stack([r[4] for r in sub]), z_vals, m_vals,
                                    torch.tensor([r[5] for r in sub]), spec.window)
-            res = generate_fast(loaded, texts, spec, None, intervention=patch, max_rows=len(sub))
+            try:
+                res = generate_fast(loaded, texts, spec, None, intervention=patch, max_rows=len(sub))
+            finally:
+                patch.close()
             df = pd.DataFrame({"sample_id": [judged["id"].iloc[r[0]] for r in sub], "prompt": texts, "prefix": "",
                                "condition": [r[1] for r in sub], "kind": [r[1].split(":")[0] for r in sub],
                                "emotion": [r[2] for r in sub], "draw": [r[3] for r in sub],

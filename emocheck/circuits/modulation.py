@@ -9,8 +9,9 @@ masked components' activations at the LAST position are REPLACED by the source v
 downstream is recomputed from them, everything else is untouched. Rows with an empty mask are exact
 unpatched runs.
 
-`ComponentPatch` is the intervention object of the fast shared-prefix engine
-(`emocheck.patching.engine.generate_fast(intervention=...)`); `generate_component_patch_hooks` is
+`ComponentPatch` is an intervention object of the fast shared-prefix engine
+(`emocheck.patching.engine.generate_fast(intervention=...)`: ``shares_prefix``, ``set_step`` and
+``close``; its hooks are installed when it is made and removed by ``close``); `generate_component_patch_hooks` is
 the plain-hook reference (Hugging Face ``generate`` with forward hooks that count steps, row by row
 loops), used by the tests to prove identical greedy tokens on every tiny family.
 """
@@ -49,20 +50,23 @@ class ComponentPatch:
         self.z_vals, self.mlp_vals = z_vals.float(), mlp_vals.float()
         self.window = (int(window[0]), int(window[1]))
         self.g = g
-        self.rows = None                          # global row indices of the current forward, or None (off)
+        self.rows = None                          # design-row indices of the current forward, or None (off)
+        self.shares_prefix = True                 # only the last position is patched: prefixes can be shared
+        heads = [l for l in range(g.n_layers) if self.head_mask[:, l].any()]
+        mlps = [l for l in range(g.n_layers) if self.mlp_mask[:, l].any()]
+        self.handles = [out_proj(loaded, l).register_forward_pre_hook(self._head_hook(l)) for l in heads]
+        self.handles += [mlp_module(loaded, l).register_forward_hook(self._mlp_hook(l)) for l in mlps]
 
-    def set_step(self, step, rows) -> None:
+    def set_step(self, step, rows, prompt_mask=None) -> None:
+        """The engine's call before every forward (step -1: off). Only the last position is patched,
+        which is every row's last token at step 0 too (left padding), so prompt_mask is not needed."""
         on = step is not None and self.window[0] <= step < self.window[1]
         self.rows = torch.as_tensor(rows, dtype=torch.long).cpu() if on else None
 
-    def install(self, loaded) -> list:
-        handles = []
-        layers = [l for l in range(self.g.n_layers) if self.head_mask[:, l].any()]
-        for layer in layers:
-            handles.append(out_proj(loaded, layer).register_forward_pre_hook(self._head_hook(layer)))
-        for layer in [l for l in range(self.g.n_layers) if self.mlp_mask[:, l].any()]:
-            handles.append(mlp_module(loaded, layer).register_forward_hook(self._mlp_hook(layer)))
-        return handles
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
 
     def _head_hook(self, layer: int):
         def hook(mod, args):

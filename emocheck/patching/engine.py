@@ -20,15 +20,6 @@ tokens before the patched position: the patch lands on the last prompt token at 
 4. **Sorted batches.** Distinct prompts are sorted by length and their rows packed into batches of
    at most ``max_rows`` (all conditions of a prompt stay together), so little padding is computed.
 
-**Other interventions** (``intervention=``, e.g. a circuit's components patched at the current token,
-`emocheck.circuits.modulation`): an object with ``install(loaded) -> [hook handles]`` (called once,
-removed at the end) and ``set_step(step, rows)``, called before every decoding forward with the
-generation step and the indices (into ``prompts``) of the rows in that forward, in batch order, and
-with ``(None, None)`` before the unpatched prefix and fluency passes. Its hooks see the current
-forward's positions: at step 0 that is the last prompt token alone (unless ``patch_prompt=True``
-with directions, then the whole prompt), later the token just generated; so patching position -1
-is the same convention as the direction patch.
-
 Numerics: position ids and masks are derived from the attention mask exactly as in Hugging Face
 ``generate``; with bfloat16 (or float16) weights the delta is added in float32 and rounded once
 (``h = (h.float() + delta).to(h.dtype)``), for float32 models that is the plain ``h += delta``. A
@@ -36,6 +27,12 @@ different batch composition (the sorting) can change results by float rounding o
 token equality with the nnsight and hook implementations on every tiny family, and
 ``benchmarks/bench_study.py`` reports the agreement on the real models. Sampling (``do_sample``) is
 not handled here: `generate_patched` then uses the nnsight implementation.
+
+Other interventions (``intervention=``): any object with ``shares_prefix`` (may step 0 feed only the
+last prompt token?), ``set_step(step, rows, prompt_mask)`` (called before every forward with the
+design-row indices of the rows still running; ``prompt_mask`` is the step-0 attention mask when the
+whole prompt is fed, else None) and ``close()``. Head-level patches use it
+(`emocheck.heads.fast_generation`).
 """
 from __future__ import annotations
 
@@ -176,8 +173,10 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
                   max_rows: int | None = None, max_logit_elements: float = 6e7, intervention=None) -> GenerationResult:
     """Greedy patched generation (see module doc). `result.meta["continuation_nll"]` holds the
     fluency NLL per row when `score_fluency`; `result.meta["tokens"]` counts the tokens processed.
-    `intervention` (optional, see module doc) is applied beside (or instead of) the directions."""
+    `intervention` is a per-row intervention other than a residual direction (module doc)."""
     spec.validate(loaded.n_layers)
+    if intervention is not None and directions is not None:
+        raise ValueError("generate_fast: give residual directions or another intervention, not both")
     if spec.do_sample:
         raise ValueError("generate_fast is greedy only; generate_patched routes sampling to nnsight")
     input_ids, attention_mask = tokenize_prompts(loaded, prompts)
@@ -188,7 +187,7 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
     dirs = prepare_directions(loaded, spec, directions, n_rows) if patch else None
     if dirs is not None:
         dirs = {layer: v.float() for layer, v in dirs.items()}
-    share = not (patch and spec.patch_prompt)
+    share = not (patch and spec.patch_prompt) and (intervention is None or intervention.shares_prefix)
     groups: dict[tuple, list[int]] = {}
     for i, ids in enumerate(row_ids):
         groups.setdefault(tuple(ids.tolist()), []).append(i)
@@ -200,20 +199,15 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
     done_at = torch.full((n_rows,), spec.max_new_tokens, dtype=torch.long)
     nll = np.full(n_rows, np.nan)
     counts = {"prefix": 0, "decode": 0, "scoring": 0, "rows": n_rows, "distinct_prompts": len(keys)}
-    patcher = _Patcher(loaded, spec) if patch else None
-    handles = intervention.install(loaded) if intervention is not None else []
+    patcher = _Patcher(loaded, spec) if patch else intervention
     try:
         with torch.no_grad():
             for rows in batches:
                 _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, done_at, nll, counts,
-                           patcher, score_fluency, max_logit_elements, intervention)
+                           patcher, score_fluency, max_logit_elements)
     finally:
         if patcher is not None:
             patcher.close()
-        for h in handles:
-            h.remove()
-        if intervention is not None:
-            intervention.set_step(None, None)
     steps = int(done_at.max()) if n_rows else 0
     seqs = torch.cat([ids_cpu, new_tokens[:, :steps]], 1)
     meta = {"impl": "prefix-cache", "tokens": counts, "batch_rows": batches}
@@ -224,8 +218,7 @@ def generate_fast(loaded, prompts: list[str], spec: PatchSpec, directions=None, 
 
 
 def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, done_at, nll, counts, patcher,
-               score_fluency, max_logit_elements, intervention=None):
-    step_of = intervention.set_step if intervention is not None else (lambda step, rows: None)
+               score_fluency, max_logit_elements):
     dev = loaded.device
     model = loaded.model
     rows_t = torch.tensor(rows, dtype=torch.long)
@@ -239,7 +232,6 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
     pre_ids, pre_mask = _left_pad([u[:-1] for u in u_ids], pad)
     pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
     prefix = _new_cache(loaded)
-    step_of(None, None)
     if pre_ids.shape[1]:
         with timing.phase("generation", model=loaded.name, tokens=int(pre_mask.sum()), part="prefix"):
             model(input_ids=pre_ids, attention_mask=pre_mask, position_ids=_positions(pre_mask, pre_ids.shape[1]),
@@ -263,7 +255,9 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         eos_t = torch.tensor(eos, dtype=torch.long, device=dev)
         n_decode = 0
         for step in range(spec.max_new_tokens):
-            if patcher is not None:
+            if dirs is None and patcher is not None:
+                patcher.set_step(step, rows_t.to(dev)[active], mask if (step == 0 and not share) else None)
+            elif patcher is not None:
                 if step == 0 and p_d is not None:
                     patcher.deltas = p_d
                 elif step in step_d:
@@ -271,7 +265,6 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
                     patcher.deltas = {k: v[sel.to(v.device)] for k, v in step_d[step].items()}
                 else:
                     patcher.deltas = None
-            step_of(step, rows_t[active.cpu()])
             out = model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, inp.shape[1]),
                         use_cache=True, logits_to_keep=1, **{_cache_kw(model): cache})
             n_decode += int(mask[:, -inp.shape[1]:].sum())
@@ -292,9 +285,10 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
                 cache.batch_select_indices(keep)
             mask = torch.cat([mask, torch.ones_like(nxt)[:, None]], 1)
             inp = nxt[:, None]
-        if patcher is not None:
+        if dirs is None and patcher is not None:
+            patcher.set_step(-1, active, None)              # off for the fluency pass
+        elif patcher is not None:
             patcher.deltas = None
-        step_of(None, None)
         timed["tokens"] = n_decode
         counts["decode"] += n_decode
         del cache
