@@ -17,6 +17,7 @@ vs exact-patching agreement are reported as metrics (they are not what is judged
 prompts, K = 199 random circuits (Monte-Carlo p >= 1/200 = 0.005, below Holm's smallest threshold
 0.05 / 6 for a family of 3 emotions x 2 models).
 """
+import numpy as np
 import pytest
 
 from emocheck import claim
@@ -53,3 +54,124 @@ def test_circuits_faithfulness_beats_random_circuits(emotion, emotion_circuit, e
 def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, evidence):
     r = emotion_circuit(emotion)
     evidence.record_null(observed=r["completeness"], null=r["null_completeness"], metrics=_metrics(r))
+
+
+# --------------------------------------------------------------------------- circuit modulation in generation
+#
+# Design (emocheck.circuits.generation; fixed, with these min_d and margins, before any generation was
+# judged): each emotion's circuit is patched into phase 5's judged neutral generations (members'
+# activations at the current token replaced by their mean over training prompts of the emotion, steps
+# 0-4) and compared on the same prompts and instruments with phase 5's residual steering (the emotion
+# vector at the phase-5 selected layer and alpha) and prompting (the emotional prefix, phase 5's half of
+# the prompts). Target: politeness up (gratitude), sentiment down (anger), remorse up (apology), signed
+# so that "raises" means toward the emotion. Random circuits (same size and layer profile, K = n/2, two
+# per prompt) are a random effect; fluency is a claim of its own (phase 5's margins).
+#
+# Power of the rule at ci (n = 20 prompts, 10 for prompting; Holm's first step alpha/m as the planning
+# level, m = 12 for the modulation and fluency families, 18 for the comparisons), from
+# emocheck.stats.power.power_min_effect: 80% power needs a true paired d of 1.12 (min_d 0.2, n 20,
+# m 12), 1.17 (n 20, m 18), 1.83 (prompting, n 10, m 18) and 0.86 for the min_d-0 non-inferiority
+# claims. The random-circuit claim has fewer effective df (Satterthwaite over prompt and circuit
+# variance) and needs more. Only large effects can be supported at ci; d and its interval are
+# reported either way.
+
+from emocheck.circuits.generation import baseline_agreement  # noqa: E402
+from emocheck.patching.conditions import TARGETS  # noqa: E402
+from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN  # noqa: E402
+from emocheck.patching.scoring import noninferiority, paired_scores  # noqa: E402
+
+MODULATION = "q8_circuit_modulation"
+COMPARISON = "q8_circuit_vs_steering_prompting"
+MOD_FLUENCY = "q8_circuit_fluency"
+#: non-inferiority margin against steering, in SDs of the baseline's target score over the judged prompts
+NI_MARGIN_SD = 0.2
+
+
+def _target(emotion: str) -> str:
+    col, sign = TARGETS[emotion]
+    return f"{'+' if sign > 0 else '-'}{col}"
+
+
+def _paired(evidence, table, treated, control, emotion, extra=None, shift=0.0):
+    out = paired_scores(table, treated, control, f"signed_{emotion}")
+    if len(out["sample_ids"]) < 3:
+        from emocheck.errors import EvidenceError
+        raise EvidenceError(f"{treated} vs {control}: {len(out['sample_ids'])} paired prompts; the design has more "
+                            "(rerun `python -m emocheck.circuits.generation`)")
+    metrics = {**out["metrics"], "treated": treated, "control": control, "target": _target(emotion),
+               "baseline_tokens_identical_to_phase5": baseline_agreement(table), **(extra or {})}
+    evidence.record(treated=out["treated"] + shift, control=out["control"], metrics=metrics, sample_ids=out["sample_ids"])
+
+
+@claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
+       "more than patching random circuits of the same size and layer profile (random effect)",
+       family=MODULATION, paired=True, alternative="greater", min_d=0.2)
+@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, evidence):
+    t = circuit_modulation
+    col = f"signed_{emotion}"
+    treated = t[t.condition == f"circuit:{emotion}"].set_index("sample_id")[col]
+    rand = t[t.condition == f"randcircuit:{emotion}"].pivot_table(index="sample_id", columns="draw", values=col,
+                                                                  aggfunc="first", dropna=False)
+    # An empty continuation has no score (NaN, as in phase 5). A random circuit left with fewer than two
+    # scored prompts cannot enter the additive fit: it is dropped and counted.
+    ids = [i for i in treated.index if np.isfinite(treated[i]) and i in rand.index]
+    control = rand.loc[ids]
+    control = control.loc[:, control.notna().sum() >= 2]
+    ids = [i for i in ids if control.loc[i].notna().any()]
+    control = control.loc[ids]
+    evidence.record(treated=treated[ids].to_numpy(float), control=control.to_numpy(float), sample_ids=ids,
+                    metrics={"target": _target(emotion), "k_random_circuits": int(rand.shape[1]),
+                             "k_random_circuits_judged": int(control.shape[1]),
+                             "empty_random_cells": int(rand.isna().sum().sum()),
+                             "circuit_mean": float(treated[ids].mean()), "random_mean": float(np.nanmean(control.to_numpy(float))),
+                             "n_patched": int(t[t.condition == f"circuit:{emotion}"].n_patched.iloc[0])})
+
+
+@claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
+       "versus the unpatched baseline", family=MODULATION, paired=True, alternative="greater", min_d=0.2)
+@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+def test_circuits_modulation_vs_baseline(emotion, circuit_modulation, evidence):
+    _paired(evidence, circuit_modulation, f"circuit:{emotion}", "circuit_baseline", emotion)
+
+
+@claim("circuits: patching the {emotion} circuit moves the {emotion} target score more than residual steering "
+       "with the {emotion} vector (phase-5 layer and alpha)", family=COMPARISON, paired=True, alternative="greater",
+       min_d=0.2)
+@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+def test_circuits_modulation_beats_steering(emotion, circuit_modulation, evidence):
+    _paired(evidence, circuit_modulation, f"circuit:{emotion}", emotion, emotion)
+
+
+@claim("circuits: patching the {emotion} circuit moves the {emotion} target score at least as much as residual "
+       "steering with the {emotion} vector (non-inferiority, margin 0.2 baseline SDs)", family=COMPARISON,
+       paired=True, alternative="greater", min_d=0.0)
+@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+def test_circuits_modulation_noninferior_to_steering(emotion, circuit_modulation, evidence):
+    t = circuit_modulation
+    margin = NI_MARGIN_SD * float(t[t.condition == "baseline"][f"signed_{emotion}"].std(ddof=1))
+    _paired(evidence, t, f"circuit:{emotion}", emotion, emotion, shift=margin,
+            extra={"margin": margin, "judged_on": "circuit - steering + margin (non-inferiority)"})
+
+
+@claim("circuits: patching the {emotion} circuit moves the {emotion} target score more than prompting with an "
+       "emotional prefix (phase-5 prompting condition)", family=COMPARISON, paired=True, alternative="greater",
+       min_d=0.2)
+@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+def test_circuits_modulation_beats_prompting(emotion, circuit_modulation, evidence):
+    _paired(evidence, circuit_modulation, f"circuit:{emotion}", f"prompt:{emotion}", emotion)
+
+
+@claim("circuits: continuations with the {emotion} circuit patched are not less fluent than the unpatched "
+       "baseline ({measure} difference below {margin})", family=MOD_FLUENCY, paired=True, alternative="less", min_d=0.0)
+@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("measure, margin", [("nll", NLL_MARGIN), ("rep3", REP3_MARGIN)], ids=["nll", "rep3"])
+def test_circuits_modulation_fluency_noninferior(emotion, measure, margin, circuit_modulation, evidence):
+    t = circuit_modulation
+    out = noninferiority(t, f"circuit:{emotion}", "circuit_baseline", measure, margin)
+    # an empty (e.g. newlines-only) continuation has a finite NLL and can look fluent: count them beside it
+    empty = {c: int(t.loc[t.condition == c, "empty"].astype(bool).sum()) for c in (f"circuit:{emotion}", "circuit_baseline")}
+    evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
+                    metrics={**out["metrics"], "n_empty_treated": empty[f"circuit:{emotion}"],
+                             "n_empty_baseline": empty["circuit_baseline"],
+                             "judged_on": f"circuit - baseline - {margin:.3f} (non-inferiority)"})

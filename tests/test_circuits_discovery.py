@@ -135,3 +135,28 @@ def test_random_circuit_null_is_calibrated_for_a_circuit_chosen_without_looking(
     print(f"planted-null rejection rate at alpha {alpha}: {rate:.3f} over {reps} circuits")
     assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / reps), rate
     assert np.std(faith[:, 0]) > 0                        # the statistic varies: the check can fail
+
+
+def test_edge_attribution_is_the_first_order_limit_of_exact_edges():
+    """For a source close to the prompt's own activations (eps x the way to the neutral mean) the
+    first-order edge attribution equals the exact path-patching edge up to O(eps) (second order)."""
+    from emocheck.circuits.components import Activations
+    from emocheck.circuits.edges import edge_attribution, edge_effects
+
+    m = tiny_model("llama", n_layers=3, seed=7)
+    comps = all_components(m)
+    u = _direction(m)
+    text = EMOTION[0]
+    a = LastTokenRun(m, text).run()["acts"]
+    n = mean_activations(m, NEUTRAL)
+    nodes = [i for i, c in enumerate(comps) if c.kind == "mlp" or c.head in (0, 1)]
+    errors = []
+    for eps in (0.2, 0.05):
+        src = Activations(a.z[0] + eps * (n.z - a.z[0]), a.mlp[0] + eps * (n.mlp - a.mlp[0]))
+        exact = edge_effects(m, [text], src, nodes, comps, direction=u).edge.to_numpy()
+        eap = edge_attribution(m, [text], src, nodes, comps, direction=u).edge_attribution.to_numpy()
+        big = np.abs(exact) > 0.1 * np.abs(exact).max()
+        errors.append(np.max(np.abs(eap[big] - exact[big]) / np.abs(exact[big])))
+        assert np.corrcoef(exact, eap)[0, 1] > 0.95
+    assert errors[1] < 0.5 * errors[0] + 1e-3, errors            # the error shrinks with eps: first order
+    assert errors[1] < 0.1, errors

@@ -14,8 +14,9 @@ Design (fixed before any judged result; everything at the last prompt token):
   judged      on a seeded sample of HELD-OUT emotion prompts: faithfulness and completeness of the
               circuit and of K random circuits with its layer profile, minimality of each member
 
-Outputs under results/<profile>/circuits/<model>/: attribution_<emotion>.csv, validation_<emotion>.csv,
-circuit_<emotion>.json (cached by a key over everything that determines it), nulls_<emotion>.csv,
+Edges and head roles of a circuit: emocheck.circuits.analysis. Outputs under results/<profile>/circuits/<model>/: attribution_<emotion>.csv, validation_<emotion>.csv,
+circuit_<emotion>.json (cached by a key over everything that determines it; checksummed in
+circuit_<emotion>.sha256.json, rebuilt when missing, stale or damaged), nulls_<emotion>.csv,
 faithfulness_<emotion>.png, circuit_<emotion>.png.
 """
 from __future__ import annotations
@@ -35,8 +36,8 @@ from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_se
 from emocheck.circuits.exact import exact_effects, validate
 from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, get_profile, results_dir
-from emocheck.storage import read_table_artifact, write_table_artifact
-from emocheck.storage import atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck.storage import json_bytes, read_artifact, write_artifact
+from emocheck.storage import atomic_write_dataframe, file_lock, stable_hash
 
 EMOTIONS = ("gratitude", "anger", "apology")
 SHARE = 0.8
@@ -89,17 +90,34 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     out = out_dir(profile, model_name)
     path = out / f"circuit_{emotion}.json"
     with file_lock(path):
-        try:
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key:
-                return cached
-        except (OSError, ValueError):
-            pass
+        cached = read_circuit(path, key)                     # verified by checksum; rebuilt when damaged
+        if cached is not None:
+            return cached
         loaded = load_model(model_name)
         result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress)
         result["key"] = key
-        atomic_write_json(path, result)
+        write_circuit(path, result)
     return result
+
+
+def circuit_meta_path(path):
+    """The checksum sidecar of circuit_<emotion>.json (the default `<stem>.json` would be the file itself)."""
+    return path.with_name(path.stem + ".sha256.json")
+
+
+def write_circuit(path, result: dict) -> None:
+    write_artifact(path, json_bytes(result), {"key": result["key"]}, meta_path=circuit_meta_path(path))
+
+
+def read_circuit(path, key: str) -> dict | None:
+    """The cached circuit summary if its checksum and key match, else None (missing, stale or damaged)."""
+    found = read_artifact(path, key=key, meta_path=circuit_meta_path(path), what="circuit summary")
+    if found is None:
+        return None
+    try:
+        return json.loads(found[0])
+    except ValueError:          # checksum matched bytes that are not JSON: a buggy writer; rebuild
+        return None
 
 
 def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress) -> dict:
@@ -172,85 +190,6 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     return result
 
 
-EDGE_NODES = 12
-EDGE_PROMPTS = 3
-
-
-def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
-    """Edges among the circuit's EDGE_NODES members of largest |attribution| (emocheck.circuits.edges,
-    exact path patching through one node) on the first EDGE_PROMPTS attribution prompts; writes
-    edges_<emotion>.csv and redraws circuit_<emotion>.png with the edges."""
-    from emocheck.circuits.edges import edge_effects
-    from emocheck.circuits.figures import plot_circuit
-    from emocheck.models.registry import load_model
-    from emocheck.representations.build import build_representations
-
-    result = run_circuit(model_name, profile, emotion, progress=progress)
-    out = out_dir(profile, model_name)
-    path = out / f"edges_{emotion}.csv"
-    with file_lock(path):
-        cached = read_table_artifact(path, key=result["key"], what=path.stem)   # verified; rebuilt when damaged
-        if cached is not None:
-            return cached
-        reps = build_representations(model_name, profile, progress=progress)
-        cfg = settings(profile)
-        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
-        attr_texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
-        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
-        loaded = load_model(model_name)
-        comps = all_components(loaded)
-        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
-                                        position="last").float()
-        source = mean_activations(loaded, neutral_texts)
-        labels = {c.label: i for i, c in enumerate(comps)}
-        top = sorted(result["attribution"], key=lambda k: -abs(result["attribution"][k]))[:EDGE_NODES]
-        edges = edge_effects(loaded, attr_texts[:EDGE_PROMPTS], source, [labels[k] for k in top], comps,
-                             direction=direction)
-        write_table_artifact(path, edges, {"key": result["key"], "nodes": top, "prompts": EDGE_PROMPTS})
-        strong = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(20)
-        plot_circuit(result, comps, loaded.n_layers, loaded.n_heads, out / f"circuit_{emotion}.png",
-                     edges=list(zip(strong.src, strong.dst, strong.edge)))
-    return edges
-
-
-ROLE_PROMPTS = 6
-
-
-def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
-    """Role of each circuit head (emocheck.circuits.roles) on the first ROLE_PROMPTS attribution
-    prompts; writes roles_<emotion>.csv (keyed by the circuit's key)."""
-    from emocheck.circuits.exact import exact_effects
-    from emocheck.circuits.roles import head_roles
-    from emocheck.models.registry import load_model
-    from emocheck.representations.build import build_representations
-
-    result = run_circuit(model_name, profile, emotion, progress=progress)
-    out = out_dir(profile, model_name)
-    path = out / f"roles_{emotion}.csv"
-    with file_lock(path):
-        cached = read_table_artifact(path, key=result["key"], what=path.stem)   # verified; rebuilt when damaged
-        if cached is not None:
-            return cached
-        reps = build_representations(model_name, profile, progress=progress)
-        cfg = settings(profile)
-        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
-        texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)[:ROLE_PROMPTS]
-        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
-        trigger_of = dict(zip(reps.prompts.text, reps.prompts.trigger))
-        loaded = load_model(model_name)
-        comps = all_components(loaded)
-        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
-                                        position="last").float()
-        source = mean_activations(loaded, neutral_texts)
-        heads = [c for c in (comps[i] for i in result["circuit_index"]) if c.kind == "head"]
-        index = [comps.index(c) for c in heads]
-        total = np.mean([exact_effects(loaded, t, source, index, direction=direction) for t in texts], 0)
-        df = head_roles(loaded, texts, [trigger_of[t] for t in texts], neutral_texts, heads, direction,
-                        {c.label: float(v) for c, v in zip(heads, total)})
-        write_table_artifact(path, df, {"key": result["key"], "prompts": ROLE_PROMPTS})
-    return df
-
-
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -268,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--emotion", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)       # one thread: on a shared small machine more threads only spin
+    from emocheck.circuits.analysis import circuit_edges, circuit_roles
+
     profile = get_profile(args.profile)
     for e in ([args.emotion] if args.emotion else EMOTIONS):
         r = run_circuit(args.model, profile, e)
@@ -281,6 +222,10 @@ def main(argv=None) -> int:
         top = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(5)
         print("  strongest edges (share of the source's ablation effect through the target): " + "; ".join(
             f"{a}->{b} {w:.1f} of {t:.1f}" for a, b, w, t in zip(top.src, top.dst, top.edge, top.total_src)))
+        if "edge_attribution" in edges and len(edges) > 2:
+            from scipy import stats as st
+            print(f"  edge attribution vs exact edges: Spearman {st.spearmanr(edges.edge, edges.edge_attribution).statistic:.3f} "
+                  f"over {len(edges)} edges")
         roles = circuit_roles(args.model, profile, e, progress=True)
         print("  head roles: " + "; ".join(f"{k} {v}" for k, v in roles.role.value_counts().items()))
     return 0

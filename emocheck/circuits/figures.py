@@ -58,3 +58,34 @@ def plot_circuit(result: dict, components, n_layers: int, n_heads: int, path, ed
                  f"faithfulness {result['faithfulness']:.2f}\nnode area: |attribution| (red: ablating lowers the "
                  f"projection); arcs u->v: exact effect of u carried by v (width by |edge|)", fontsize=7)
     atomic_save_figure(fig, path)
+
+
+def plot_head_tokens(df, path, title: str) -> None:
+    """Per circuit head: OV projection on the emotion direction at trigger tokens vs elsewhere (left),
+    attention to the trigger relative to uniform from the last token vs later positions (right)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = {"picks up at the trigger": "tab:red", "writes to the output": "tab:blue"}
+    c = [colours.get(r, "tab:grey") for r in df.role]
+    axes[0].scatter(df.other_ov, df.trigger_ov, c=c, s=18)
+    lim = [float(np.nanmin([df.other_ov.min(), df.trigger_ov.min()])), float(np.nanmax([df.other_ov.max(), df.trigger_ov.max()]))]
+    axes[0].plot(lim, lim, c="grey", lw=0.5)
+    axes[0].set_xlabel("OV . u at other tokens (mean)")
+    axes[0].set_ylabel("OV . u at trigger tokens (mean)")
+    axes[1].scatter(df.trigger_ratio_after, df.trigger_ratio, c=c, s=18)
+    axes[1].axhline(2.0, ls="--", c="grey", lw=0.5)
+    axes[1].set_xlabel("attention to trigger / uniform, positions after it")
+    axes[1].set_ylabel("attention to trigger / uniform, last token")
+    for ax in axes:
+        for r in df.itertuples():
+            x, y = (r.other_ov, r.trigger_ov) if ax is axes[0] else (r.trigger_ratio_after, r.trigger_ratio)
+            ax.annotate(r.component, (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points")
+    handles = [plt.Line2D([], [], marker="o", ls="", c=v, label=k) for k, v in colours.items()]
+    handles.append(plt.Line2D([], [], marker="o", ls="", c="tab:grey", label="relays"))
+    axes[1].legend(handles=handles, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)

@@ -12,15 +12,17 @@
            "writes to the output"           elif direct_share >= DIRECT_SHARE
            "relays (acts through later components)"   otherwise
 
-Thresholds are fixed here, not tuned. NOT measured (not done): the OV circuit per input token (which
-tokens, when attended, write the emotion) and QK scores as functions of token identity; the roles
-above use the heads' actual patterns and writes on real prompts instead.
+Thresholds are fixed here, not tuned. `with_token_evidence` adds the token-level OV / QK measurements
+of emocheck.circuits.ov_qk beside each role (they do not change the rule, which was fixed before
+they existed): the trigger tokens' OV projection on the emotion direction against the other tokens'
+(does what the head reads AT the trigger write the emotion?), the share of its actual emotion write
+that comes from the trigger span, attention to the trigger from the positions after it, the tokens
+with the largest OV projection, and an `evidence` sentence per head.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from emocheck.heads.access import read_heads
 
@@ -67,3 +69,20 @@ def head_roles(loaded, texts, triggers, neutral_texts, heads, direction, total_e
                      "direct_drop": direct_drop, "total_drop": total_drop, "direct_share": share,
                      "role": role(ratio, share if np.isfinite(share) else 0.0)})
     return pd.DataFrame(rows)
+
+
+def with_token_evidence(roles: pd.DataFrame, tokens: pd.DataFrame) -> pd.DataFrame:
+    """roles (head_roles) joined with the ov_qk.head_token_table columns and an evidence sentence."""
+    df = roles.merge(tokens.drop(columns=["layer", "head"]), on="component", how="left")
+
+    def sentence(r) -> str:
+        qk = (f"attends to the trigger {r.trigger_ratio:.1f}x uniform from the last token, "
+              f"{r.trigger_ratio_after:.1f}x from the positions after it")
+        ov = (f"OV on the emotion direction {r.trigger_ov:+.2f} at trigger tokens vs {r.other_ov:+.2f} elsewhere, "
+              f"{100 * r.trigger_write_share:.0f}% of its emotion write from the trigger")
+        out = f"{100 * r.direct_share:.0f}% of its ablation effect is its own write" if np.isfinite(r.direct_share) else ""
+        return "; ".join(x for x in (qk, ov, out) if x)
+
+    df["trigger_ov_exceeds_other"] = df.trigger_ov > df.other_ov
+    df["evidence"] = [sentence(r) for r in df.itertuples()]
+    return df

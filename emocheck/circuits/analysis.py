@@ -1,0 +1,113 @@
+"""Edges and head roles of a discovered circuit (after `emocheck.circuits.experiment.run_circuit`):
+exact path-patching edges with the first-order edge attribution beside them, and per-head roles with
+their token-level OV / QK evidence. Both tables are cached by the storage rule, keyed by the circuit."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emocheck.circuits.components import all_components, mean_activations
+from emocheck.circuits.experiment import EMOTIONS, _sample, out_dir, run_circuit, settings
+from emocheck.profiles import Profile
+from emocheck.storage import file_lock, read_table_artifact, write_table_artifact
+
+EDGE_NODES = 12
+EDGE_PROMPTS = 3
+EDGES_VERSION = 2          # 2: first-order edge attribution beside the exact edges
+
+
+def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
+    """Edges among the circuit's EDGE_NODES members of largest |attribution| (emocheck.circuits.edges:
+    exact path patching through one node, and beside it the first-order edge attribution, timed) on
+    the first EDGE_PROMPTS attribution prompts; writes edges_<emotion>.csv (both, with their Spearman
+    correlation in the sidecar) and redraws circuit_<emotion>.png with the exact edges."""
+    import time
+
+    from scipy import stats as st
+
+    from emocheck.circuits.edges import edge_attribution, edge_effects
+    from emocheck.circuits.figures import plot_circuit
+    from emocheck.models.registry import load_model
+    from emocheck.representations.build import build_representations
+
+    result = run_circuit(model_name, profile, emotion, progress=progress)
+    out = out_dir(profile, model_name)
+    path = out / f"edges_{emotion}.csv"
+    with file_lock(path):
+        key = f"{result['key']}-edges{EDGES_VERSION}"
+        cached = read_table_artifact(path, key=key, what=path.stem)   # verified; rebuilt when damaged
+        if cached is not None:
+            return cached
+        reps = build_representations(model_name, profile, progress=progress)
+        cfg = settings(profile)
+        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
+        attr_texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
+        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+        loaded = load_model(model_name)
+        comps = all_components(loaded)
+        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
+                                        position="last").float()
+        source = mean_activations(loaded, neutral_texts)
+        labels = {c.label: i for i, c in enumerate(comps)}
+        top = sorted(result["attribution"], key=lambda k: -abs(result["attribution"][k]))[:EDGE_NODES]
+        nodes = [labels[k] for k in top]
+        t0 = time.perf_counter()
+        edges = edge_effects(loaded, attr_texts[:EDGE_PROMPTS], source, nodes, comps, direction=direction)
+        t1 = time.perf_counter()
+        eap = edge_attribution(loaded, attr_texts[:EDGE_PROMPTS], source, nodes, comps, direction=direction)
+        t2 = time.perf_counter()
+        edges = edges.merge(eap, on=["src", "dst"])
+        rho = float(st.spearmanr(edges.edge, edges.edge_attribution).statistic) if len(edges) > 2 else float("nan")
+        write_table_artifact(path, edges, {"key": key, "nodes": top, "prompts": EDGE_PROMPTS,
+                                           "spearman_exact_vs_attribution": rho, "seconds_exact": t1 - t0,
+                                           "seconds_attribution": t2 - t1})
+        strong = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(20)
+        plot_circuit(result, comps, loaded.n_layers, loaded.n_heads, out / f"circuit_{emotion}.png",
+                     edges=list(zip(strong.src, strong.dst, strong.edge)))
+    return edges
+
+
+ROLE_PROMPTS = 6
+ROLES_VERSION = 2          # 2: token-level OV / QK columns and the evidence sentence
+
+
+def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
+    """Role of each circuit head (emocheck.circuits.roles) on the first ROLE_PROMPTS attribution
+    prompts; writes roles_<emotion>.csv (keyed by the circuit's key)."""
+    from emocheck.circuits.exact import exact_effects
+    from emocheck.circuits.figures import plot_head_tokens
+    from emocheck.circuits.ov_qk import head_token_table
+    from emocheck.circuits.roles import head_roles, with_token_evidence
+    from emocheck.models.registry import load_model
+    from emocheck.representations.build import build_representations
+
+    result = run_circuit(model_name, profile, emotion, progress=progress)
+    out = out_dir(profile, model_name)
+    path = out / f"roles_{emotion}.csv"
+    with file_lock(path):
+        key = f"{result['key']}-roles{ROLES_VERSION}"
+        cached = read_table_artifact(path, key=key, what=path.stem)   # verified; rebuilt when damaged
+        if cached is not None:
+            return cached
+        reps = build_representations(model_name, profile, progress=progress)
+        cfg = settings(profile)
+        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
+        texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)[:ROLE_PROMPTS]
+        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+        trigger_of = dict(zip(reps.prompts.text, reps.prompts.trigger))
+        loaded = load_model(model_name)
+        comps = all_components(loaded)
+        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
+                                        position="last").float()
+        source = mean_activations(loaded, neutral_texts)
+        heads = [c for c in (comps[i] for i in result["circuit_index"]) if c.kind == "head"]
+        index = [comps.index(c) for c in heads]
+        total = np.mean([exact_effects(loaded, t, source, index, direction=direction) for t in texts], 0)
+        df = head_roles(loaded, texts, [trigger_of[t] for t in texts], neutral_texts, heads, direction,
+                        {c.label: float(v) for c, v in zip(heads, total)})
+        if heads:
+            tokens = head_token_table(loaded, texts, [trigger_of[t] for t in texts], heads, direction)
+            df = with_token_evidence(df, tokens)
+            plot_head_tokens(df, out / f"roles_{emotion}.png", f"{model_name} {emotion}: circuit heads, token-level OV / QK")
+        write_table_artifact(path, df, {"key": key, "prompts": ROLE_PROMPTS})
+    return df
