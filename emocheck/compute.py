@@ -74,6 +74,21 @@ class ModelShape:
         return (self.block_params() + self.head_params() + embeddings) * bytes_per_elem
 
 
+def token_flops(loaded, with_logits: bool = True, blocks: int | None = None) -> float:
+    """Matrix-multiply FLOPs of one token through `blocks` decoder blocks (default all) of a loaded model,
+    plus the unembedding when its logits are needed (what timing records count as a phase's work)."""
+    shape = getattr(loaded, "_emocheck_shape", None)
+    if shape is None:
+        shape = ModelShape.from_config(loaded.model.config)
+        try:
+            loaded._emocheck_shape = shape
+        except AttributeError:                # a frozen or slotted wrapper: recompute next time
+            pass
+    per_block = shape.block_params() / shape.n_layers
+    n = shape.n_layers if blocks is None else min(int(blocks), shape.n_layers)
+    return 2.0 * (per_block * n + (shape.head_params() if with_logits else 0))
+
+
 def gemm_rate(d_in: int, d_out: int, rows: int = 128, dtype=torch.float32, device="cpu",
               seconds: float = 0.5) -> float:
     """Measured FLOP/s of [rows, d_in] @ [d_in, d_out] in this process (best of repeated runs)."""

@@ -37,6 +37,7 @@ from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, get_profile, results_dir
 from emocheck.storage import read_table_artifact, write_table_artifact
 from emocheck.storage import atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck import timing
 
 EMOTIONS = ("gratitude", "anger", "apology")
 SHARE = 0.8
@@ -68,6 +69,7 @@ def _sample(prompts: pd.DataFrame, label: str, split_name: str, n: int, rng) -> 
     return prompts.text.to_numpy()[pick].tolist()
 
 
+@timing.timed("circuits")
 def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> dict:
     """The whole design above; returns the circuit summary (also written as circuit_<emotion>.json)."""
     from emocheck.models.registry import load_model
@@ -176,6 +178,7 @@ EDGE_NODES = 12
 EDGE_PROMPTS = 3
 
 
+@timing.timed("circuits")
 def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
     """Edges among the circuit's EDGE_NODES members of largest |attribution| (emocheck.circuits.edges,
     exact path patching through one node) on the first EDGE_PROMPTS attribution prompts; writes
@@ -216,6 +219,7 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
 ROLE_PROMPTS = 6
 
 
+@timing.timed("circuits")
 def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
     """Role of each circuit head (emocheck.circuits.roles) on the first ROLE_PROMPTS attribution
     prompts; writes roles_<emotion>.csv (keyed by the circuit's key)."""

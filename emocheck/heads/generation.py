@@ -22,8 +22,10 @@ from emocheck.heads.nulls import random_head_sets
 from emocheck.heads.specs import HeadPatchSpec
 from emocheck.profiles import Profile
 from emocheck.storage import atomic_write_dataframe
+from emocheck import timing
 
 
+@timing.timed("heads")
 def run_generation(model_name: str, profile: Profile, emotion: str, *, n: int = CLAIM_N, n_prompts: int = 8,
                    n_random: int = 4, new_tokens: int = 20, window: tuple[int, int] = (0, 5),
                    progress: bool = False) -> pd.DataFrame:

@@ -214,6 +214,9 @@ def pytest_configure(config: pytest.Config) -> None:
         state.env_backup.setdefault("EMOCHECK_REMOTE", os.environ.get("EMOCHECK_REMOTE"))
         os.environ["EMOCHECK_REMOTE"] = remote
     config.pluginmanager.register(_SessionPlugin(config, state), f"emocheck-session-{id(config)}")
+    from emocheck.plugin.timing_hooks import TimingPlugin      # per-test phases (run-time breakdown)
+
+    config.pluginmanager.register(TimingPlugin(), f"emocheck-timing-{id(config)}")
     if state.preregister and not state.is_worker:
         from emocheck.plugin.register_hooks import PreregisterPlugin
 
