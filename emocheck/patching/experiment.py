@@ -141,7 +141,9 @@ def _claim_conditions(model_name: str, profile: Profile, sel: dict, judged: pd.D
     spec = base_spec(profile, model_name)
     return claim_conditions(reps.vectors, sel["layer"], sel["alpha"], spec.site, judged["id"], random_seed_base(profile),
                             null_source=null_source(reps), subspaces=reps.subspaces,
-                            dose_alpha=sel.get("dose_matched_alpha"), secondary=settings(profile)["secondary"])
+                            dose_alpha=sel.get("dose_matched_alpha"), secondary=settings(profile)["secondary"],
+                            null_prompts=settings(profile).get("null_prompts"),
+                            secondary_prompts=settings(profile).get("secondary_prompts"))
 
 
 @lru_cache(maxsize=None)
