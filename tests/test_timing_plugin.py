@@ -62,3 +62,4 @@ def test_session_json_and_terminal_carry_every_phase(inner_session):
     assert "test_not_a_claim" not in json.dumps(phases)
     line = [x for x in result.stdout.lines if x.startswith("emocheck timing (")]
     assert len(line) == 1 and "ecp_timed" in line[0] and "generation" in line[0] and "session run" in line[0]
+

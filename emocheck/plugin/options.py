@@ -207,6 +207,13 @@ def pytest_configure(config: pytest.Config) -> None:
                        *getattr(state, "data_files", {}).items()):
         state.env_backup[key] = os.environ.get(key)
         os.environ[key] = value
+    if not state.is_worker and not os.environ.get("EMOCHECK_RUN_ID"):
+        # One run id for the controller and its xdist workers (they inherit the environment), so the
+        # session's timing summary adds up every process of THIS session and no other.
+        import uuid
+
+        state.env_backup["EMOCHECK_RUN_ID"] = None
+        os.environ["EMOCHECK_RUN_ID"] = f"session-{uuid.uuid4().hex[:12]}"
     state.config = config
     config.stash[STATE_KEY] = state
     remote = config.getoption("--emocheck-remote", None)      # nnsight remote execution (speed)
