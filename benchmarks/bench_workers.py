@@ -65,6 +65,11 @@ def child(model, rows, prompts, threads, out) -> subprocess.Popen:
 
 
 def variant(name, rows, prompts, tmp: Path) -> dict:
+    """Wall time and the children's CPU time (user + system): under load from other jobs two processes
+    get a larger share of the cores than one, so the CPU time of the same work is the fairer comparison."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     if name == "sequential":              # one process, 2 threads, the models one after the other
         procs = [child(",".join(MODELS), rows, prompts, 2, str(tmp / "seq.json"))]
@@ -73,7 +78,10 @@ def variant(name, rows, prompts, tmp: Path) -> dict:
     for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"{name}: a child failed")
-    return {"variant": name, "wall": time.perf_counter() - t}
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"variant": name, "wall": wall, "cpu": cpu}
 
 
 def main(argv=None) -> int:
@@ -85,7 +93,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--results", default=str(ROOT / "results" / "ci" / "benchmarks"))
+    ap.add_argument("--identity-only", action="store_true",
+                    help="only the token identity of 1 vs 2 threads, in this process (no timing A/B)")
     args = ap.parse_args(argv)
+    if args.identity_only:
+        found = {}
+        for m in MODELS:
+            one = workload(m, args.rows, args.prompts, 1, None)
+            two = workload(m, args.rows, args.prompts, 2, None)
+            same = sum(x == y for x, y in zip(one["tokens"], two["tokens"]))
+            nll = max(abs(x - y) for x, y in zip(one["nll"], two["nll"]))
+            found[m] = {"rows": one["rows"], "rows_identical": same, "max_abs_nll_diff": nll}
+            print(f"{m}: 1 vs 2 threads: {same}/{one['rows']} rows with identical greedy tokens, "
+                  f"max |NLL diff| {nll:.2e}", flush=True)
+        Path(args.results).mkdir(parents=True, exist_ok=True)
+        (Path(args.results) / "bench_workers_identity.json").write_text(json.dumps(found, indent=1))
+        return 0
     if args.child:
         outs = [workload(m, args.rows, args.prompts, args.threads, None) for m in args.child.split(",")]
         Path(args.out).write_text(json.dumps(outs))
@@ -99,8 +122,8 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             for name in ("sequential", "parallel"):
                 runs.append(variant(name, args.rows, args.prompts, tmp))
-                print(f"round {r}: {runs[-1]['variant']} {runs[-1]['wall']:.1f}s (load {os.getloadavg()[0]:.1f})",
-                      flush=True)
+                print(f"round {r}: {runs[-1]['variant']} {runs[-1]['wall']:.1f}s wall, {runs[-1]['cpu']:.1f}s CPU "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
         seq = {o["model"]: o for o in json.loads((tmp / "seq.json").read_text())}
         par = {m: json.loads((tmp / f"par-{m}.json").read_text())[0] for m in MODELS}
     identity = {}
@@ -113,10 +136,15 @@ def main(argv=None) -> int:
         print(f"{m}: 2 threads vs 1 thread: {same}/{len(a['tokens'])} rows with identical greedy tokens, "
               f"max |NLL diff| {identity[m]['max_abs_nll_diff']:.2e}; generation {a['seconds']:.1f}s (2 threads, alone) "
               f"vs {b['seconds']:.1f}s (1 thread, beside the other model)")
-    walls = {n: sorted(r["wall"] for r in runs if r["variant"] == n) for n in ("sequential", "parallel")}
-    med = {n: v[len(v) // 2] for n, v in walls.items()}
-    print(f"wall (median of {args.rounds}): sequential 2 threads {med['sequential']:.1f}s, parallel 1+1 threads "
-          f"{med['parallel']:.1f}s: parallel is {med['sequential'] / med['parallel']:.2f}x; load {os.getloadavg()}")
+    med = {}
+    for key in ("wall", "cpu"):
+        for n in ("sequential", "parallel"):
+            v = sorted(r[key] for r in runs if r["variant"] == n)
+            med[f"{n}_{key}"] = v[len(v) // 2]
+    print(f"median of {args.rounds}: sequential (2 threads) {med['sequential_wall']:.1f}s wall / "
+          f"{med['sequential_cpu']:.1f}s CPU; parallel (1 + 1 threads) {med['parallel_wall']:.1f}s wall / "
+          f"{med['parallel_cpu']:.1f}s CPU: wall ratio {med['sequential_wall'] / med['parallel_wall']:.2f}x, "
+          f"CPU ratio {med['sequential_cpu'] / med['parallel_cpu']:.2f}x; load {os.getloadavg()}")
     Path(args.results).mkdir(parents=True, exist_ok=True)
     (Path(args.results) / "bench_workers.json").write_text(json.dumps({"runs": runs, "median": med,
                                                                        "identity": identity}, indent=1))
