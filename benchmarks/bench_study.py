@@ -89,7 +89,10 @@ def bench_model(name: str, profile, fraction: float, baseline: bool, rounds: int
                 table = ex.sweep_table(samples)
                 ex.select_layer_alpha(table, loaded.n_layers)
             with timing.phase("figures", model=name):
-                ex.plot_sweep(table, tmp / name / "dose_response.png", name)
+                try:
+                    ex.plot_sweep(table, tmp / name / "dose_response.png", name)
+                except ValueError as exc:       # a fraction run's tiny sweep can leave a log axis empty
+                    print(f"  (sweep plot skipped: {exc})")
         print(f"  {name} {label}: {rows[label]['rows']} rows on {len(prompts)} prompts "
               f"({rows[label]['rows_per_prompt']:.1f} per prompt)", flush=True)
     timing.flush()
@@ -129,11 +132,14 @@ def merge(summaries: list[dict]) -> dict:
 
 def report(summ: dict, title: str, wall: float | None = None) -> dict:
     """Print the breakdown of a summary (table, generation ratios, totals); return it as data."""
-    rates = breakdown.measure_rates(breakdown.models_of(summ))
-    rows = breakdown.phase_rows(summ, rates)
+    shapes = breakdown.model_shapes(breakdown.models_of(summ))
+    rates = breakdown.measure_rates(list(shapes), shapes=shapes)
+    rows = breakdown.phase_rows(summ, rates, shapes)
     print(f"\n{title}\n{load()}")
     print(breakdown.format_rows(rows))
-    gens = [g for g in (breakdown.generation_ratio(summ, rates, m) for m in breakdown.models_of(summ)) if g]
+    if any(r["flops_estimated"] for r in rows):
+        print("  (floors of token-only generation records: tokens x FLOPs per token with logits)")
+    gens = [g for g in (breakdown.generation_ratio(summ, rates, m, shapes) for m in breakdown.models_of(summ)) if g]
     for g in gens:
         print(f"  {g['model']}: generation + fluency {g['seconds']:.1f}s vs floor {g['floor_seconds']:.1f}s = "
               f"{g['ratio_to_floor']:.2f}x the floor (float32 GEMM {g['gemm_gflops']:.0f} GFLOP/s, measured now)")

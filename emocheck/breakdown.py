@@ -59,46 +59,66 @@ def models_of(summ: dict) -> list[str]:
     return sorted(n for n in names if "_vs_" not in n)
 
 
-def measure_rates(models, seconds: float = 0.5) -> dict[str, float]:
-    """{model: float32 GEMM FLOP/s of its [128, d_model] x [d_model, d_ff] shape, measured now}."""
-    from emocheck.compute import ModelShape, gemm_rate
+def model_shapes(models) -> dict:
+    """{model: emocheck.compute.ModelShape} from each model's config (names that are not models are left out)."""
+    from emocheck.compute import ModelShape
     from emocheck.models.registry import model_config
 
     out = {}
     for name in models:
         try:
-            shape = ModelShape.from_config(model_config(name))
+            out[name] = ModelShape.from_config(model_config(name))
         except Exception:  # noqa: BLE001 - a name that is not a model (e.g. a test's toy name) has no floor
             continue
-        out[name] = gemm_rate(shape.d_model, shape.d_ff, rows=128, seconds=seconds)
     return out
 
 
-def phase_rows(summ: dict, rates: dict[str, float]) -> list[dict]:
+def measure_rates(models, seconds: float = 0.5, shapes: dict | None = None) -> dict[str, float]:
+    """{model: float32 GEMM FLOP/s of its [128, d_model] x [d_model, d_ff] shape, measured now}."""
+    from emocheck.compute import gemm_rate
+
+    shapes = model_shapes(models) if shapes is None else shapes
+    return {name: gemm_rate(s.d_model, s.d_ff, rows=128, seconds=seconds) for name, s in shapes.items()}
+
+
+def _flops(phase: str, m: dict, shape) -> tuple[float, bool]:
+    """(FLOPs, estimated?): the counted FLOPs, else - for generation / fluency records of an emocheck that
+    counted tokens only - tokens x FLOPs per token with logits (a prefix token needs none, so this
+    floor is a little high and the ratio a little low)."""
+    if m.get("flops"):
+        return float(m["flops"]), False
+    if shape is not None and m.get("tokens") and phase in GENERATION_PHASES:
+        return float(m["tokens"]) * shape.flops_per_token(True), True
+    return 0.0, False
+
+
+def phase_rows(summ: dict, rates: dict[str, float], shapes: dict | None = None) -> list[dict]:
     """One row per (phase, model), largest self time first: seconds (self wall), cpu_seconds,
     tokens, gflop, floor_seconds and ratio_to_floor (None where the phase does not count its work or
-    the model has no rate), share of the total."""
+    the model has no rate), share of the total. `shapes` ({model: ModelShape}) lets token-only
+    generation records get a floor (flops_estimated)."""
     total = float(summ.get("total_seconds") or 0.0) or 1e-12
     rows = []
     for name, p in summ["phases"].items():
         for model, m in p["models"].items():
             rate = rates.get(model)
-            floor = m.get("flops", 0.0) / rate if rate and m.get("flops") else None
+            flops, estimated = _flops(name, m, (shapes or {}).get(model))
+            floor = flops / rate if rate and flops else None
             rows.append({"phase": name, "model": model, "seconds": m["seconds"], "cpu_seconds": m.get("cpu_seconds"),
-                         "calls": m["calls"], "tokens": m.get("tokens") or 0, "gflop": (m.get("flops") or 0.0) / 1e9,
-                         "floor_seconds": floor, "ratio_to_floor": m["seconds"] / floor if floor else None,
-                         "share": m["seconds"] / total})
+                         "calls": m["calls"], "tokens": m.get("tokens") or 0, "gflop": flops / 1e9,
+                         "flops_estimated": estimated, "floor_seconds": floor,
+                         "ratio_to_floor": m["seconds"] / floor if floor else None, "share": m["seconds"] / total})
     return sorted(rows, key=lambda r: -r["seconds"])
 
 
-def generation_ratio(summ: dict, rates: dict[str, float], model: str) -> dict | None:
+def generation_ratio(summ: dict, rates: dict[str, float], model: str, shapes: dict | None = None) -> dict | None:
     """Generation + fluency of one model against their floor (None when not recorded)."""
     secs = flops = 0.0
     for name in GENERATION_PHASES:
         m = summ["phases"].get(name, {}).get("models", {}).get(model)
         if m:
             secs += m["seconds"]
-            flops += m.get("flops") or 0.0
+            flops += _flops(name, m, (shapes or {}).get(model))[0]
     rate = rates.get(model)
     if not flops or not rate:
         return None

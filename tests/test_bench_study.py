@@ -45,7 +45,7 @@ def test_restrict_keeps_the_design_on_a_subset():
 
 
 def test_session_mode_prints_the_breakdown(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench_study.breakdown, "measure_rates", lambda models, seconds=0.5: {"smollm2-135m": 2e9})
+    monkeypatch.setattr(bench_study.breakdown, "measure_rates", lambda models, seconds=0.5, shapes=None: {"smollm2-135m": 2e9})
     (tmp_path / "session.json").write_text(json.dumps(
         {"workers": 0, "timing": {"session_wall_s": {"run": 60.0}, "phases": _summary()}}))
     assert bench_study.main(["--session", str(tmp_path / "session.json")]) == 0

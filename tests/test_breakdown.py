@@ -64,3 +64,18 @@ def test_load_summary_from_session_json_folder_or_timing_files(summ, tmp_path):
         breakdown.load_summary(tmp_path, "other")
     with pytest.raises(ConfigError, match="give a session.json"):
         breakdown.load_summary(tmp_path / "missing")
+
+
+def test_token_only_generation_records_get_an_estimated_floor(summ):
+    from emocheck.compute import ModelShape
+
+    shape = ModelShape(n_layers=2, d_model=8, d_ff=16, n_heads=2, n_kv_heads=2, head_dim=4, vocab=50)
+    for p in summ["phases"].values():
+        for m in [p, *p["models"].values()]:
+            m["flops"] = 0.0                                # as an emocheck that counted tokens only
+    rows = breakdown.phase_rows(summ, {"m1": 1e9}, {"m1": shape})
+    gen = next(r for r in rows if r["phase"] == "generation")
+    assert gen["flops_estimated"] and gen["gflop"] == pytest.approx(100 * shape.flops_per_token(True) / 1e9)
+    assert breakdown.phase_rows(summ, {"m1": 1e9})[0]["floor_seconds"] is None        # no shape: no floor
+    g = breakdown.generation_ratio(summ, {"m1": 1e9}, "m1", {"m1": shape})
+    assert g["floor_seconds"] == pytest.approx(150 * shape.flops_per_token(True) / 1e9)
