@@ -32,6 +32,13 @@ def test_rows_are_what_the_design_builds(profile):
     null_ids = {c.prompt_ids[0] for c in conds if c.kind == "random"}
     assert len(null_ids) == pairs["vector vs random / label-permuted"]
     assert pairs["vector vs baseline"] == judged
+    # the compute plan (emocheck.compute) counts the same rows
+    from emocheck.compute import phase5_conditions
+    from emocheck.profiles import get_profile
+
+    c = phase5_conditions(get_profile(profile))
+    assert c["judged_prompts"] == judged and round(c["claims"] * judged) == rows
+    assert round(c["sweep"] * c["tuning_prompts"]) == budget.sweep_rows(s)
 
 
 def test_stated_power_is_the_rules_power_by_simulation():
