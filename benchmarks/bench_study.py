@@ -179,15 +179,16 @@ def main(argv=None) -> int:
     extra = [a for a in extra if a != "--"]
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.results:
-        os.environ["EMOCHECK_RESULTS_DIR"] = str(Path(args.results).resolve())
     if args.session:
         summ = breakdown.load_summary(args.session, args.profile)
         wall = (summ.get("session_wall_s") or {}).get("run")
         out = report(summ, f"session {args.session} ({summ.get('processes')} process(es))", wall)
-        atomic_write_json(Path(args.session).resolve().parent / "study_breakdown.json"
-                          if Path(args.session).is_file() else Path(args.session) / "study_breakdown.json", out)
+        # written under our own results root, never beside the session read (it may be someone else's)
+        root = Path(args.results or ROOT / "results").resolve()
+        atomic_write_json(root / args.profile / "benchmarks" / "study_breakdown.json", out)
         return 0
+    if args.results:                        # the library's results_dir() follows it (modes 2 and 3)
+        os.environ["EMOCHECK_RESULTS_DIR"] = str(Path(args.results).resolve())
     profile = get_profile(args.profile, args.models)
     if args.claims:
         root = Path(args.results or ROOT / "results").resolve()

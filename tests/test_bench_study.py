@@ -48,11 +48,12 @@ def test_session_mode_prints_the_breakdown(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench_study.breakdown, "measure_rates", lambda models, seconds=0.5, shapes=None: {"smollm2-135m": 2e9})
     (tmp_path / "session.json").write_text(json.dumps(
         {"workers": 0, "timing": {"session_wall_s": {"run": 60.0}, "phases": _summary()}}))
-    assert bench_study.main(["--session", str(tmp_path / "session.json")]) == 0
+    assert bench_study.main(["--session", str(tmp_path / "session.json"), "--results", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("generation"))
     assert "smollm2-135m" in line and line.rstrip().endswith("1.00x")        # 2 s against 4 GFLOP / 2 GFLOP/s
     assert "generation + fluency 2.0s vs floor 2.0s = 1.00x" in out and "load average" in out
     assert "session wall 1.0 min" in out
-    saved = json.loads((tmp_path / "study_breakdown.json").read_text())
+    saved = json.loads((tmp_path / "out" / "ci" / "benchmarks" / "study_breakdown.json").read_text())
+    assert not (tmp_path / "study_breakdown.json").exists()
     assert saved["generation"][0]["ratio_to_floor"] == pytest.approx(1.0)
