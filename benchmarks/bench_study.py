@@ -16,7 +16,9 @@ claim conditions of ``emocheck.patching.conditions.claim_conditions`` with the m
 label-permuted nulls and subspaces, at the middle sweep layer, alpha 1, a dose-matched alpha of 2 so
 every secondary condition runs), evaluators, the sweep table and selection (statistics) and its plot
 (figures). Every number comes from ``emocheck.timing`` and is divided by f (generation is linear in
-prompts); rows per prompt are the design's. Phases the fraction run does not cover (heads, circuits,
+prompts); rows per prompt are the design's. Choose f so that f x the tuning prompts and f x the judged
+prompts are whole numbers (full: f = 0.125 gives 1 and 25): both are rounded up and scaled by 1 / f.
+Phases the fraction run does not cover (heads, circuits,
 alignment, Q1 analysis, the plugin's statistics) are not estimated here: take them from mode 1 or 2.
 
 The floor of a phase is its counted FLOPs / the float32 GEMM rate of the model's shapes measured in
@@ -71,6 +73,10 @@ def bench_model(name: str, profile, fraction: float, baseline: bool, rounds: int
     extract_activations(loaded, emo["text"].tolist()[:n_ex], emo["trigger"].tolist()[:n_ex],
                         positions=("trigger_last", "last", "mean"), batch_size=profile.batch_size, progress=False)
     judged_all, tuning_all = ex.split_generation_prompts(profile)
+    for label, n in (("tuning", len(tuning_all)), ("judged", len(judged_all))):
+        if abs(n * fraction - round(n * fraction)) > 1e-9:
+            print(f"  (warning: {fraction:g} x {n} {label} prompts is not whole; rounded up, so that part is "
+                  "over-estimated)")
     tuning = tuning_all.iloc[: max(1, int(math.ceil(len(tuning_all) * fraction)))]
     judged = judged_all.iloc[: max(1, int(math.ceil(len(judged_all) * fraction)))]
     sweep_c, claim_c = design(name, profile, loaded, tuning_all, judged_all)
