@@ -27,9 +27,11 @@ def restrict(conds, ids):
 
 
 def design(name, profile, loaded, tuning, judged):
-    """(sweep conditions, claim conditions) of the profile's real phase-5 design on these prompts."""
+    """(sweep conditions, claim conditions) of the profile's real phase-5 design on these prompts: the
+    experiment's own functions (the claim design at the middle sweep layer, alpha 1, a dose-matched
+    alpha of 2 so that every secondary condition runs)."""
     from emocheck.patching import experiment as ex
-    from emocheck.patching.conditions import claim_conditions, sweep_conditions
+    from emocheck.patching.conditions import sweep_conditions
 
     st = ex.settings(profile)
     reps = ex._reps(name, profile)
@@ -37,9 +39,8 @@ def design(name, profile, loaded, tuning, judged):
     layers = [l for l in ex.sweep_layers(loaded.n_layers, st["fractions"]) if l in reps.vectors.layers]
     sweep = sweep_conditions(reps.vectors, layers, st["alphas"], spec.site, ex.random_seed_base(profile) + 999,
                              tuning["id"])
-    claims = claim_conditions(reps.vectors, layers[len(layers) // 2], 1.0, spec.site, judged["id"],
-                              ex.random_seed_base(profile), null_source=ex.null_source(reps), subspaces=reps.subspaces,
-                              dose_alpha=2.0, secondary=st["secondary"])
+    claims = ex._claim_conditions(name, profile, {"layer": layers[len(layers) // 2], "alpha": 1.0,
+                                                  "dose_matched_alpha": 2.0}, judged)
     return sweep, claims
 
 
