@@ -74,6 +74,21 @@ class ModelShape:
         return (self.block_params() + self.head_params() + embeddings) * bytes_per_elem
 
 
+def token_flops(loaded, with_logits: bool = True, blocks: int | None = None) -> float:
+    """Matrix-multiply FLOPs of one token through `blocks` decoder blocks (default all) of a loaded model,
+    plus the unembedding when its logits are needed (what timing records count as a phase's work)."""
+    shape = getattr(loaded, "_emocheck_shape", None)
+    if shape is None:
+        shape = ModelShape.from_config(loaded.model.config)
+        try:
+            loaded._emocheck_shape = shape
+        except AttributeError:                # a frozen or slotted wrapper: recompute next time
+            pass
+    per_block = shape.block_params() / shape.n_layers
+    n = shape.n_layers if blocks is None else min(int(blocks), shape.n_layers)
+    return 2.0 * (per_block * n + (shape.head_params() if with_logits else 0))
+
+
 def gemm_rate(d_in: int, d_out: int, rows: int = 128, dtype=torch.float32, device="cpu",
               seconds: float = 0.5) -> float:
     """Measured FLOP/s of [rows, d_in] @ [d_in, d_out] in this process (best of repeated runs)."""
@@ -113,25 +128,28 @@ class Workload:
         return self.flops(shape) / flop_rate
 
 
-#: Rows per judged prompt of each secondary condition of the phase-5 design, which runs on half the
-#: judged prompts (emocheck.patching.conditions.claim_conditions): the random-subspace null comes with
-#: the subspace condition.
-_SECONDARY_ROWS = {"negated": 0.5, "specific": 0.5, "subspace": 1.0, "prompt": 0.5, "dose_matched": 0.5}
+#: Conditions per emotion of each secondary condition of the phase-5 design, run on the design's
+#: secondary prompts (default half of the judged prompts; emocheck.patching.conditions.claim_conditions):
+#: the random-subspace null comes with the subspace condition.
+_SECONDARY_CONDITIONS = {"negated": 1, "specific": 1, "subspace": 2, "prompt": 1, "dose_matched": 1}
 
 
 def phase5_conditions(profile, n_emotions: int = 3, n_sweep_layers: int = 3) -> dict:
     """Rows per prompt of the phase-5 design (emocheck.patching.experiment): the tuning sweep (baseline +
     every layer x alpha x (emotion vectors + a fresh random direction)) and the judged claims (baseline +
-    per emotion: the vector, a fresh random and a label-permuted draw on every prompt, and the profile's
-    secondary conditions on half the prompts)."""
+    per emotion: the vector on every prompt, a fresh random and a label-permuted draw on the null prompts
+    (default all), and the profile's secondary conditions on the secondary prompts (default half))."""
     from emocheck.patching.experiment import settings
 
     st = settings(profile)
+    judged = st.get("judged_prompts") or profile.generation_prompts
+    null_frac = min(1.0, (st.get("null_prompts") or judged) / judged)
+    sec_n = st.get("secondary_prompts")
+    sec_frac = min(null_frac, (sec_n / judged) if sec_n else 0.5)
     n_layers = min(n_sweep_layers, len(st["fractions"]))
     sweep = 1 + n_layers * len(st["alphas"]) * (n_emotions + 1)
-    claims = 1 + n_emotions * (3 + sum(_SECONDARY_ROWS.get(s, 0.0) for s in st["secondary"]))
-    return {"sweep": sweep, "claims": claims, "tuning_prompts": st["tuning_prompts"],
-            "judged_prompts": st.get("judged_prompts") or profile.generation_prompts}
+    claims = 1 + n_emotions * (1 + 2 * null_frac + sec_frac * sum(_SECONDARY_CONDITIONS.get(c, 0) for c in st["secondary"]))
+    return {"sweep": sweep, "claims": claims, "tuning_prompts": st["tuning_prompts"], "judged_prompts": judged}
 
 
 def phase5_workload(profile, prompt_tokens: float = 31.0, mean_new_tokens: float | None = None,

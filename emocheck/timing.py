@@ -6,9 +6,16 @@ Library code wraps a unit of work in one line::
         ...
 
 Phases are free-form names; the pipeline uses ``PHASES`` (extraction, generation, fluency,
-evaluators, statistics, figures). Nested phases are recorded separately and the summary does not
-add a nested phase to its parent's time (each phase is its own line), so a caller should time
-disjoint units.
+evaluators, statistics, figures; representations = reading the activation cache and computing vectors
+and subspaces; then the pipeline stages heads, circuits, alignment). Phases
+may nest: every record carries its inclusive wall time (``seconds``) and its **self** time
+(``self_seconds``: minus the time of the phases opened inside it in the same thread), and the same
+for process CPU time (``cpu_seconds`` / ``self_cpu_seconds``; ``time.process_time``, all threads of
+the process, so on a shared machine CPU time says what the work cost when wall time says how long
+others made it wait). The summary adds SELF times, so nested phases are never counted twice and the
+total is the wall time covered by any phase. The pytest plugin opens one phase per claim test
+(setup + call, named after its hypothesis module, e.g. ``q1_write_in``): its self time is the test
+code that no library phase covers, so the phases of a session add up to its test time.
 
 Each process keeps its records in memory and, when a results location is known, rewrites ONE JSON
 file for itself after any phase of at least half a second, at most every two seconds otherwise, at
@@ -37,8 +44,9 @@ from typing import Iterator
 
 from emocheck.storage import atomic_write_json
 
-PHASES = ("extraction", "generation", "fluency", "evaluators", "statistics", "figures")
-TIMING_VERSION = 1
+PHASES = ("extraction", "representations", "generation", "fluency", "evaluators", "statistics", "figures", "heads",
+          "circuits", "alignment")
+TIMING_VERSION = 2
 
 _lock = threading.Lock()
 _records: list[dict] = []
@@ -46,6 +54,7 @@ _target: dict = {"root": None, "profile": None}
 _own_run = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 _started = time.time()
 _flushed = [0.0]
+_local = threading.local()          # the open phases of this thread: [[child wall, child cpu], ...]
 FLUSH_PHASE_SECONDS = 0.5
 FLUSH_INTERVAL = 2.0
 
@@ -106,17 +115,53 @@ def _flush_at_exit() -> None:
 atexit.register(_flush_at_exit)
 
 
+def _open_frames() -> list:
+    frames = getattr(_local, "frames", None)
+    if frames is None:
+        frames = _local.frames = []
+    return frames
+
+
+def current() -> str | None:
+    """The innermost open phase of this thread (None outside any phase)."""
+    frames = _open_frames()
+    return frames[-1][2] if frames else None
+
+
+def count(**amounts: float) -> None:
+    """Add work done (``tokens=``, ``flops=``, ...) to the innermost open phase of this thread (no-op
+    outside a phase): a loop inside a decorated function reports what it processed."""
+    frames = _open_frames()
+    if frames:
+        rec = frames[-1][4]
+        for key, value in amounts.items():
+            rec[key] = (rec.get(key) or 0) + value
+
+
 @contextlib.contextmanager
 def phase(name: str, model: str | None = None, tokens: int | None = None, **extra) -> Iterator[dict]:
-    """Time the block as phase `name` of `model`. The yielded dict may be updated inside the block
-    (e.g. ``rec["tokens"] = n`` once the count is known). Recorded even when the block raises."""
+    """Time the block as phase `name` of `model` (default: the model of the enclosing phase). The yielded dict may be updated inside the block
+    (e.g. ``rec["tokens"] = n`` once the count is known). Recorded even when the block raises.
+    Phases opened inside the block (same thread) are subtracted from its self time."""
+    frames = _open_frames()
+    if not model and frames:            # e.g. a figure drawn inside a model's phase belongs to that model
+        model = frames[-1][3]
     rec = {"phase": str(name), "model": model or "", "tokens": tokens, **extra}
-    start = time.perf_counter()
+    if frames:
+        rec["parent"] = frames[-1][2]
+    frame = [0.0, 0.0, str(name), model or "", rec]
+    frames.append(frame)
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         yield rec
     finally:
-        rec["seconds"] = time.perf_counter() - start
-        rec["end"] = time.time()
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        frames.pop()
+        if frames:                      # the parent's self time excludes this phase
+            frames[-1][0] += wall
+            frames[-1][1] += cpu
+        rec.update(seconds=wall, self_seconds=max(0.0, wall - frame[0]), cpu_seconds=cpu,
+                   self_cpu_seconds=max(0.0, cpu - frame[1]), end=time.time())
         with _lock:
             _records.append(rec)
             # Rewriting the file after every tiny phase would cost more than the phase: write when the
@@ -137,54 +182,74 @@ def _read(root: Path, profile: str) -> list[dict]:
     return out
 
 
-def summary(results_root: str | os.PathLike, profile: str, run: str | None = None) -> dict:
-    """Wall time per phase and per model of one run (default: the newest), from every process's file.
+_FIELDS = (("seconds", "self_seconds"), ("inclusive_seconds", "seconds"), ("cpu_seconds", "self_cpu_seconds"))
 
-    Returns ``{"run", "processes", "total_seconds", "phases": {phase: {"seconds", "tokens", "calls",
-    "models": {model: {"seconds", "tokens", "calls"}}}}}``. ``total_seconds`` is the sum over phases
-    (CPU-side work of parallel workers adds up, so it can exceed the session's wall time).
+
+def _empty() -> dict:
+    return {"seconds": 0.0, "inclusive_seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0, "flops": 0.0, "calls": 0}
+
+
+def summary(results_root: str | os.PathLike, profile: str, run: str | None = None) -> dict:
+    """Time per phase and per model of one run (default: the newest), from every process's file.
+
+    Returns ``{"run", "processes", "total_seconds", "total_cpu_seconds", "phases": {phase: {"seconds",
+    "inclusive_seconds", "cpu_seconds", "tokens", "flops", "calls", "models": {model: {...the same}}}}}``
+    (``flops``: the matrix-multiply FLOPs of the tokens the phase processed, where its code counts them).
+    ``seconds`` and ``cpu_seconds`` are SELF times (nested phases subtracted), so they add up:
+    ``total_seconds`` is the wall time covered by phases, summed over processes (parallel workers add
+    up, so it can exceed the session's wall time). Records of version 1 (no self time) count whole.
     """
     files = _read(Path(results_root), str(profile))
     if run is None and files:
         run = max(files, key=lambda f: f.get("updated", 0)).get("run")
     files = [f for f in files if f.get("run") == run]
-    phases: dict = defaultdict(lambda: {"seconds": 0.0, "tokens": 0, "calls": 0, "models": {}})
+    phases: dict = defaultdict(lambda: {**_empty(), "models": {}})
     for f in files:
         for r in f["records"]:
             p = phases[r.get("phase", "?")]
-            m = p["models"].setdefault(r.get("model") or "", {"seconds": 0.0, "tokens": 0, "calls": 0})
+            m = p["models"].setdefault(r.get("model") or "", _empty())
             for d in (p, m):
-                d["seconds"] += float(r.get("seconds", 0.0))
+                for out, key in _FIELDS:
+                    d[out] += float(r.get(key, r.get("seconds", 0.0)) or 0.0)
                 d["tokens"] += int(r.get("tokens") or 0)
+                d["flops"] += float(r.get("flops") or 0.0)
                 d["calls"] += 1
     ordered = {k: phases[k] for k in PHASES if k in phases}
     ordered.update({k: v for k, v in sorted(phases.items()) if k not in ordered})
     return {"run": run, "processes": len(files), "total_seconds": sum(p["seconds"] for p in ordered.values()),
-            "phases": ordered}
+            "total_cpu_seconds": sum(p["cpu_seconds"] for p in ordered.values()), "phases": ordered}
 
 
 def one_line(summ: dict) -> str:
-    """'timing: extraction 12.3s, generation 301.0s (gemma3-270m 200.1s, smollm2-135m 100.9s), ...'"""
+    """'timing (2 process(es)): extraction 12.3s, generation 301.0s (gemma3-270m 200.1s, smollm2-135m
+    100.9s), ...; total 400.2s wall, 380.0s CPU' (self times: nested phases are not counted twice)."""
     if not summ.get("phases"):
         return "timing: nothing recorded"
     parts = []
-    for name, p in summ["phases"].items():
+    for name, p in sorted(summ["phases"].items(), key=lambda kv: -kv[1]["seconds"]):
         models = [(m, v["seconds"]) for m, v in p["models"].items() if m]
         detail = f" ({', '.join(f'{m} {s:.1f}s' for m, s in models)})" if len(models) > 1 else ""
         parts.append(f"{name} {p['seconds']:.1f}s{detail}")
-    return f"timing ({summ['processes']} process(es)): " + ", ".join(parts) + f"; total {summ['total_seconds']:.1f}s"
+    cpu = summ.get("total_cpu_seconds")
+    tail = f"; total {summ['total_seconds']:.1f}s" + (f" wall, {cpu:.1f}s CPU" if cpu is not None else "")
+    return f"timing ({summ['processes']} process(es)): " + ", ".join(parts) + tail
 
 
-def timed(name: str):
-    """Decorator: time every call as phase `name`, the model being the first argument's `.name`
-    (a LoadedModel) - one line at a library call site."""
+def timed(name: str, model=None):
+    """Decorator: time every call as phase `name`; the model is ``model(*args, **kwargs)`` when given,
+    else the first argument when it is a string (a model name) or its `.name` (a LoadedModel) - one
+    line at a library call site."""
     import functools
 
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
-            model = getattr(args[0], "name", None) if args else None
-            with phase(name, model=model):
+            if model is not None:
+                who = model(*args, **kwargs)
+            else:
+                first = args[0] if args else kwargs.get("model_name", kwargs.get("loaded"))
+                who = first if isinstance(first, str) else getattr(first, "name", None)
+            with phase(name, model=who if isinstance(who, str) else None):
                 return fn(*args, **kwargs)
         return inner
     return wrap

@@ -112,6 +112,14 @@ def test_fluency_table_uses_engine_nll_and_timing(models, tmp_path):
     res = generate_fast(m, texts, spec, rows)
     phases = {r["phase"] for r in timing.records()}
     assert phases == {"generation", "fluency"}
+    # each record carries the FLOPs of the tokens it processed (prefix without logits, the rest with)
+    from emocheck.compute import token_flops
+
+    for r in timing.records():
+        per = token_flops(m, with_logits=r.get("part") != "prefix")
+        assert r["tokens"] > 0 and r["flops"] == pytest.approx(r["tokens"] * per)
+    assert sum(r["tokens"] for r in timing.records() if r["phase"] == "generation" and r.get("part") != "prefix") \
+        == int(res.lengths.sum())
     table = fluency_table(m, res)
     np.testing.assert_array_equal(table["nll"].to_numpy(), res.meta["continuation_nll"])
     res.meta.pop("continuation_nll")

@@ -60,3 +60,26 @@ def test_sweep_conditions_fresh_random_per_prompt():
     rand = [c for c in conds if c.kind == "random"]
     assert len(rand) == 2 * 2 * 3 and {c.prompt_ids for c in rand} == {("a",), ("b",), ("c",)}
     assert len([c for c in conds if c.kind == "emotion"]) == 2 * 2 * 3
+
+
+def test_budget_subsets_keep_the_default_draws_and_nest():
+    """null_prompts / secondary_prompts (a profile's budget): defaults are the design unchanged; a subset
+    gets exactly the draws the full design gives those prompts; secondary prompts lie inside the null ones."""
+    _, full = _design(dose_alpha=0.5)
+    _, same = _design(dose_alpha=0.5, null_prompts=len(IDS), secondary_prompts=None)
+    assert [(c.name, c.prompt_ids, c.seed) for c in full] == [(c.name, c.prompt_ids, c.seed) for c in same]
+    assert all(torch.equal(a.vector, b.vector) for a, b in zip(full, same))
+    _, small = _design(dose_alpha=0.5, null_prompts=6, secondary_prompts=3)
+    by_full = {(c.name, c.prompt_ids): c for c in full}
+    nulls = {c.prompt_ids[0] for c in small if c.kind in ("random", "permuted")}
+    secondary = {p for c in small if c.kind in ("negated", "prompt", "randsub", "random_dm", "subspace", "specific")
+                 for p in c.prompt_ids}
+    assert len(nulls) == 6 and len(secondary) == 3 and secondary <= nulls
+    for c in small:
+        if c.kind in ("random", "permuted"):
+            ref = by_full[(c.name, c.prompt_ids)]
+            assert c.seed == ref.seed and torch.equal(c.vector, ref.vector)
+        if c.kind in ("baseline", "emotion"):
+            assert c.prompt_ids is None                 # the vector itself runs on every judged prompt
+    rows = sum(len(IDS) if c.prompt_ids is None else len(c.prompt_ids) for c in small)
+    assert rows == len(IDS) * (1 + 3) + 3 * (2 * 6 + 6 * 3)   # baseline + vectors; nulls; 6 secondary rows x 3

@@ -436,6 +436,10 @@ def test_xdist_gives_identical_numbers(pytester, run):
             # loadgroup: all claims of one model ran on one worker
             assert df.groupby("model").metric_worker.nunique().eq(1).all()
             assert df.metric_worker.str.startswith("gw").all()
+            # run-time breakdown: both workers' files and the controller's (one run id for the session)
+            summ = json.loads((res_dir / "ci" / "statistics" / "session.json").read_text())["timing"]["phases"]
+            assert summ["processes"] == 3 and set(summ["phases"]["ecp_x"]["models"]) == {"a", "b"}
+            assert {"a", "b", ""} <= set(summ["phases"]["statistics"]["models"])
         frames[label] = df.drop(columns=["metric_results_dir", "metric_worker"])
     assert "@" not in "".join(frames["n2"].claim_id)
     pd.testing.assert_frame_equal(frames["none"], frames["n1"], check_exact=True)

@@ -34,6 +34,7 @@ from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, results_dir
 from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomic_write_json, file_lock, sha256_file,
                               stable_hash)
+from emocheck import timing
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def pair_name(reference: str, other: str) -> str:
 _MEMO: dict[str, AlignmentResult] = {}
 
 
+@timing.timed("alignment", model=lambda reference, other, *a, **k: pair_name(reference, other))
 def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig | None = None, *,
                   progress: bool = True) -> AlignmentResult:
     cfg = cfg or AlignConfig(seed=profile.seed)

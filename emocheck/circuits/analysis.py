@@ -10,12 +10,14 @@ from emocheck.circuits.components import all_components, mean_activations
 from emocheck.circuits.experiment import EMOTIONS, _sample, out_dir, run_circuit, settings
 from emocheck.profiles import Profile
 from emocheck.storage import file_lock, read_table_artifact, write_table_artifact
+from emocheck import timing
 
 EDGE_NODES = 12
 EDGE_PROMPTS = 3
 EDGES_VERSION = 2          # 2: first-order edge attribution beside the exact edges
 
 
+@timing.timed("circuits")
 def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
     """Edges among the circuit's EDGE_NODES members of largest |attribution| (emocheck.circuits.edges:
     exact path patching through one node, and beside it the first-order edge attribution, timed) on
@@ -71,6 +73,7 @@ ROLE_PROMPTS = 6
 ROLES_VERSION = 2          # 2: token-level OV / QK columns and the evidence sentence
 
 
+@timing.timed("circuits")
 def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
     """Role of each circuit head (emocheck.circuits.roles) on the first ROLE_PROMPTS attribution
     prompts; writes roles_<emotion>.csv (keyed by the circuit's key)."""

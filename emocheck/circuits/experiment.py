@@ -38,6 +38,7 @@ from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, get_profile, results_dir
 from emocheck.storage import json_bytes, read_artifact, write_artifact
 from emocheck.storage import atomic_write_dataframe, file_lock, stable_hash
+from emocheck import timing
 
 EMOTIONS = ("gratitude", "anger", "apology")
 SHARE = 0.8
@@ -69,6 +70,7 @@ def _sample(prompts: pd.DataFrame, label: str, split_name: str, n: int, rng) -> 
     return prompts.text.to_numpy()[pick].tolist()
 
 
+@timing.timed("circuits")
 def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> dict:
     """The whole design above; returns the circuit summary (also written as circuit_<emotion>.json)."""
     from emocheck.models.registry import load_model

@@ -114,8 +114,15 @@ class Evaluator(ABC):
 
     # ------------------------------------------------------------------- public
     def score_array(self, texts: Sequence[str], *, use_cache: bool = True, batch_size: int = 64) -> np.ndarray:
-        """Label scores as a (n, n_labels) float array; NaN rows for empty texts."""
+        """Label scores as a (n, n_labels) float array; NaN rows for empty texts (timed as phase
+        ``evaluators``, attributed to the model of the phase it runs in)."""
+        from emocheck import timing
+
         texts = validate_texts(texts)
+        with timing.phase("evaluators", texts=len(texts)):
+            return self._score_array(texts, use_cache=use_cache, batch_size=batch_size)
+
+    def _score_array(self, texts: list[str], *, use_cache: bool, batch_size: int) -> np.ndarray:
         n, k = len(texts), len(self.labels)
         out = np.full((n, k), np.nan, dtype=np.float64)
         fp = self.fingerprint

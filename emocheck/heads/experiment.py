@@ -24,6 +24,7 @@ from emocheck.heads.screening import (MEASURES, SCREEN_CODE_VERSION, HeadScreen,
 from emocheck.profiles import Profile, get_profile, results_dir
 from emocheck.storage import (atomic_write_dataframe, file_lock, load_tensors_artifact, save_tensors_artifact,
                               stable_hash)
+from emocheck import timing
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def cached_per_prompt_scores(model_name: str, profile: Profile, reps, progress: 
     return scores
 
 
+@timing.timed("heads")
 def screen(model_name: str, profile: Profile, progress: bool = True, write: bool = True):
     """Screen every head of the model: (HeadScreen, per-prompt scores, Representations). Writes the
     tables and heat maps; memoised per process, per-prompt scores cached on disk."""

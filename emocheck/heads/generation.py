@@ -36,6 +36,7 @@ from emocheck.heads.specs import HeadPatchSpec
 from emocheck.profiles import Profile
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lock, read_table_artifact, stable_hash
 from emocheck.storage import write_table_artifact
+from emocheck import timing
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def design(screen_result, scores, reps, emotions, prompts: pd.DataFrame, seed: i
     return rows, {layer: stacked[:, layer] for layer in range(n_layers)}
 
 
+@timing.timed("heads")
 def run_generation(model_name: str, profile: Profile, progress: bool = False) -> pd.DataFrame:
     """The samples table of every condition on the judged prompts (cached by key; see module doc)."""
     from emocheck.heads.experiment import EMOTIONS, screen

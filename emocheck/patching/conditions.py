@@ -66,12 +66,21 @@ class Condition:
     prefix: str = ""          # text put before the prompt (prompting reference)
 
 
+def subset_of(ids, k: int | None, seed: int) -> tuple:
+    """The first `k` of `ids` in a seeded hash order (None: all), in the original order. Subsets of
+    one id list and seed are nested: a smaller k is part of every larger one."""
+    ids = list(ids)
+    if k is None or k >= len(ids):
+        return tuple(ids)
+    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"half:{seed}:{i}".encode()).hexdigest())
+    keep = set(ranked[: max(0, int(k))])
+    return tuple(i for i in ids if i in keep)
+
+
 def half_of(ids, seed: int) -> tuple:
     """A seeded half (rounded up) of `ids`, chosen by hash, in the original order."""
     ids = list(ids)
-    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"half:{seed}:{i}".encode()).hexdigest())
-    keep = set(ranked[: (len(ids) + 1) // 2])
-    return tuple(i for i in ids if i in keep)
+    return subset_of(ids, (len(ids) + 1) // 2, seed)
 
 
 def per_prompt(name: str, kind: str, emotion, layer, alpha: float, directions: torch.Tensor, prompt_ids,
@@ -88,11 +97,21 @@ NullSource = Callable[[str, int, str], tuple]
 def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed: int, *,
                      null_source: NullSource | None = None, subspaces=None, k: int = SUBSPACE_K,
                      dose_alpha: float | None = None, emotions=EMOTIONS,
-                     secondary=("negated", "specific", "subspace", "prompt", "dose_matched")) -> list[Condition]:
+                     secondary=("negated", "specific", "subspace", "prompt", "dose_matched"),
+                     null_prompts: int | None = None, secondary_prompts: int | None = None) -> list[Condition]:
     """The judged design (module doc). `subspaces.components(e, layer, k, site)` gives [k, d];
-    `secondary` names the half-prompt conditions to include (a smaller run drops some)."""
+    `secondary` names the half-prompt conditions to include (a smaller run drops some).
+
+    Budget (a profile's time): `null_prompts` runs the random and label-permuted draws on that many
+    judged prompts only (default all), `secondary_prompts` the secondary conditions on that many
+    (default half); both are taken in the same seeded hash order, so the secondary prompts are part
+    of the null prompts and every comparison stays paired on its own prompts. The defaults are the
+    design above, unchanged."""
     ids = tuple(prompt_ids)
-    half = half_of(ids, seed)
+    half = half_of(ids, seed) if secondary_prompts is None else subset_of(ids, secondary_prompts, seed)
+    null_ids = subset_of(ids, null_prompts, seed)
+    if not set(half) <= set(null_ids):
+        half = subset_of(ids, min(len(half), len(null_ids)), seed)
     d = vecs.vector(emotions[0], layer, site=site).shape[-1]
     conds = [Condition("baseline", "baseline", None, layer, 0.0, torch.zeros(d, dtype=torch.float64))]
     zero = torch.zeros(d, dtype=torch.float64)
@@ -101,14 +120,18 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed
         n = float(v.norm())
         base = seed + 100_000 * (EMOTIONS.index(e) if e in EMOTIONS else ei)
         conds.append(Condition(e, "emotion", e, layer, alpha, alpha * v, norm=n))
+        # Draws are indexed by the prompt's position in `ids`, so a prompt gets the same draw whatever
+        # the null subset (the first len(null_ids) of the default draws are not reused by position).
+        pos = [ids.index(i) for i in null_ids]
         seeds = [base + j for j in range(len(ids))]
-        conds += per_prompt(f"random:{e}", "random", e, layer, alpha, random_directions(d, len(ids), base, n),
-                            ids, seeds, n)
+        rand = random_directions(d, len(ids), base, n)
+        conds += per_prompt(f"random:{e}", "random", e, layer, alpha, rand[pos], null_ids, [seeds[j] for j in pos], n)
         if null_source is not None:
             xe, x0 = null_source(e, layer, site)
             pseeds = [base + 10_000 + j for j in range(len(ids))]
             perm, _ = label_permuted_directions(xe, x0, len(ids), base + 10_000, norm=n)
-            conds += per_prompt(f"permuted:{e}", "permuted", e, layer, alpha, perm, ids, pseeds, n)
+            conds += per_prompt(f"permuted:{e}", "permuted", e, layer, alpha, perm[pos], null_ids,
+                                [pseeds[j] for j in pos], n)
         if "negated" in secondary:
             conds.append(Condition(f"neg:{e}", "negated", e, layer, alpha, -alpha * v, norm=n, prompt_ids=half))
         if "specific" in secondary:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from emocheck import timing
+from emocheck.compute import token_flops
 from emocheck.patching.residual import (GenerationResult, PatchSpec, eos_ids, finish, prepare_directions, prompt_deltas,
                                         step_deltas, tokenize_prompts)
 
@@ -233,7 +234,9 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
     pre_ids, pre_mask = pre_ids.to(dev), pre_mask.to(dev)
     prefix = _new_cache(loaded)
     if pre_ids.shape[1]:
-        with timing.phase("generation", model=loaded.name, tokens=int(pre_mask.sum()), part="prefix"):
+        n_pre = int(pre_mask.sum())
+        with timing.phase("generation", model=loaded.name, tokens=n_pre, part="prefix",
+                          flops=n_pre * token_flops(loaded, with_logits=False)):
             model(input_ids=pre_ids, attention_mask=pre_mask, position_ids=_positions(pre_mask, pre_ids.shape[1]),
                   use_cache=True, logits_to_keep=1, **{_cache_kw(model): prefix})
         counts["prefix"] += int(pre_mask.sum())
@@ -290,6 +293,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         elif patcher is not None:
             patcher.deltas = None
         timed["tokens"] = n_decode
+        timed["flops"] = n_decode * token_flops(loaded)
         counts["decode"] += n_decode
         del cache
     if not score_fluency:
@@ -306,6 +310,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         hidden = model.base_model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, steps),
                                   use_cache=True, **{_cache_kw(model.base_model): cache}).last_hidden_state
         timed["tokens"] = int(mask[:, -steps:].sum())
+        timed["flops"] = timed["tokens"] * token_flops(loaded)
         counts["scoring"] += timed["tokens"]
         head = model.get_output_embeddings()
         cont, valid = cont.to(hidden.device), valid.to(hidden.device)

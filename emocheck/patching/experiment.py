@@ -45,15 +45,21 @@ SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
 #: Per profile: judged prompts (None = profile.generation_prompts), tuning prompts (disjoint), sweep
 #: grid, rows per batched generation, and the conditions run on the seeded half of the judged prompts.
 #: ci is sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null
-#: (random, label-permuted) still has K = 20 draws; full runs the whole design at the profile's n.
+#: (random, label-permuted) still has K = 20 draws. full is sized for an hour on 2 cores
+#: (emocheck.patching.budget, README "full by design"; fixed before any full result existed): the
+#: emotion vectors and the baseline on all 200 judged prompts, the random and label-permuted draws on
+#: 100 of them (K = 100 fresh draws each), the secondary conditions on 40 (nested in the 100), and a
+#: 3-layer x 4-alpha sweep on 8 tuning prompts (the previous full design, 20 tuning prompts x 5 alphas,
+#: nulls and secondaries on 200 / 100, was 5,020 rows per model: about 1.5 h of phase 5 alone).
 ALL_SECONDARY = ("negated", "specific", "subspace", "prompt", "dose_matched")
 SETTINGS = {
     "smoke": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
               "rows_per_batch": 64, "secondary": ALL_SECONDARY},
     "ci": {"judged_prompts": 20, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 1.0, 2.0, 4.0),
            "rows_per_batch": 32, "secondary": ("subspace", "prompt", "dose_matched")},
-    "full": {"judged_prompts": None, "tuning_prompts": 20, "fractions": SWEEP_FRACTIONS,
-             "alphas": (0.25, 0.5, 1.0, 2.0, 4.0), "rows_per_batch": 96, "secondary": ALL_SECONDARY},
+    "full": {"judged_prompts": None, "tuning_prompts": 8, "fractions": SWEEP_FRACTIONS,
+             "alphas": (0.5, 1.0, 2.0, 4.0), "rows_per_batch": 96, "secondary": ALL_SECONDARY,
+             "null_prompts": 100, "secondary_prompts": 40},
 }
 DEFAULT_WINDOW = (0, 5)
 #: Fluency non-inferiority margins (the sweep's fluency thresholds, per prompt on average).
@@ -141,7 +147,9 @@ def _claim_conditions(model_name: str, profile: Profile, sel: dict, judged: pd.D
     spec = base_spec(profile, model_name)
     return claim_conditions(reps.vectors, sel["layer"], sel["alpha"], spec.site, judged["id"], random_seed_base(profile),
                             null_source=null_source(reps), subspaces=reps.subspaces,
-                            dose_alpha=sel.get("dose_matched_alpha"), secondary=settings(profile)["secondary"])
+                            dose_alpha=sel.get("dose_matched_alpha"), secondary=settings(profile)["secondary"],
+                            null_prompts=settings(profile).get("null_prompts"),
+                            secondary_prompts=settings(profile).get("secondary_prompts"))
 
 
 @lru_cache(maxsize=None)

@@ -68,8 +68,11 @@ def _junit(config: pytest.Config):
 def _finish(session, state: _State) -> None:
     from emocheck.plugin import report as rep
 
+    from emocheck import timing
+
     results = list(state.results.values())
-    rows, families = rep.finalize(results, state.correction)
+    with timing.phase("statistics", part="correction"):
+        rows, families = rep.finalize(results, state.correction)
     state.rows, state.families = rows, families
     settings = state.settings()
     try:
@@ -79,11 +82,10 @@ def _finish(session, state: _State) -> None:
         state.times["run"] = time.perf_counter() - state.times.pop("_run_start", state.t0)
         apply_registration(state, results, rows, families)
         report_start = time.perf_counter()
-        state.paths = rep.write_statistics(results, rows, families, settings, out_dir, session_started=state.started,
-                                           registration=state.registration)
+        with timing.phase("statistics", part="report files"):      # its figures are a phase of their own
+            state.paths = rep.write_statistics(results, rows, families, settings, out_dir,
+                                               session_started=state.started, registration=state.registration)
         state.times["report"] = time.perf_counter() - report_start
-        from emocheck import timing
-
         timing.flush()
         state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
         # session.json was rewritten with the provenance record: seal the folder again (manifest, pruning).
@@ -228,5 +230,9 @@ def _terminal_summary(terminalreporter, state: _State) -> None:
     tr.write_line(f"{supported} of {len(state.rows)} claims supported; statistics in {state.paths['effect_sizes'].parent}")
     if state.mlflow_run:
         tr.write_line(f"MLflow run {state.mlflow_run} at {state.mlflow_uri}")
+    from emocheck.plugin.timing_hooks import summary_lines
+
+    for line in summary_lines(getattr(state, "phase_timing", None), state.times):
+        tr.write_line(line)
     for note in state.notes:
         tr.write_line(f"emocheck: {note}", red=True)

@@ -146,8 +146,11 @@ def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | 
     else:
         result["samples"] = {"treated": ev.treated, "control": ev.control, "sample_ids": ev.sample_ids}
     s = result["settings"]
+    from emocheck import timing
+
     try:
-        comp = judge_evidence(ev, spec, s)
+        with timing.phase("statistics", model=result["model"] or None):
+            comp = judge_evidence(ev, spec, s)
     except (EvidenceError, ValueError) as exc:
         msg = f"cannot judge the claim: {exc}"
         result.update(status="error", error=msg)

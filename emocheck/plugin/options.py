@@ -207,6 +207,13 @@ def pytest_configure(config: pytest.Config) -> None:
                        *getattr(state, "data_files", {}).items()):
         state.env_backup[key] = os.environ.get(key)
         os.environ[key] = value
+    if not state.is_worker and not os.environ.get("EMOCHECK_RUN_ID"):
+        # One run id for the controller and its xdist workers (they inherit the environment), so the
+        # session's timing summary adds up every process of THIS session and no other.
+        import uuid
+
+        state.env_backup["EMOCHECK_RUN_ID"] = None
+        os.environ["EMOCHECK_RUN_ID"] = f"session-{uuid.uuid4().hex[:12]}"
     state.config = config
     config.stash[STATE_KEY] = state
     remote = config.getoption("--emocheck-remote", None)      # nnsight remote execution (speed)
@@ -214,6 +221,9 @@ def pytest_configure(config: pytest.Config) -> None:
         state.env_backup.setdefault("EMOCHECK_REMOTE", os.environ.get("EMOCHECK_REMOTE"))
         os.environ["EMOCHECK_REMOTE"] = remote
     config.pluginmanager.register(_SessionPlugin(config, state), f"emocheck-session-{id(config)}")
+    from emocheck.plugin.timing_hooks import TimingPlugin      # per-test phases (run-time breakdown)
+
+    config.pluginmanager.register(TimingPlugin(), f"emocheck-timing-{id(config)}")
     if state.preregister and not state.is_worker:
         from emocheck.plugin.register_hooks import PreregisterPlugin
 

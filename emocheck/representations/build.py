@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emocheck import timing
 from emocheck.representations.cache import ActivationSet, cached_activations
 from emocheck.dataset import dataset_hash, default_dataset_path, emotions_of, is_project_dataset, load_emotion_prompts, split, subsample
 from emocheck.representations.extraction import POSITION_RULES, RESID_SITES
@@ -96,6 +97,7 @@ def dataset_tag(prompts: pd.DataFrame) -> str:
     return f"_{stem}-{prompts.attrs['dataset_hash'][:8]}"
 
 
+@timing.timed("representations")
 def build_representations(model_name: str, profile: Profile, *, emotions: list[str] | None = None,
                           k: int = 10, progress: bool = True, dataset: str | Path | None = None) -> Representations:
     """`dataset`: a CSV/JSONL path; default the profile's dataset, else $EMOCHECK_DATASET, else the project's."""

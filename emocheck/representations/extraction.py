@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emocheck import timing
+from emocheck.compute import token_flops
 
 from emocheck.models.architectures import check_layer, resolve, site_name
 from emocheck.errors import ConfigError, DatasetError
@@ -141,6 +142,8 @@ def extract_activations(
         trig = list(triggers[start:start + batch_size]) if triggers is not None else None
         batch = tokenize(model, chunk, trig)
         inputs = {"input_ids": batch.input_ids.to(model.device), "attention_mask": batch.attention_mask.to(model.device)}
+        n_tok = int(batch.attention_mask.sum())   # real tokens; the pass stops after the last layer read
+        timing.count(tokens=n_tok, flops=n_tok * token_flops(model, with_logits=False, blocks=max(layers) + 1))
         saved = {}
         with torch.no_grad(), lm.trace(inputs) as tracer:
             for layer in layers:
