@@ -43,6 +43,7 @@ from emocheck.patching.conditions import TARGETS
 from emocheck.profiles import Profile, get_profile
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lock, read_table_artifact, stable_hash
 from emocheck.storage import write_table_artifact
+from emocheck import timing
 
 VERSION = "circuit-modulation-v1"
 DRAWS_PER_PROMPT = 2
@@ -66,6 +67,7 @@ def _emotion_means(loaded, reps, emotion, profile):
     return mean_activations(loaded, texts), texts
 
 
+@timing.timed("circuits")
 def modulation_samples(model_name: str, profile: Profile, progress: bool = True) -> pd.DataFrame:
     """This run's rows (baseline, circuit:e, randcircuit:e), generated and scored; cached on disk."""
     from emocheck.models.registry import load_model
