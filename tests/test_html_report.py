@@ -95,11 +95,31 @@ def test_filters_show_exactly_the_matching_claims(page, tmp_path, fragment, expe
 
 
 def test_sort_by_effect_size_descending(page, tmp_path):
-    res = _browser(tmp_path, page["path"].as_uri() + "#sort=5&dir=desc", "--dump-dom")
+    res = _browser(tmp_path, page["path"].as_uri() + "#sort=d&dir=desc", "--dump-dom")
     _, shown = _visible(res.stdout)
     d = {r["claim_id"]: r["d"] for r in page["rows"]}
     order = [d[s] for s in shown]
     assert order == sorted(order, reverse=True) and len(order) == 8
+
+
+def test_large_nulls_are_drawn_as_quantiles_not_every_point():
+    from emocheck.plugin.html_report import MAX_POINTS, samples_svg
+
+    svg = samples_svg([1.0], [i / 1000 for i in range(2000)], labels=("observed", "null"))
+    assert svg.count("<circle") == 1 + MAX_POINTS
+    assert "null (2000)" in svg                        # the count shown is every value
+    xs = sorted(float(c.split("cx='")[1].split("'")[0]) for c in svg.split("<circle")[1:])
+    assert max(xs) - min(xs) > 250                     # the drawn subset spans the whole range
+
+
+def test_family_summary_counts_supported_per_model():
+    from emocheck.plugin.html_report import _family_summary
+
+    rows = [{"family": "f", "model": "a", "verdict": "supported"}, {"family": "f", "model": "a", "verdict": "not supported"},
+            {"family": "f", "model": "b", "verdict": "supported"}, {"family": "g", "model": "b", "verdict": "not supported"}]
+    html = _family_summary(rows)
+    assert "<tr><td>f</td><td>1 / 2</td><td>1 / 1</td></tr>" in html
+    assert "<tr><td>g</td><td>-</td><td>0 / 1</td></tr>" in html
 
 
 def test_screenshot_of_an_opened_claim(page, tmp_path):

@@ -2,7 +2,7 @@
 
 A claims table that sorts (click a column header) and filters (model, family, verdict,
 registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``,
-``#sort=5&dir=desc`` sorts by the sixth column, ``#open=<claim id>`` opens a claim);
+``#sort=d&dir=desc`` sorts by effect size, largest first (column keys: COLUMN_KEYS, or a column number), ``#open=<claim id>`` opens a claim);
 clicking a claim opens its statement, registration status with the changed fields, the per-sample
 distribution of treated and control as a small inline SVG, its controls and fluency metrics, every
 metric, its spec, and a link to its samples file. The per-family forest plots are embedded as data
@@ -46,9 +46,14 @@ def _e(x) -> str:
     return html.escape("-" if x is None or x == "" else str(x), quote=True)
 
 
+MAX_POINTS = 300
+
+
 def samples_svg(treated: list[float], control: list[float], width: int = 360, height: int = 90, seed: int = 0,
                 labels: tuple[str, str] = ("treated", "control")) -> str:
-    """Two jittered strips (treated above control) with each mean marked; plain inline SVG."""
+    """Two jittered strips (treated above control) with each mean marked; plain inline SVG. A strip of
+    more than MAX_POINTS values draws an evenly spaced subset of the sorted values (its quantiles), so
+    the page stays small; the count shown and the mean line use every value."""
     values = [v for v in list(treated) + list(control) if math.isfinite(v)]
     if not values:
         return "<svg class='dist' width='1' height='1'></svg>"
@@ -65,7 +70,10 @@ def samples_svg(treated: list[float], control: list[float], width: int = 360, he
     for name, vals, y0, colour in ((labels[0], treated, 22, "#d95f02"), (labels[1], control, 58, "#1b9e77")):
         finite = [v for v in vals if math.isfinite(v)]
         parts.append(f"<text x='2' y='{y0 + 4}' font-size='11'>{name} ({len(finite)})</text>")
-        for v in finite:
+        drawn = sorted(finite)
+        if len(drawn) > MAX_POINTS:
+            drawn = [drawn[round(i * (len(drawn) - 1) / (MAX_POINTS - 1))] for i in range(MAX_POINTS)]
+        for v in drawn:
             parts.append(f"<circle cx='{x(v):.1f}' cy='{y0 + rng.uniform(-8, 8):.1f}' r='2' "
                          f"fill='{colour}' fill-opacity='0.55'/>")
         if finite:
@@ -139,9 +147,14 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
     )
 
 
-COLUMNS = [("claim", "text"), ("model", "text"), ("family", "text"), ("statement", "text"), ("n", "num"),
-           ("d [CI]", "num"), ("p corr", "num"), ("p(d>min_d) corr", "num"), ("verdict", "text"),
+# The verdict comes right after the model: on a laptop screen the table's right end is off-screen.
+COLUMNS = [("claim", "text"), ("model", "text"), ("verdict", "text"), ("family", "text"), ("statement", "text"),
+           ("n", "num"), ("d [CI]", "num"), ("p corr", "num"), ("p(d>min_d) corr", "num"),
            ("registration", "text")]
+# names for links (#sort=d&dir=desc), so a link survives a change of column order
+COLUMN_KEYS = ["claim", "model", "verdict", "family", "statement", "n", "d", "p", "p_min_effect", "registration"]
+VERDICT_COL = 2
+REGISTRATION_COL = 9
 
 SCRIPT = r"""
 (function(){
@@ -177,8 +190,9 @@ SCRIPT = r"""
   const params = new URLSearchParams(location.hash.slice(1));
   params.forEach((v, k) => { if (sel[k]) sel[k].value = v; if (k === 'text') text.value = v; if (k === 'open') {
     const r = rows.find(x => x.dataset.claim === v); if (r) document.getElementById(r.dataset.detail).hidden = false; } });
-  if (params.has('sort')) {  // e.g. #sort=5&dir=desc: sort by the 6th column, largest first
-    const th = document.querySelector('th[data-col="' + params.get('sort') + '"]');
+  if (params.has('sort')) {  // e.g. #sort=d&dir=desc: sort by effect size, largest first (or a column number)
+    const key = params.get('sort');
+    const th = document.querySelector('th[data-key="' + key + '"]') || document.querySelector('th[data-col="' + key + '"]');
     if (th) { th.click(); if (params.get('dir') === 'desc') th.click(); } }
   apply();
 })();
@@ -189,6 +203,8 @@ body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
 table#claims{border-collapse:collapse;width:100%;font-size:13px}
 #claims th,#claims td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 #claims th{background:#f3f3f3;cursor:pointer;position:sticky;top:0}
+#claims td:first-child{min-width:15em;max-width:22em;word-break:break-all;font-size:11px;color:#555}
+#claims td:nth-child(5){min-width:22em}
 tr.claim{cursor:pointer} tr.claim:hover{background:#f7fbff}
 .v-supported{color:#1a7f37;font-weight:600} .v-not-supported{color:#c62828;font-weight:600}
 .r-changed{color:#b35900;font-weight:600} .r-exploratory{color:#6a1b9a} .r-pre-registered{color:#1a7f37}
@@ -225,20 +241,20 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         n = f"{row.get('n_treated')}/{row.get('n_control')}" if row.get("n_treated") is not None else "-"
         fam_anchor = f"fig-{fig_index[row['family']]}" if row.get("family") in fig_index else None
         cells = [
-            (row.get("short_id"), None), (row.get("model") or "-", None), (row.get("family"), None),
+            (row.get("short_id"), None), (row.get("model") or "-", None), (verdict, None), (row.get("family"), None),
             (row.get("statement"), None), (n, row.get("n_treated")), (d_ci, "" if math.isnan(d) else d),
             (_f(row.get("p_adjusted")), _num(row.get("p_adjusted"))),
             (_f(row.get("p_min_effect_adjusted")), _num(row.get("p_min_effect_adjusted"))),
-            (verdict, None), (row.get("registration_changes") or status, status),
+            (row.get("registration_changes") or status, status),
         ]
         tds = ""
         for j, (value, sort_key) in enumerate(cells):
             attrs = ""
             if sort_key is not None:
                 attrs += f" data-sort='{_e('' if isinstance(sort_key, float) and math.isnan(sort_key) else sort_key)}'"
-            if j == 8:
+            if j == VERDICT_COL:
                 attrs += f" class='v-{_e(verdict.replace(' ', '-'))}'"
-            if j == 9:
+            if j == REGISTRATION_COL:
                 attrs += f" class='r-{_e(status.split(' ')[0])}'"
             tds += f"<td{attrs}>{_e(value)}</td>"
         body_rows.append(
@@ -247,12 +263,13 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
             f"data-verdict='{_e(verdict)}' data-registration='{_e(status)}'>{tds}</tr>"
             f"<tr class='detail' id='d{i}' hidden><td colspan='{len(COLUMNS)}'>"
             f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor)}</td></tr>")
-    head = "".join(f"<th data-col='{j}' data-kind='{kind}'>{_e(name)}</th>" for j, (name, kind) in enumerate(COLUMNS))
+    head = "".join(f"<th data-col='{j}' data-key='{COLUMN_KEYS[j]}' data-kind='{kind}'>{_e(name)}</th>"
+                   for j, (name, kind) in enumerate(COLUMNS))
     supported = sum(r.get("verdict") == "supported" for r in rows)
     lock = reg.get("lock")
     if lock is None:
         banner = ("<p class='banner'>No pre-registration lock for this profile: every claim is exploratory. "
-                  "Write one with <code>pytest hypotheses/ --emocheck-preregister</code> before running.</p>")
+                  "Write one with <code>emocheck preregister</code> (or <code>pytest hypotheses/ --emocheck-preregister</code>) before running.</p>")
     else:
         forced = (f" It was written with --emocheck-preregister-force after {lock.get('n_results_seen')} result "
                   "files existed." if lock.get("forced") else "")
@@ -269,6 +286,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         f"<h3 id='fig-{j}'>{_e(fam)}</h3><img class='forest' alt='forest plot of {_e(fam)}' "
         f"src='data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}'>"
         for j, (fam, path) in enumerate(sorted(figures.items())) if Path(path).is_file())
+    summary = _family_summary(rows)
     fam_rows = "".join(
         f"<tr><td>{_e(name)}</td><td>{_e(f.get('declared'))}</td><td>{_e(f.get('run'))}</td>"
         f"<td>{'yes' if f.get('membership_changed') else 'no'}</td></tr>" for name, f in sorted(families.items()))
@@ -277,6 +295,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>emocheck report</title>"
         f"<style>{STYLE}</style></head><body data-visible='{len(rows)}'>"
         f"<h1>emocheck report: {supported} of {len(rows)} claims supported</h1><p>{settings_line}</p>{banner}"
+        + summary +
         "<div class='filters'>"
         + _options("model", [r.get("model") or "-" for r in rows])
         + _options("family", [r.get("family") for r in rows])
@@ -292,6 +311,23 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         f"<h2>Forest plots</h2>{figs or '<p class=none>nothing to plot</p>'}"
         f"<script>{SCRIPT}</script></body></html>"
     )
+
+
+def _family_summary(rows: list[dict]) -> str:
+    """Supported / judged per family and model: the first thing a reader looks for."""
+    models = sorted({str(r.get("model") or "-") for r in rows})
+    cells: dict[str, dict[str, list[int]]] = {}
+    for r in rows:
+        c = cells.setdefault(str(r.get("family")), {}).setdefault(str(r.get("model") or "-"), [0, 0])
+        c[0] += r.get("verdict") == "supported"
+        c[1] += 1
+    head = "".join(f"<th>{_e(m)}</th>" for m in models)
+    body = "".join(
+        f"<tr><td>{_e(fam)}</td>" + "".join(
+            f"<td>{by[m][0]} / {by[m][1]}</td>" if m in by else "<td>-</td>" for m in models) + "</tr>"
+        for fam, by in sorted(cells.items()))
+    return ("<details open><summary><b>Supported / judged, by family and model</b></summary>"
+            f"<table class='kv summary'><tr><th>family</th>{head}</tr>{body}</table></details>")
 
 
 def _validity_section(validity) -> str:
