@@ -17,6 +17,25 @@ EDGE_PROMPTS = 3
 EDGES_VERSION = 2          # 2: first-order edge attribution beside the exact edges
 
 
+def _inputs(model_name: str, profile: Profile, emotion: str, progress: bool):
+    """What edges and roles both start from, drawn as the discovery drew them (same seed, same order):
+    (representations, loaded model, components, training emotion prompts, training neutral prompts,
+    final-layer emotion direction, mean neutral activations)."""
+    from emocheck.models.registry import load_model
+    from emocheck.representations.build import build_representations
+
+    reps = build_representations(model_name, profile, progress=progress)
+    cfg = settings(profile)
+    rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
+    attr_texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
+    neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+    loaded = load_model(model_name)
+    direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
+                                    position="last").float()
+    return (reps, loaded, all_components(loaded), attr_texts, neutral_texts, direction,
+            mean_activations(loaded, neutral_texts))
+
+
 @timing.timed("circuits")
 def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> pd.DataFrame:
     """Edges among the circuit's EDGE_NODES members of largest |attribution| (emocheck.circuits.edges:
@@ -29,8 +48,6 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
 
     from emocheck.circuits.edges import edge_attribution, edge_effects
     from emocheck.circuits.figures import plot_circuit
-    from emocheck.models.registry import load_model
-    from emocheck.representations.build import build_representations
 
     result = run_circuit(model_name, profile, emotion, progress=progress)
     out = out_dir(profile, model_name)
@@ -40,16 +57,7 @@ def circuit_edges(model_name: str, profile: Profile, emotion: str, progress: boo
         cached = read_table_artifact(path, key=key, what=path.stem)   # verified; rebuilt when damaged
         if cached is not None:
             return cached
-        reps = build_representations(model_name, profile, progress=progress)
-        cfg = settings(profile)
-        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
-        attr_texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
-        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
-        loaded = load_model(model_name)
-        comps = all_components(loaded)
-        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
-                                        position="last").float()
-        source = mean_activations(loaded, neutral_texts)
+        reps, loaded, comps, attr_texts, neutral_texts, direction, source = _inputs(model_name, profile, emotion, progress)
         labels = {c.label: i for i, c in enumerate(comps)}
         top = sorted(result["attribution"], key=lambda k: -abs(result["attribution"][k]))[:EDGE_NODES]
         nodes = [labels[k] for k in top]
@@ -81,8 +89,6 @@ def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: boo
     from emocheck.circuits.figures import plot_head_tokens
     from emocheck.circuits.ov_qk import head_token_table
     from emocheck.circuits.roles import head_roles, with_token_evidence
-    from emocheck.models.registry import load_model
-    from emocheck.representations.build import build_representations
 
     result = run_circuit(model_name, profile, emotion, progress=progress)
     out = out_dir(profile, model_name)
@@ -92,17 +98,9 @@ def circuit_roles(model_name: str, profile: Profile, emotion: str, progress: boo
         cached = read_table_artifact(path, key=key, what=path.stem)   # verified; rebuilt when damaged
         if cached is not None:
             return cached
-        reps = build_representations(model_name, profile, progress=progress)
-        cfg = settings(profile)
-        rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
-        texts = _sample(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)[:ROLE_PROMPTS]
-        neutral_texts = _sample(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+        reps, loaded, comps, attr_texts, neutral_texts, direction, source = _inputs(model_name, profile, emotion, progress)
+        texts = attr_texts[:ROLE_PROMPTS]
         trigger_of = dict(zip(reps.prompts.text, reps.prompts.trigger))
-        loaded = load_model(model_name)
-        comps = all_components(loaded)
-        direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
-                                        position="last").float()
-        source = mean_activations(loaded, neutral_texts)
         heads = [c for c in (comps[i] for i in result["circuit_index"]) if c.kind == "head"]
         index = [comps.index(c) for c in heads]
         total = np.mean([exact_effects(loaded, t, source, index, direction=direction) for t in texts], 0)
