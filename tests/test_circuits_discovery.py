@@ -7,7 +7,7 @@ import torch
 from emocheck.circuits.attribution import attribute, flat
 from emocheck.circuits.components import LastTokenRun, all_components, mean_activations, mlp_module
 from emocheck.circuits.discovery import (SetEvaluation, ablation_ranking, discover, evaluate_sets, layer_profile, minimality_sets,
-                                         random_circuits)
+                                         random_circuits, smallest_prefix)
 from emocheck.errors import ConfigError
 from emocheck.heads.access import out_proj
 from emocheck.testing import tiny_model
@@ -84,6 +84,13 @@ def test_set_evaluation_arithmetic():
     np.testing.assert_allclose(ev.faithfulness(), [(1 + 3) / 6, (2 + 0) / 6])
     np.testing.assert_allclose(ev.completeness(), [(0 + 1) / 6, (1 + 4) / 6])
     assert minimality_sets([1, 4, 9]) == [[4, 9], [1, 9], [1, 4]]
+
+
+def test_smallest_prefix_is_the_first_size_reaching_the_share():
+    assert smallest_prefix([7, 2, 5, 1], [0.3, 0.79, 0.8, 0.95], 0.8) == {"circuit": [7, 2, 5], "size": 3, "reached": True}
+    assert smallest_prefix([7, 2, 5], [0.3, 0.5, 0.6], 0.8) == {"circuit": [7, 2, 5], "size": 3, "reached": False}
+    with pytest.raises(ConfigError):
+        smallest_prefix([1], [1.0], 0.0)
 
 
 def test_discover_rejects_bad_share():

@@ -92,17 +92,28 @@ def discover(loaded, texts, source: Activations, ranking, *, share: float = 0.8,
              **kw) -> dict:
     """Smallest prefix of `ranking` (component indices, most important first) whose faithfulness on
     `texts` reaches `share`. Returns {'circuit': [...], 'size', 'curve': faithfulness per size, 'reached'}."""
-    if not 0 < share <= 1:
-        raise ConfigError(f"share must be in (0, 1], got {share}")
+    _check_share(share)
     ranking = [int(c) for c in ranking]
     max_size = len(ranking) if max_size is None else min(max_size, len(ranking))
     sets = [ranking[:k] for k in range(1, max_size + 1)]
     ev = evaluate_sets(loaded, texts, source, sets, drop=False, **kw)
     curve = ev.faithfulness()
-    hits = np.flatnonzero(curve >= share)
-    size = int(hits[0]) + 1 if hits.size else max_size
-    return {"circuit": ranking[:size], "size": size, "curve": curve.tolist(), "reached": bool(hits.size),
-            "total_effect": ev.total / len(ev.full)}
+    return {**smallest_prefix(ranking, curve, share), "curve": curve.tolist(), "total_effect": ev.total / len(ev.full)}
+
+
+def _check_share(share: float) -> None:
+    if not 0 < share <= 1:
+        raise ConfigError(f"share must be in (0, 1], got {share}")
+
+
+def smallest_prefix(ranking, curve, share: float) -> dict:
+    """The prefix search of `discover`, apart from the model: curve[k - 1] is the faithfulness of
+    ranking[:k]; the circuit is the shortest prefix reaching `share`, or all len(curve) components
+    when none does. (Split out so the rule can be calibrated on simulated metrics.)"""
+    _check_share(share)
+    hits = np.flatnonzero(np.asarray(curve) >= share)
+    size = int(hits[0]) + 1 if hits.size else len(curve)
+    return {"circuit": [int(c) for c in ranking[:size]], "size": size, "reached": bool(hits.size)}
 
 
 def ablation_ranking(attribution) -> list[int]:
