@@ -46,7 +46,7 @@ def _e(x) -> str:
     return html.escape("-" if x is None or x == "" else str(x), quote=True)
 
 
-MAX_POINTS = 300
+MAX_POINTS = 150
 
 
 def samples_svg(treated: list[float], control: list[float], width: int = 360, height: int = 90, seed: int = 0,
