@@ -1,7 +1,6 @@
 """The emotion-margin instrument: each label's log-odds over the strongest other emotion (floored),
 computed from the emotion head's own scores; its own model id and cache entries."""
 import numpy as np
-import pytest
 
 from emocheck.evaluators import get_evaluator
 from emocheck.evaluators.minilm import MARGIN_FLOOR
