@@ -44,8 +44,9 @@ from scipy import stats as st
 from emocheck import claim
 from emocheck.heads.experiment import EMOTIONS
 from emocheck.heads.generation import EVALUATOR
-from emocheck.heads.exact_growth import plot_specificity, specificity, specificity_arrays, write_exact_growth
-from emocheck.heads.growth import CLAIM_N, EXACT_KINDS, N_VALUES, exact, exact_arrays, out_dir
+from emocheck.heads.exact_growth import (exact_grid, plot_specificity, specificity, specificity_arrays,
+                                        write_exact_growth)
+from emocheck.heads.growth import CLAIM_N, EXACT_KINDS, N_VALUES, exact_arrays, out_dir
 from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN
 from emocheck.patching.scoring import noninferiority, paired_scores
 
@@ -54,7 +55,9 @@ PAIRS = [(e, o) for e in EMOTIONS for o in EMOTIONS if o != e]
 
 
 def _record(evidence, model_name, profile, emotion, kind):
-    df = exact(model_name, profile, emotion, kind, CLAIM_N, progress=False)
+    # the whole exact grid (growth curves included) is computed in one go on first use: one prefix pass
+    # per prompt for every table instead of one per table
+    df = exact_grid(model_name, profile)[(emotion, kind, CLAIM_N)]
     treated, control = exact_arrays(df)
     per_set = df.groupby("set")[["effect", "first_order"]].mean()
     rho = float(st.spearmanr(per_set["effect"], per_set["first_order"]).statistic)

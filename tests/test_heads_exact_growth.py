@@ -80,3 +80,33 @@ def test_exact_growth_and_specificity(monkeypatch, results_tmp):
     np.testing.assert_allclose(own, want, rtol=1e-6, atol=1e-7)
     exact_growth.plot_specificity({"gratitude": spec}, results_tmp / "s.png")
     assert (results_tmp / "s.png").exists()
+
+
+def test_batched_grid_equals_one_request_at_a_time(monkeypatch, results_tmp):
+    """exact_many runs every table's rows of a prompt in one batch (mixed interventions, head sets and
+    values); each table must equal exact_effects on that table alone, kind by kind."""
+    from emocheck.heads.growth import _exact_plan, _exact_values, exact_effects, exact_many
+
+    m = tiny_model("llama", n_layers=3, seed=2)
+    reps = _Reps()
+    g = torch.Generator().manual_seed(1)
+    scores = {"z_last": torch.randn(len(reps.prompts), 3, 4, m.head_dim, generator=g),
+              "direct": torch.randn(len(reps.prompts), 3, 4, len(EMOTIONS), generator=g)}
+    monkeypatch.setattr(experiment, "screen", lambda name, profile, progress=False: (_Screen(), scores, reps))
+    monkeypatch.setattr(registry, "load_model", lambda name: m)
+    profile = get_profile("smoke")
+    requests = [(e, k, n) for e in EMOTIONS for k in EXACT_KINDS for n in (1, 4)]
+    tables = exact_many("tiny", profile, requests)
+    for (e, k, n), df in zip(requests, tables):
+        plan = _exact_plan(_Screen(), scores, reps, profile, "tiny", e, k, n)
+        z, _, u = _exact_values(plan, scores, reps, 2)
+        texts = reps.prompts["text"].to_numpy()[plan["sample"]].tolist()
+        want = exact_effects(m, texts, plan["sets"], z, u, k)              # [sets, prompts], one request alone
+        got = df.pivot(index="set", columns="prompt_id", values="effect")
+        got = got[reps.prompts["id"].to_numpy()[plan["sample"]]].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{e} {k} n={n}")
+        assert np.abs(want).max() > 0
+    # a second call reads every table back from its file
+    again = exact_many("tiny", profile, requests)
+    for a, b in zip(tables, again):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False)

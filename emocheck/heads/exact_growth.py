@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emocheck.heads.growth import (CLAIM_N, EXACT_KINDS, N_VALUES, _final_unit, exact, exact_arrays, exact_effects,
+from emocheck.heads.growth import (CLAIM_N, EXACT_KINDS, N_VALUES, _final_unit, exact_arrays, exact_effects, exact_many,
                                    intervention_rows, out_dir)
 from emocheck.heads.nulls import monte_carlo_p
 from emocheck.profiles import Profile
@@ -25,15 +25,26 @@ from emocheck.storage import write_table_artifact
 SPECIFICITY_CODE_VERSION = "head-specificity-v1"
 
 
+def exact_grid(model_name: str, profile: Profile, kinds=EXACT_KINDS, n_values=N_VALUES,
+               progress: bool = False) -> dict:
+    """{(emotion, kind, n): exact table} for the whole grid, computed together (`exact_many`: one prefix
+    pass per prompt for every table that is not cached yet) and read from the cache afterwards."""
+    from emocheck.heads.experiment import EMOTIONS
+
+    requests = [(e, kind, n) for e in EMOTIONS for kind in kinds for n in n_values]
+    return dict(zip(requests, exact_many(model_name, profile, requests, progress=progress)))
+
+
 def exact_growth_table(model_name: str, profile: Profile, kinds=EXACT_KINDS, n_values=N_VALUES,
                        progress: bool = False) -> pd.DataFrame:
     from emocheck.heads.experiment import EMOTIONS
 
+    tables = exact_grid(model_name, profile, kinds, n_values, progress=progress)
     rows = []
     for e in EMOTIONS:
         for kind in kinds:
             for n in n_values:
-                df = exact(model_name, profile, e, kind, n, progress=progress)
+                df = tables[(e, kind, n)]
                 treated, control = exact_arrays(df)
                 per_set = control.mean(0)                      # each random set's mean over the prompts
                 obs, sd = float(treated.mean()), float(per_set.std(ddof=1))

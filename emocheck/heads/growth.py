@@ -138,10 +138,13 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
     Columns: prompt_id, set, effect (exact), first_order, heads. Cached by a key over everything that
     determines it.
     """
-    from emocheck.heads.experiment import EMOTIONS, screen
-    from emocheck.models.registry import load_model
+    return exact_many(model_name, profile, [(emotion, kind, n)], progress=progress)[0]
 
-    screen_result, scores, reps = screen(model_name, profile, progress=progress)
+
+def _exact_plan(screen_result, scores, reps, profile: Profile, model_name: str, emotion: str, kind: str, n: int) -> dict:
+    """Everything that determines one exact table: its sets, prompt sample, values, key and path."""
+    from emocheck.heads.experiment import EMOTIONS
+
     cfg = settings(profile)
     n_sets = cfg["exact_sets"] if n == CLAIM_N else cfg["growth_sets"]
     chosen = screen_result.top_heads(emotion, n)
@@ -154,33 +157,93 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
     sample = np.sort(rng.choice(run, size=min(cfg["exact_prompts"], len(run)), replace=False))
     key = stable_hash({"code": GROWTH_CODE_VERSION, "model": model_name, "vectors": reps.vectors.meta.get("key"),
                        "sets": sets, "sample": sample.tolist(), "kind": kind, "emotion": emotion}, 24)
-    path = out_dir(profile, model_name) / f"exact_{kind}_{emotion}_n{n}.csv"
-    with file_lock(path):
-        cached = read_table_artifact(path, key=key, what="exact head-set effects")   # verified; rebuilt when damaged
-        if cached is not None:
-            return cached
+    return {"emotion": emotion, "kind": kind, "n": n, "ei": ei, "seed": seed, "sets": sets, "source": source,
+            "sample": sample, "key": key, "path": out_dir(profile, model_name) / f"exact_{kind}_{emotion}_n{n}.csv"}
+
+
+def _exact_values(plan: dict, scores, reps, final: int):
+    """(z values: [L, H, hd] shared or [n_prompts, L, H, hd] per prompt, direct-path replacement,
+    unit direction) of one plan."""
+    kind, source, direct = plan["kind"], plan["source"], scores["direct"][..., plan["ei"]]
+    if kind == "ablate_resample":                  # one training neutral prompt per judged prompt
+        ids_col = reps.prompts["id"].to_numpy()[plan["sample"]]
+        src = resample_sources(source, ids_col, plan["seed"])
+        z_values, replacement = scores["z_last"][src].float(), direct[src].double()
+    else:
+        z_values = scores["z_last"][source].double().mean(0).float()                  # [L, H, hd]
+        replacement = direct[source].double().mean(0)
+        if kind == "ablate_zero":
+            replacement = torch.zeros_like(replacement)   # z = 0 writes nothing (the o_proj bias is no head's)
+    return z_values, replacement, _final_unit(reps, plan["emotion"], final)
+
+
+def exact_many(model_name: str, profile: Profile, requests, progress: bool = False) -> list[pd.DataFrame]:
+    """`exact` for many (emotion, kind, n) at once: the tables not already cached are computed together,
+    one prefix pass per distinct prompt and every (request, set) row of that prompt in one batched
+    last-token pass (`emocheck.heads.prefix_cache.last_token_rows`), then written one file each under
+    its own lock. Equal to running `exact` one request at a time up to float rounding."""
+    from emocheck.heads.experiment import screen
+    from emocheck.heads.prefix_cache import last_token_rows
+    from emocheck.heads.specs import HeadPatchSpec, stack_rows
+    from emocheck.models.registry import load_model
+
+    screen_result, scores, reps = screen(model_name, profile, progress=progress)
+    plans = [_exact_plan(screen_result, scores, reps, profile, model_name, e, k, n) for e, k, n in requests]
+    out: list[pd.DataFrame | None] = [None] * len(plans)
+    for i, plan in enumerate(plans):                   # verified; rebuilt when damaged
+        out[i] = read_table_artifact(plan["path"], key=plan["key"], what="exact head-set effects")
+    todo = [i for i, df in enumerate(out) if df is None]
+    if todo:
         loaded = load_model(model_name)
         final = loaded.n_layers - 1
-        ids_col = reps.prompts["id"].to_numpy()[sample]
-        direct = scores["direct"][..., ei]
-        if kind == "ablate_resample":                  # one training neutral prompt per judged prompt
-            src = resample_sources(source, ids_col, seed)
-            z_values, replacement = scores["z_last"][src].float(), direct[src].double()
-        else:
-            z_values = scores["z_last"][source].double().mean(0).float()                  # [L, H, hd]
-            replacement = direct[source].double().mean(0)
-            if kind == "ablate_zero":
-                replacement = torch.zeros_like(replacement)   # z = 0 writes nothing (the o_proj bias is no head's)
-        texts = reps.prompts["text"].to_numpy()[sample].tolist()
-        effects = exact_effects(loaded, texts, sets, z_values, _final_unit(reps, emotion, final), kind,
-                                progress=progress, desc=f"exact {kind} {emotion} {model_name}")
-        fo = sign(kind) * direct_path_effects(direct[sample], replacement, set_masks(sets, *direct.shape[1:]))
-        df = pd.DataFrame([{"prompt_id": ids_col[j], "set": i, "effect": effects[i, j],
-                            "first_order": float(fo[j, i]), "heads": ";".join(f"L{a}H{b}" for a, b in sets[i])}
-                           for i in range(len(sets)) for j in range(len(sample))])
-        write_table_artifact(path, df, {"key": key, "sets": [list(map(list, s)) for s in sets],
-                                        "sample": ids_col.tolist(), "kind": kind, "emotion": emotion, "n": n})
-    return df
+        n_layers, n_heads, head_dim = scores["z_last"].shape[1:]
+        texts_all = reps.prompts["text"].to_numpy()
+        work: dict[str, list] = {}                      # prompt text -> [(plan index, prompt slot)]
+        values = {}
+        for i in todo:
+            plans[i]["masks"] = stack_rows([HeadPatchSpec(s, MODE_OF[plans[i]["kind"]], "last") for s in plans[i]["sets"]],
+                                           n_layers, n_heads)
+            values[i] = _exact_values(plans[i], scores, reps, final)
+            for j, row in enumerate(plans[i]["sample"]):
+                work.setdefault(texts_all[row], []).append((i, j))
+        effects = {i: np.zeros((len(plans[i]["sets"]), len(plans[i]["sample"]))) for i in todo}
+        for text, pairs in tqdm(list(work.items()), desc=f"exact head sets {model_name}", disable=not progress,
+                                leave=False):
+            masks, vals = [], []
+            for i, j in pairs:
+                z, s = values[i][0], len(plans[i]["sets"])
+                if plans[i]["kind"] == "ablate_zero":
+                    z = torch.zeros(n_layers, n_heads, head_dim)
+                elif z.dim() == 4:
+                    z = z[j]
+                masks.append(plans[i]["masks"])
+                vals.append(z[None].expand(s, -1, -1, -1))
+            clean, patched = last_token_rows(loaded, text, torch.cat(masks), torch.cat(vals), final)
+            start = 0
+            for i, j in pairs:
+                s = len(plans[i]["sets"])
+                u = values[i][2].float()
+                effects[i][:, j] = (sign(plans[i]["kind"]) * ((patched[start:start + s] - clean[None]) @ u)).double().numpy()
+                start += s
+        for i in todo:
+            plan = plans[i]
+            sets, sample, kind = plan["sets"], plan["sample"], plan["kind"]
+            ids_col = reps.prompts["id"].to_numpy()[sample]
+            direct = scores["direct"][..., plan["ei"]]
+            fo = sign(kind) * direct_path_effects(direct[sample], values[i][1], set_masks(sets, *direct.shape[1:]))
+            df = pd.DataFrame([{"prompt_id": ids_col[j], "set": s, "effect": effects[i][s, j],
+                                "first_order": float(fo[j, s]), "heads": ";".join(f"L{a}H{b}" for a, b in sets[s])}
+                               for s in range(len(sets)) for j in range(len(sample))])
+            with file_lock(plan["path"]):
+                cached = read_table_artifact(plan["path"], key=plan["key"], what="exact head-set effects")
+                if cached is not None:                  # another worker wrote it meanwhile: keep theirs
+                    out[i] = cached
+                    continue
+                write_table_artifact(plan["path"], df, {"key": plan["key"], "sets": [list(map(list, x)) for x in sets],
+                                                        "sample": ids_col.tolist(), "kind": kind,
+                                                        "emotion": plan["emotion"], "n": plan["n"]})
+            out[i] = df
+    return out
 
 
 def exact_effects(loaded, texts: list[str], sets, z_values: torch.Tensor, u: torch.Tensor, kind: str, *,

@@ -16,7 +16,7 @@ import inspect
 import torch
 
 from emocheck.heads.access import head_geometry, out_proj
-from emocheck.heads.specs import apply_head_patch, stack_rows
+from emocheck.heads.specs import apply_head_patch, expand_values, stack_rows
 
 
 def _cache_kwarg(body) -> str:
@@ -37,8 +37,28 @@ def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows
     if any(s.positions != "last" for s in specs):
         raise ValueError("last_token_residuals patches the last position only (positions='last')")
     masks = stack_rows(specs, g.n_layers, g.n_heads)                        # [S, L, H]
+    used = [layer for layer in range(g.n_layers) if masks[:, layer].any()]
+    per_layer = torch.zeros(g.n_layers, g.n_heads, g.head_dim)
+    for layer in used:                                  # zeros for mode 'zero'; a missing layer is an error
+        per_layer[layer] = expand_values(values, layer, 1, g.n_heads, g.head_dim, specs[0].mode,
+                                         torch.float32, "cpu")[0]
+    row_values = per_layer[None].expand(len(specs), -1, -1, -1)
+    return last_token_rows(loaded, text, masks, row_values, read_layer, rows_per_pass=rows_per_pass)
+
+
+def last_token_rows(loaded, text: str, masks: torch.Tensor, values: torch.Tensor, read_layer: int,
+                    rows_per_pass: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row-level form of `last_token_residuals`: row r replaces the o_proj input of the heads in
+    masks[r] ([R, L, H] bool) by values[r] ([R, L, H, hd]; zeros = zero ablation) at the last token.
+    Rows of different interventions (mean / zero / resample ablation, patch-in) and different head
+    sets share one prefix pass and one batched last-token pass per chunk of `rows_per_pass`."""
+    g = head_geometry(loaded)
+    if masks.dim() != 3 or tuple(masks.shape[1:]) != (g.n_layers, g.n_heads):
+        raise ValueError(f"masks must be [rows, {g.n_layers}, {g.n_heads}], got {tuple(masks.shape)}")
+    if tuple(values.shape) != (masks.shape[0], g.n_layers, g.n_heads, g.head_dim):
+        raise ValueError(f"values must be [{masks.shape[0]}, {g.n_layers}, {g.n_heads}, {g.head_dim}], "
+                         f"got {tuple(values.shape)}")
     layers = [layer for layer in range(g.n_layers) if masks[:, layer].any()]
-    mode = specs[0].mode
     ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(loaded.device)
     if ids.shape[1] < 2:
         raise ValueError(f"prompt {text!r} has fewer than 2 tokens")
@@ -72,14 +92,12 @@ def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows
             body(input_ids=ids[:, -1:], use_cache=True, **{kw: copy.deepcopy(prefix)})
             clean = read["h"][0]
             patched = []
-            for start in range(0, len(specs), rows_per_pass):
+            for start in range(0, masks.shape[0], rows_per_pass):
                 rows = masks[start:start + rows_per_pass].to(loaded.device)
                 r = rows.shape[0]
+                chunk = values[start:start + r]
                 state["mask"] = rows
-                state["vals"] = {layer: (torch.zeros(r, g.n_heads, g.head_dim, device=loaded.device, dtype=loaded.dtype)
-                                         if mode == "zero" else
-                                         torch.as_tensor(values[layer]).to(loaded.device, loaded.dtype)[None].expand(r, -1, -1))
-                                 for layer in layers}
+                state["vals"] = {layer: chunk[:, layer].to(loaded.device, loaded.dtype) for layer in layers}
                 cache = copy.deepcopy(prefix)
                 cache.batch_repeat_interleave(r)
                 body(input_ids=ids[:, -1:].expand(r, -1), use_cache=True, **{kw: cache})
@@ -88,4 +106,4 @@ def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows
     finally:
         for h in handles:
             h.remove()
-    return clean, torch.cat(patched)
+    return clean, torch.cat(patched) if patched else torch.zeros(0, clean.shape[0])
