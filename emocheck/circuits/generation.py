@@ -47,7 +47,8 @@ from emocheck import timing
 
 VERSION = "circuit-modulation-v1"
 DRAWS_PER_PROMPT = 2
-PROMPTS_PER_CHUNK = 4          # rows of this many prompts per engine call (progress + bounded memory)
+PROMPTS_PER_CHUNK = 20         # rows of this many prompts per engine call: 200 rows, near the engine's
+                               # CPU batch of 192 (larger batches are cheaper per row; patching/experiment.py)
 PHASE5_CONDITIONS = ("baseline",) + EMOTIONS + tuple(f"prompt:{e}" for e in EMOTIONS)
 
 

@@ -45,7 +45,11 @@ SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
 #: Per profile: judged prompts (None = profile.generation_prompts), tuning prompts (disjoint), sweep
 #: grid, rows per batched generation, and the conditions run on the seeded half of the judged prompts.
 #: ci is sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null
-#: (random, label-permuted) still has K = 20 draws. full is sized for an hour on 2 cores
+#: (random, label-permuted) still has K = 20 draws. rows_per_batch is the engine's CPU batch (192
+#: rows): a decode step reads every weight whatever the batch (Gemma's 262k x 640 unembedding alone is
+#: 670 MB), so larger batches cost less per row. 192 rows x 30 tokens, per row, in batches of 32 / 96 /
+#: 192: Gemma 0.60 / 0.48 / 0.36 s, SmolLM2 0.27 / 0.18 / 0.18 s, identical greedy tokens
+#: (`python benchmarks/bench_batch_rows.py gemma3-270m --sizes 32 96 192`). full is sized for an hour on 2 cores
 #: (emocheck.patching.budget, README "full by design"; fixed before any full result existed): the
 #: emotion vectors and the baseline on all 200 judged prompts, the random and label-permuted draws on
 #: 100 of them (K = 100 fresh draws each), the secondary conditions on 40 (nested in the 100), and a
@@ -56,9 +60,9 @@ SETTINGS = {
     "smoke": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
               "rows_per_batch": 64, "secondary": ALL_SECONDARY},
     "ci": {"judged_prompts": 20, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 1.0, 2.0, 4.0),
-           "rows_per_batch": 32, "secondary": ("subspace", "prompt", "dose_matched")},
+           "rows_per_batch": 192, "secondary": ("subspace", "prompt", "dose_matched")},
     "full": {"judged_prompts": None, "tuning_prompts": 8, "fractions": SWEEP_FRACTIONS,
-             "alphas": (0.5, 1.0, 2.0, 4.0), "rows_per_batch": 96, "secondary": ALL_SECONDARY,
+             "alphas": (0.5, 1.0, 2.0, 4.0), "rows_per_batch": 192, "secondary": ALL_SECONDARY,
              "null_prompts": 100, "secondary_prompts": 40},
 }
 DEFAULT_WINDOW = (0, 5)
