@@ -10,7 +10,6 @@ it is computed first). Nothing is written: the tables go to a temporary results 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
