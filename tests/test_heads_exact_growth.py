@@ -43,15 +43,22 @@ class _Reps:
         return ((self.prompts.emotion == emotion) & (self.prompts.split == split_name)).to_numpy()
 
 
-def test_exact_growth_and_specificity(monkeypatch, results_tmp):
+def _fake_screen(monkeypatch, seed: int):
+    """A tiny model, fake prompts and random head scores behind a patched `screen` and `load_model`;
+    returns (model, reps, scores, loads) where loads counts model loads."""
     m = tiny_model("llama", n_layers=3, seed=2)
     reps = _Reps()
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     scores = {"z_last": torch.randn(len(reps.prompts), 3, 4, m.head_dim, generator=g),
               "direct": torch.randn(len(reps.prompts), 3, 4, len(EMOTIONS), generator=g)}
     monkeypatch.setattr(experiment, "screen", lambda name, profile, progress=False: (_Screen(), scores, reps))
     loads = []
     monkeypatch.setattr(registry, "load_model", lambda name: loads.append(1) or m)
+    return m, reps, scores, loads
+
+
+def test_exact_growth_and_specificity(monkeypatch, results_tmp):
+    m, reps, scores, loads = _fake_screen(monkeypatch, 0)
     profile = get_profile("smoke")
     table = exact_growth.exact_growth_table("tiny", profile, n_values=(2, 4))
     assert len(table) == len(EMOTIONS) * len(EXACT_KINDS) * 2
@@ -87,13 +94,7 @@ def test_batched_grid_equals_one_request_at_a_time(monkeypatch, results_tmp):
     values); each table must equal exact_effects on that table alone, kind by kind."""
     from emocheck.heads.growth import _exact_plan, _exact_values, exact_effects, exact_many
 
-    m = tiny_model("llama", n_layers=3, seed=2)
-    reps = _Reps()
-    g = torch.Generator().manual_seed(1)
-    scores = {"z_last": torch.randn(len(reps.prompts), 3, 4, m.head_dim, generator=g),
-              "direct": torch.randn(len(reps.prompts), 3, 4, len(EMOTIONS), generator=g)}
-    monkeypatch.setattr(experiment, "screen", lambda name, profile, progress=False: (_Screen(), scores, reps))
-    monkeypatch.setattr(registry, "load_model", lambda name: m)
+    m, reps, scores, _ = _fake_screen(monkeypatch, 1)
     profile = get_profile("smoke")
     requests = [(e, k, n) for e in EMOTIONS for k in EXACT_KINDS for n in (1, 4)]
     tables = exact_many("tiny", profile, requests)

@@ -47,8 +47,9 @@ SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
 #: ci is sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null
 #: (random, label-permuted) still has K = 20 draws. rows_per_batch is the engine's CPU batch (192
 #: rows): a decode step reads every weight whatever the batch (Gemma's 262k x 640 unembedding alone is
-#: 670 MB), so larger batches cost less per row. 192 rows x 30 tokens, per row, in batches of 32 / 96 /
-#: 192: Gemma 0.60 / 0.48 / 0.36 s, SmolLM2 0.27 / 0.18 / 0.18 s, identical greedy tokens
+#: 670 MB), so larger batches cost less per row. Per row of generation + fluency (30 tokens), Gemma:
+#: 96 rows in batches of 32 / 96 0.60 / 0.48 s, 192 rows in batches of 96 / 192 0.48 / 0.36 s; SmolLM2,
+#: 192 rows in batches of 32 / 96 / 192: 0.27 / 0.18 / 0.18 s; identical greedy tokens
 #: (`python benchmarks/bench_batch_rows.py gemma3-270m --sizes 32 96 192`). full is sized for an hour on 2 cores
 #: (emocheck.patching.budget, README "full by design"; fixed before any full result existed): the
 #: emotion vectors and the baseline on all 200 judged prompts, the random and label-permuted draws on
