@@ -71,7 +71,9 @@ def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, e
 # level, m = 12 for the modulation and fluency families, 18 for the comparisons), from
 # emocheck.stats.power.power_min_effect: 80% power needs a true paired d of 1.12 (min_d 0.2, n 20,
 # m 12), 1.17 (n 20, m 18), 1.83 (prompting, n 10, m 18) and 0.86 for the min_d-0 non-inferiority
-# claims. The random-circuit claim has fewer effective df (Satterthwaite over prompt and circuit
+# claims. At full the modulation runs on phase 5's nested 100 null prompts (of 200, for the time
+# budget): 0.57 (m 12), 0.58 (m 18), 0.84 (prompting, phase 5's 40 secondary prompts, m 18) and 0.35.
+# The random-circuit claim has fewer effective df (Satterthwaite over prompt and circuit
 # variance) and needs more. Only large effects can be supported at ci; d and its interval are
 # reported either way.
 

@@ -40,6 +40,32 @@ def test_rows_are_what_the_design_builds(profile):
     assert round(c["sweep"] * c["tuning_prompts"]) == budget.sweep_rows(s)
 
 
+@pytest.mark.parametrize("profile", ["ci", "full"])
+def test_null_prompt_ids_are_the_prompts_the_random_draws_run_on(profile):
+    """Later phases that run their own random controls on phase 5's budget (circuit modulation) take
+    `null_prompt_ids`: exactly the prompts phase 5's fresh random draws run on, with the secondary
+    (prompting) prompts inside them."""
+    import pandas as pd
+
+    from emocheck.patching.experiment import null_prompt_ids, random_seed_base, settings
+    from emocheck.profiles import get_profile
+
+    prof = get_profile(profile)
+    s = settings(prof)
+    n = s["judged_prompts"] or 200
+    judged = pd.DataFrame({"id": [f"p{i}" for i in range(n)]})
+    vecs = FakeVectors()
+    conds = claim_conditions(vecs, 1, 2.0, "hook_resid_post", judged["id"], random_seed_base(prof),
+                             null_source=fake_null_source(), subspaces=FakeSubspaces(vecs), dose_alpha=1.0,
+                             secondary=s["secondary"], null_prompts=s.get("null_prompts"),
+                             secondary_prompts=s.get("secondary_prompts"))
+    ids = null_prompt_ids(prof, judged)
+    assert set(ids) == {c.prompt_ids[0] for c in conds if c.kind == "random"}
+    assert len(ids) == min(n, s.get("null_prompts") or n)
+    prompting = {i for c in conds if c.name.startswith("prompt:") for i in (c.prompt_ids or judged["id"])}
+    assert prompting and prompting <= set(ids)
+
+
 def test_stated_power_is_the_rules_power_by_simulation():
     """At the stated detectable d the simulated paired min-effect test at alpha/m rejects 80% of the time;
     at min_d + 0.3 it rejects at the stated power (R = 4000, 3 Monte Carlo SE)."""

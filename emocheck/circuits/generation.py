@@ -15,6 +15,9 @@ Design (fixed before any judged result was seen):
   emotion means. Prompt j gets circuits j mod K and (j + 1 + j // K) mod K, so every prompt has 2
   draws, every draw 4 prompts, and the design is connected; judged with
   `emocheck.stats.compare_directions` (``evidence.record(treated=[n], control=[n, K])``, NaN cells).
+* **Prompts:** phase 5's judged prompts that its random and label-permuted nulls run on
+  (`emocheck.patching.experiment.null_prompt_ids`: all of them at ci, a nested seeded 100 of the 200 at
+  full, for the time budget; the prompting rows, on phase 5's secondary subset, are nested in it).
 * **Baseline** of this run (unpatched, same batches); its tokens are compared with phase 5's baseline.
 * **Steering and prompting** are phase 5's own rows on the same prompts (`claims_samples`): the
   emotion vector at the phase-5 selected layer and alpha (condition ``e``) and the emotional prefix
@@ -72,7 +75,7 @@ def _emotion_means(loaded, reps, emotion, profile):
 def modulation_samples(model_name: str, profile: Profile, progress: bool = True) -> pd.DataFrame:
     """This run's rows (baseline, circuit:e, randcircuit:e), generated and scored; cached on disk."""
     from emocheck.models.registry import load_model
-    from emocheck.patching.experiment import base_spec, split_generation_prompts
+    from emocheck.patching.experiment import base_spec, null_prompt_ids, split_generation_prompts
     from emocheck.patching.fluency import fluency_table
     from emocheck.patching.engine import generate_fast
     from emocheck.patching.running import score_all
@@ -80,6 +83,7 @@ def modulation_samples(model_name: str, profile: Profile, progress: bool = True)
 
     circuits = {e: run_circuit(model_name, profile, e, progress=progress) for e in EMOTIONS}
     judged, _ = split_generation_prompts(profile)
+    judged = judged[judged["id"].isin(null_prompt_ids(profile, judged))].reset_index(drop=True)
     spec = base_spec(profile, model_name)
     reps = build_representations(model_name, profile, progress=progress)
     n = len(judged)

@@ -5,7 +5,7 @@ Design (fixed before any judged result was looked at):
 
 * Prompts: neutral openings from the phase-5 hash split (`emocheck.patching.splits`, stratified by
   topic and genre; the tuning prompts are never judged). `judged_prompts` per profile: the first n of
-  the phase-5 judged order (ci 40, so phase 5's 20 judged prompts are the first half).
+  the phase-5 judged order (ci 40, so phase 5's 20 judged prompts are the first half; full 100 of its 200).
 * Conditions per judged prompt: `baseline` (no patch); per emotion `top:e` (the top-8 heads of e,
   ranked on TRAINING prompts by direct effect, `emocheck.heads.screening`) and `random:e` (a random
   set of 8 heads with the same layer profile, drawn FRESH for every prompt from a seed of (profile
@@ -44,7 +44,9 @@ GENERATION_CODE_VERSION = "head-generation-v1"
 WINDOW = (0, 5)
 #: emotion -> the evaluator column that should rise (T2 GoEmotions labels; apology reads as remorse)
 EVALUATOR = {"gratitude": "emo_gratitude", "anger": "emo_anger", "apology": "emo_remorse"}
-SETTINGS = {"smoke": {"judged_prompts": 8}, "ci": {"judged_prompts": 40}, "full": {"judged_prompts": None}}
+#: full: 100 of phase 5's 200 judged prompts (the first half of its judged order), for the time budget;
+#: fixed before any full result existed (80% power at d >= 0.54 under the rule, against 0.44 on 200)
+SETTINGS = {"smoke": {"judged_prompts": 8}, "ci": {"judged_prompts": 40}, "full": {"judged_prompts": 100}}
 
 
 def settings(profile: Profile) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emocheck.patching.conditions import EMOTIONS, Condition, claim_conditions, sweep_conditions  # noqa: F401 (re-export)
+from emocheck.patching.conditions import EMOTIONS, Condition, claim_conditions, subset_of, sweep_conditions  # noqa: F401 (re-export)
 from emocheck.patching.directions import emotion_direction, random_directions  # noqa: F401 (re-export)
 from emocheck.patching.residual import PatchSpec
 from emocheck.patching.running import SCORE_COLUMNS, condition_key, empty_counts, run_conditions
@@ -90,6 +90,13 @@ def split_generation_prompts(profile: Profile, prompts: pd.DataFrame | None = No
 
 def random_seed_base(profile: Profile) -> int:
     return 1_000_003 * (profile.seed + 1)
+
+
+def null_prompt_ids(profile: Profile, judged: pd.DataFrame) -> tuple:
+    """The judged prompts the random and label-permuted draws run on (SETTINGS `null_prompts`; all when
+    unset), in the claim design's seeded hash order: later phases that run their own random controls on
+    a budget (circuit modulation) use the same nested subset, so their prompts pair with phase 5's."""
+    return subset_of(judged["id"], settings(profile).get("null_prompts"), random_seed_base(profile))
 
 
 def base_spec(profile: Profile, model_name: str) -> PatchSpec:
