@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 
 from emocheck.patching.conditions import EMOTIONS
-from emocheck.patching.selection import (dose_matched_alpha, plot_random_fluency, random_fluency, select_layer_alpha,
-                                         sweep_layers)
+from emocheck.patching.selection import (dose_matched_alpha, plot_random_fluency, plot_sweep, random_fluency,
+                                         select_layer_alpha, sweep_layers)
 
 
 def _table(random_dnll=lambda a: 0.5 * a):
@@ -49,3 +49,18 @@ def test_random_fluency_finding(tmp_path):
     assert row["random_median_dnll"] == 0.5 and row["emotion_median_dnll"] == 0.15
     plot_random_fluency(rf, tmp_path / "rf.png")
     assert (tmp_path / "rf.png").stat().st_size > 0
+
+
+def test_sweep_figure_is_drawn_when_every_d_is_undefined(tmp_path):
+    """A tiny sweep (one tuning prompt) has no paired SD, so every d is NaN: the figure is still drawn
+    (alpha limits from the swept alphas; a note that d is undefined) instead of failing on the log axis."""
+    rows = [dict(kind=kind, emotion=e, layer=3, alpha=a, target_d_vs_baseline=np.nan, median_dnll=0.1 * a)
+            for kind, emotions in (("emotion", EMOTIONS), ("random", ("",))) for e in emotions
+            for a in (0.5, 1.0, 2.0, 4.0)]
+    for table in (pd.DataFrame(rows), pd.DataFrame([r for r in rows if r["alpha"] == 1.0])):
+        path = tmp_path / f"sweep_{len(table)}.png"
+        plot_sweep(table, path, "tiny sweep")
+        assert path.stat().st_size > 1000
+        rf = pd.DataFrame({"layer": [3], "alpha": [1.0], "random_median_dnll": [np.nan], "emotion_median_dnll": [np.nan]})
+        plot_random_fluency(rf, tmp_path / "rf_nan.png")
+        assert (tmp_path / "rf_nan.png").stat().st_size > 1000

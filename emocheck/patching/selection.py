@@ -121,6 +121,15 @@ def random_fluency(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _alpha_axis(ax, alphas) -> None:
+    """A log2 alpha axis whose limits come from the swept alphas, not from the plotted data: with a tiny
+    sweep a d can be undefined (NaN on every point), and a log axis with no finite data has no limits."""
+    a = np.asarray([x for x in alphas if np.isfinite(x) and x > 0], dtype=float)
+    if a.size:
+        ax.set_xlim(a.min() / 1.4, a.max() * 1.4)
+    ax.set_xscale("log", base=2)
+
+
 def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> None:
     import matplotlib
 
@@ -134,8 +143,12 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> None:
         for layer, sub in emo[emo["emotion"] == e].groupby("layer"):
             sub = sub.sort_values("alpha")
             ax.plot(sub["alpha"], sub.get("target_d_vs_baseline", np.nan), marker="o", label=f"layer {layer}")
+        if not np.isfinite(pd.to_numeric(emo[emo["emotion"] == e].get("target_d_vs_baseline", pd.Series(dtype=float)),
+                                         errors="coerce")).any():
+            ax.text(0.5, 0.5, "d undefined\n(too few tuning prompts)", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=8, color="grey")
         ax.axhline(0, color="grey", lw=0.5)
-        ax.set_xscale("log", base=2)
+        _alpha_axis(ax, table["alpha"])
         ax.set_title(f"{e}: {TARGETS[e][0]} (signed) d vs baseline", fontsize=9)
         ax.set_xlabel("alpha (x ||emotion vector||)")
     ax = axes[0][-1]
@@ -143,7 +156,7 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> None:
         sub = sub.groupby("alpha")["median_dnll"].max().sort_index()
         ax.plot(sub.index, sub.values, marker="o", ls="-" if kind == "emotion" else "--", label=f"L{layer} {kind}")
     ax.axhline(FLUENCY_MAX_DNLL, color="red", lw=0.7)
-    ax.set_xscale("log", base=2)
+    _alpha_axis(ax, table["alpha"])
     ax.set_title("fluency: max median dNLL vs baseline", fontsize=9)
     ax.set_xlabel("alpha")
     ax.legend(fontsize=6)
@@ -166,7 +179,7 @@ def plot_random_fluency(rf: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.plot(sub["alpha"], sub["emotion_median_dnll"], ls="-", marker="o", color=line.get_color(),
                 label=f"L{layer} emotion vectors")
     ax.axhline(FLUENCY_MAX_DNLL, color="red", lw=0.7)
-    ax.set_xscale("log", base=2)
+    _alpha_axis(ax, rf["alpha"])
     ax.set_xlabel("alpha (x ||emotion vector||)")
     ax.set_ylabel("median continuation NLL shift (nats/token)")
     ax.set_title(title or "random directions vs emotion vectors: fluency cost", fontsize=9)
