@@ -69,7 +69,9 @@ def out_dir(profile: Profile, model_name: str):
     return results_dir(profile, "circuits", model_name)
 
 
-def _sample(prompts: pd.DataFrame, label: str, split_name: str, n: int, rng) -> list[str]:
+def sample_texts(prompts: pd.DataFrame, label: str, split_name: str, n: int, rng) -> list[str]:
+    """Up to n texts of one label and split, drawn without replacement by `rng`, in file order (the
+    circuits' training, neutral and held-out samples; analysis and modulation redraw them the same way)."""
     rows = np.flatnonzero(((prompts.emotion == label) & (prompts.split == split_name)).to_numpy())
     pick = np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
     return prompts.text.to_numpy()[pick].tolist()
@@ -88,9 +90,9 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     seed = profile.seed + 80021 + 97 * EMOTIONS.index(emotion)
     rng = np.random.default_rng(seed)
     prompts = reps.prompts
-    attr_texts = _sample(prompts, emotion, "train", cfg["attr_prompts"], rng)
-    neutral_texts = _sample(prompts, "neutral", "train", cfg["neutral_prompts"], rng)
-    held_texts = _sample(prompts, emotion, "held_out", cfg["held_out"], rng)
+    attr_texts = sample_texts(prompts, emotion, "train", cfg["attr_prompts"], rng)
+    neutral_texts = sample_texts(prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+    held_texts = sample_texts(prompts, emotion, "held_out", cfg["held_out"], rng)
     key = stable_hash({"code": CODE_VERSION, "model": model_name, "emotion": emotion, "cfg": cfg,
                        "vectors": reps.vectors.meta.get("key"), "share": SHARE, "words": EMOTION_WORDS[emotion],
                        "texts": [attr_texts, neutral_texts, held_texts]}, 24)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from emocheck.circuits.components import all_components, mean_activations
 from emocheck.circuits.discovery import random_circuits, set_mask
-from emocheck.circuits.experiment import EMOTIONS, _sample, out_dir, run_circuit, settings
+from emocheck.circuits.experiment import EMOTIONS, out_dir, run_circuit, sample_texts, settings
 from emocheck.circuits.modulation import ComponentPatch
 from emocheck.patching.conditions import TARGETS
 from emocheck.profiles import Profile, get_profile
@@ -67,7 +67,7 @@ def n_random(n_prompts: int) -> int:
 def _emotion_means(loaded, reps, emotion, profile):
     cfg = settings(profile)
     rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion) + 1)
-    texts = _sample(reps.prompts, emotion, "train", cfg["neutral_prompts"], rng)
+    texts = sample_texts(reps.prompts, emotion, "train", cfg["neutral_prompts"], rng)
     return mean_activations(loaded, texts), texts
 
 
