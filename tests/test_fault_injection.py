@@ -252,6 +252,15 @@ def fault_dir(tmp_path, monkeypatch):
 
 
 def _write_forever(kind, folder, ready):
+    import threading
+
+    import tqdm
+
+    # This child is SIGKILLed at a random moment. tqdm's default write lock holds a multiprocessing lock
+    # inherited through fork and shared with the parent (taken even for a disabled bar), so a kill while
+    # the child holds it would leave the parent's next progress bar waiting forever: give the child a
+    # lock of its own.
+    tqdm.tqdm.set_lock(threading.RLock())
     write = KINDS[kind][0]
     ready.set()
     r = 0
