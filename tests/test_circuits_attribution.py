@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from emocheck.circuits.attribution import attribute, flat
-from emocheck.circuits.components import LastTokenRun, all_components, mean_activations, mlp_module
-from emocheck.circuits.exact import exact_effects, validate
+from emocheck.circuits.components import (LastTokenRun, all_components, last_token_activations, mean_activations,
+                                         mlp_block, mlp_module)
+from emocheck.circuits.exact import exact_effects, patched_metric, validate
 from emocheck.heads.access import out_proj
 from emocheck.testing import tiny_model
 
@@ -16,21 +17,21 @@ SOURCES = ["hello there", "good morning"]
 
 
 def full_forward(loaded, text, patch=None):
-    """Reference: the whole prompt through the model with plain hooks; patch = (component, value)
-    replaces that component's activation at the LAST position only. Returns (final resid_post, logits)."""
+    """Reference: the whole prompt through the model with plain hooks; patch = (component, value), or a
+    list of them, replaces each component's activation at the LAST position only. Returns (final
+    resid_post, logits)."""
     ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"]
     handles, read = [], {}
     n_heads, hd = loaded.n_heads, loaded.head_dim
-    if patch is not None:
-        comp, value = patch
+    for comp, value in ([] if patch is None else [patch] if isinstance(patch, tuple) else patch):
         if comp.kind == "head":
-            def pre(mod, args):
+            def pre(mod, args, comp=comp, value=value):
                 x = args[0].clone()
                 x[:, -1, comp.head * hd:(comp.head + 1) * hd] = value
                 return (x, *args[1:])
             handles.append(out_proj(loaded, comp.layer).register_forward_pre_hook(pre))
         else:
-            def post(mod, args, output):
+            def post(mod, args, output, value=value):
                 h = (output[0] if isinstance(output, tuple) else output).clone()
                 h[:, -1] = value
                 return (h, *output[1:]) if isinstance(output, tuple) else h
@@ -61,6 +62,21 @@ def test_last_token_run_equals_full_forward(model):
     torch.testing.assert_close(out["logprob"][0], want, atol=1e-4, rtol=1e-4)
 
 
+def test_batched_last_token_activations_equal_one_prompt_at_a_time(model):
+    """Right-padded batches (prompts of different lengths, a batch split across chunks) read each prompt
+    at its own last token: the same activations as running that prompt alone."""
+    texts = ["hi", "thank you so much!", "a much longer prompt than the others, with commas, and more", "ok then"]
+    lengths = {len(model.tokenizer(t)["input_ids"]) for t in texts}
+    assert len(lengths) > 2                                   # the padding is really exercised
+    batched = last_token_activations(model, texts, batch_size=3)
+    for i, t in enumerate(texts):
+        alone = LastTokenRun(model, t).run()["acts"]
+        torch.testing.assert_close(batched.z[i], alone.z[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(batched.mlp[i], alone.mlp[0], atol=1e-5, rtol=1e-5)
+    mean = mean_activations(model, texts)
+    torch.testing.assert_close(mean.mlp, batched.mlp.mean(0))
+
+
 def test_exact_patch_equals_full_forward_patch(model):
     src = mean_activations(model, SOURCES)
     comps = all_components(model)
@@ -76,6 +92,55 @@ def test_exact_patch_equals_full_forward_patch(model):
         assert e == pytest.approx(want, abs=1e-4)
     # and patching changes something (the check could not pass on an inert patch)
     assert np.abs(eff).max() > 1e-3
+
+
+def test_rows_that_ablate_mlps_skip_them_and_equal_full_forward_patches(model):
+    """Keep-only style rows (many components mean-ablated at once): the runner computes an MLP only for
+    the rows that keep it, and every row still equals the plain-hook full forward with all its patches."""
+    src = mean_activations(model, SOURCES)
+    comps = all_components(model)
+    u = torch.randn(model.d_model, generator=torch.Generator().manual_seed(2))
+    u = u / u.norm()
+    rng = np.random.default_rng(0)
+    mask = torch.as_tensor(rng.random((6, len(comps))) < 0.6)
+    mask[0] = False                                   # a row that ablates nothing
+    mask[1] = True                                    # and one that ablates everything
+    block = mlp_block(model, model.n_layers - 1)
+    first_linear = next(m for m in block.modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D")
+    run, seen = LastTokenRun(model, TEXT), []
+    handle = first_linear.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    try:
+        got = patched_metric(run, mask, src, direction=u)
+    finally:
+        handle.remove()
+    assert seen == [int((~mask[:, -1]).sum())]        # the last MLP's weights ran on its kept rows only
+    assert "forward" not in block.__dict__            # and got its class forward back
+    for r in range(mask.shape[0]):
+        patches = [(c, src.z[c.layer, c.head] if c.kind == "head" else src.mlp[c.layer])
+                   for c, m in zip(comps, mask[r]) if m]
+        want = float(full_forward(model, TEXT, patches)[0] @ u)
+        assert got[r] == pytest.approx(want, abs=1e-4)
+    assert np.ptp(got) > 1e-3                         # the rows differ: the check could not pass on inert masks
+
+
+def test_an_existing_forward_wrapper_is_kept_around_the_row_skip(model):
+    """accelerate's device hooks replace module.forward on the instance; the skip wraps theirs and puts it back."""
+    src = mean_activations(model, SOURCES)
+    block = mlp_block(model, 0)
+    calls = []
+    cls_forward = type(block).forward
+
+    def wrapper(x, *a, **k):
+        calls.append(x.shape[0])
+        return cls_forward(block, x, *a, **k)
+    block.forward = wrapper
+    try:
+        mask = torch.zeros(3, len(all_components(model)), dtype=torch.bool)
+        mask[1:, model.n_layers * model.n_heads] = True          # rows 1, 2 ablate layer 0's MLP
+        patched_metric(LastTokenRun(model, TEXT), mask, src, direction=torch.ones(model.d_model))
+        assert calls[-1] == 1 and block.forward is wrapper
+    finally:
+        del block.forward
 
 
 def test_attribution_equals_exact_for_the_final_mlp(model):

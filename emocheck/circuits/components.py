@@ -68,6 +68,31 @@ def mlp_module(loaded, layer: int) -> torch.nn.Module:
     return resolve(loaded.layer_module(layer), loaded.arch.mlp_out)
 
 
+def mlp_block(loaded, layer: int) -> torch.nn.Module:
+    """The module that computes layer's MLP (ArchitectureMap.mlp_block): rows that replace its write skip it."""
+    return resolve(loaded.layer_module(layer), loaded.arch.mlp_block)
+
+
+def _rows_only(module: torch.nn.Module, compute: torch.Tensor):
+    """A forward for `module` that computes only the rows where `compute` [R] is True and gives zeros
+    elsewhere. Used where those rows' output is replaced afterwards (mean ablation), so their values
+    never reach anything: mean-ablating most MLPs, as keep-only circuit rows do, then costs only the
+    MLPs that are kept (the MLP is about 3/4 of a block's weights on the embedded models)."""
+    forward = module.forward
+
+    def rows_only(x, *args, **kwargs):
+        if compute.all() or x.shape[0] != compute.shape[0]:
+            return forward(x, *args, **kwargs)
+        out = torch.zeros_like(x)
+        if compute.any():
+            part = forward(x[compute], *args, **kwargs)
+            if not isinstance(part, torch.Tensor) or part.shape[1:] != x.shape[1:]:
+                return forward(x, *args, **kwargs)      # not a tensor -> same-shape tensor MLP: run it whole
+            out[compute] = part
+        return out
+    return rows_only
+
+
 @dataclass
 class Activations:
     """Last-token activations of every component: z [R, L, H, hd], mlp [R, L, d] (float32)."""
@@ -159,11 +184,17 @@ class LastTokenRun:
             h = output[0] if isinstance(output, tuple) else output
             read["resid"] = h[:, -1]
 
-        handles = []
+        handles, skipped = [], []
         try:
             for layer in range(g.n_layers):
                 handles.append(out_proj(loaded, layer).register_forward_pre_hook(head_hook(layer)))
                 handles.append(mlp_module(loaded, layer).register_forward_hook(mlp_hook(layer)))
+                if mlp_mask is not None and not grad and mlp_mask[:, layer].any():
+                    block = mlp_block(loaded, layer)
+                    # an instance attribute over the class's forward; one already there (accelerate's
+                    # device hooks put theirs there) is wrapped, and put back afterwards
+                    skipped.append((block, block.__dict__.get("forward")))
+                    block.forward = _rows_only(block, ~mlp_mask[:, layer].to(device))
             handles.append(loaded.layer_module(g.n_layers - 1).register_forward_hook(final_hook))
             cache = copy.deepcopy(self.prefix)
             if rows > 1:
@@ -185,19 +216,65 @@ class LastTokenRun:
         finally:
             for h in handles:
                 h.remove()
+            for block, previous in reversed(skipped):
+                if previous is None:
+                    del block.forward                            # back to the class's forward
+                else:
+                    block.forward = previous
         z = torch.stack([z_seen[layer] for layer in range(g.n_layers)], 1)
         mlp = torch.stack([mlp_seen[layer] for layer in range(g.n_layers)], 1)
         result["acts"] = Activations(z if grad else z.detach().float(), mlp if grad else mlp.detach().float())
         return result
 
 
+def last_token_activations(loaded, texts, batch_size: int = 32) -> Activations:
+    """Unpatched last-token activations of every component, one row per text ([n, L, H, hd], [n, L, d]).
+
+    The texts run in right-padded batches without an attention mask: attention is causal, so a pad
+    AFTER a prompt's last token cannot change any of its positions, and reading each prompt at its own
+    last position gives what a run of that prompt alone gives (up to float summation order), at the
+    cost of one batched forward instead of one weight-bound forward per prompt."""
+    g = head_geometry(loaded)
+    encoded = [loaded.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in texts]
+    if not encoded:
+        raise ConfigError("mean_activations needs at least one prompt")
+    zs, ms = [], []
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        width = max(len(e) for e in chunk)
+        # pad with each prompt's own last token (any real id does; a pad id could trigger mask logic)
+        ids = torch.stack([torch.cat([e, e[-1:].expand(width - len(e))]) for e in chunk]).to(loaded.device)
+        last = torch.tensor([len(e) - 1 for e in chunk], device=loaded.device)
+        rows = torch.arange(len(chunk), device=loaded.device)
+        z_at, mlp_at = {}, {}
+
+        def head_hook(layer):
+            def hook(mod, args):
+                z_at[layer] = args[0][rows, last].reshape(len(chunk), g.n_heads, g.head_dim).float()
+            return hook
+
+        def mlp_hook(layer):
+            def hook(mod, args, output):
+                h = output[0] if isinstance(output, tuple) else output
+                mlp_at[layer] = h[rows, last].float()
+            return hook
+
+        handles = []
+        try:
+            for layer in range(g.n_layers):
+                handles.append(out_proj(loaded, layer).register_forward_pre_hook(head_hook(layer)))
+                handles.append(mlp_module(loaded, layer).register_forward_hook(mlp_hook(layer)))
+            with torch.no_grad():
+                loaded.model.base_model(input_ids=ids, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        zs.append(torch.stack([z_at[layer] for layer in range(g.n_layers)], 1))
+        ms.append(torch.stack([mlp_at[layer] for layer in range(g.n_layers)], 1))
+    return Activations(torch.cat(zs), torch.cat(ms))
+
+
 def mean_activations(loaded, texts) -> Activations:
     """Mean last-token activation of every component over `texts` (e.g. training neutral prompts)."""
-    zs, ms = [], []
-    for text in texts:
-        a = LastTokenRun(loaded, text).run()["acts"]
-        zs.append(a.z)
-        ms.append(a.mlp)
-    if not zs:
-        raise ConfigError("mean_activations needs at least one prompt")
-    return Activations(torch.cat(zs).mean(0), torch.cat(ms).mean(0))
+    acts = last_token_activations(loaded, list(texts))
+    return Activations(acts.z.mean(0), acts.mlp.mean(0))

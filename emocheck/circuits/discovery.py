@@ -63,33 +63,41 @@ class SetEvaluation:
 
 
 def evaluate_sets(loaded, texts, source: Activations, sets, *, drop: bool = True, metric: str = "projection",
-                  direction=None, token_ids=None, rows_per_pass: int = 256, progress: bool = False) -> SetEvaluation:
+                  direction=None, token_ids=None, rows_per_pass: int = 256, progress: bool = False,
+                  runs=None) -> SetEvaluation:
     """Exact keep-only (and drop-only) runs of every set on every prompt (one batched last-token pass
-    per prompt and chunk of rows, over the prompt's cached prefix)."""
+    per prompt and chunk of rows, over the prompt's cached prefix). `runs`: the prompts' LastTokenRun,
+    one per text, where the caller already has them (their prefixes are not recomputed)."""
     from emocheck.circuits.components import all_components
 
     n_comp = len(all_components(loaded))
     keep_mask = ~set_mask(sets, n_comp)                 # ablate everything outside the set
-    rows = [torch.ones(1, n_comp, dtype=torch.bool), keep_mask]
+    # row 0 ablates nothing (the clean metric), row 1 everything; batched with the sets' rows, since a
+    # one-row pass costs about as much as a 64-row one (it reads every weight for one token)
+    rows = [torch.zeros(1, n_comp, dtype=torch.bool), torch.ones(1, n_comp, dtype=torch.bool), keep_mask]
     if drop:
         rows.append(set_mask(sets, n_comp))
     mask = torch.cat(rows)
     kw = dict(metric=metric, direction=direction, token_ids=token_ids)
     full, none, keep, dropped = [], [], [], []
-    for text in tqdm(list(texts), desc="circuit sets", disable=not progress, leave=False):
-        run = LastTokenRun(loaded, text)
-        full.append(float(run.run(direction=direction, token_ids=token_ids)[metric][0]))
+    texts = list(texts)
+    if runs is not None and len(runs) != len(texts):
+        raise ConfigError(f"evaluate_sets got {len(runs)} prefix runs for {len(texts)} prompts")
+    for i, text in enumerate(tqdm(texts, desc="circuit sets", disable=not progress, leave=False)):
+        run = runs[i] if runs is not None else LastTokenRun(loaded, text)
         vals = np.concatenate([patched_metric(run, mask[s:s + rows_per_pass], source, **kw)
                                for s in range(0, mask.shape[0], rows_per_pass)])
-        none.append(vals[0])
-        keep.append(vals[1:1 + len(sets)])
+        full.append(vals[0])
+        none.append(vals[1])
+        keep.append(vals[2:2 + len(sets)])
         if drop:
-            dropped.append(vals[1 + len(sets):])
+            dropped.append(vals[2 + len(sets):])
     return SetEvaluation(np.array(full), np.array(none), np.array(keep), np.array(dropped) if drop else None)
 
 
 def discover(loaded, texts, source: Activations, ranking, *, share: float = 0.8, max_size: int | None = None,
              **kw) -> dict:
+    # kw goes to evaluate_sets (metric, direction, token_ids, runs, ...)
     """Smallest prefix of `ranking` (component indices, most important first) whose faithfulness on
     `texts` reaches `share`. Returns {'circuit': [...], 'size', 'curve': faithfulness per size, 'reached'}."""
     _check_share(share)

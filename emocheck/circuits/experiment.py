@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from emocheck.circuits.attribution import attribute, flat
-from emocheck.circuits.components import all_components, mean_activations, token_ids_for_words
+from emocheck.circuits.attribution import attribute_metrics, flat
+from emocheck.circuits.components import LastTokenRun, all_components, mean_activations, token_ids_for_words
 from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_sets, minimality_sets,
                                          random_circuits)
 from emocheck.circuits.exact import exact_effects, validate
@@ -139,11 +139,14 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     metrics = {"projection": dict(direction=direction), "logprob": dict(token_ids=token_ids)}
     source = mean_activations(loaded, neutral_texts)
 
-    # attribution over every component, both metrics, on training emotion prompts
+    # attribution over every component, both metrics, on training emotion prompts; each prompt's cached
+    # prefix serves its attribution, exact validation and discovery runs
+    runs = [LastTokenRun(loaded, text) for text in attr_texts]
     attr = {m: [] for m in metrics}
-    for text in tqdm(attr_texts, desc=f"attribution {emotion}", disable=not progress, leave=False):
-        for m, kw in metrics.items():
-            attr[m].append(flat(attribute(loaded, text, source, metric=m, **kw)).numpy())
+    for text, run in tqdm(list(zip(attr_texts, runs)), desc=f"attribution {emotion}", disable=not progress, leave=False):
+        scores = attribute_metrics(loaded, text, source, metrics, run=run)
+        for m in metrics:
+            attr[m].append(flat(scores[m]).numpy())
     attr = {m: np.stack(v) for m, v in attr.items()}                    # [n_prompts, n_components]
     table = pd.DataFrame({"component": [c.label for c in comps], "hook": [c.hook_name for c in comps],
                           "kind": [c.kind for c in comps], "layer": [c.layer for c in comps],
@@ -159,7 +162,7 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     rows = []
     for p, text in enumerate(attr_texts[: cfg["exact_prompts"]]):
         for m, kw in metrics.items():
-            ex = exact_effects(loaded, text, source, range(len(comps)), metric=m, **kw)
+            ex = exact_effects(loaded, text, source, range(len(comps)), metric=m, run=runs[p], **kw)
             for i, c in enumerate(comps):
                 rows.append({"prompt": p, "metric": m, "component": c.label, "kind": c.kind, "layer": c.layer,
                              "attribution": float(attr[m][p, i]), "exact": float(ex[i])})
@@ -168,7 +171,7 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     validation = {m: validate(df) for m, df in val.groupby("metric")}
 
     # discovery on training prompts, judged on held-out prompts against random circuits
-    found = discover(loaded, attr_texts, source, ranking, share=SHARE, direction=direction)
+    found = discover(loaded, attr_texts, source, ranking, share=SHARE, direction=direction, runs=runs)
     circuit = found["circuit"]
     rand = random_circuits(circuit, comps, cfg["random"], seed)
     sets = [circuit] + rand + minimality_sets(circuit)

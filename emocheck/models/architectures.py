@@ -39,6 +39,10 @@ class ArchitectureMap:
     # norm that some families (Gemma 3) apply to the attention output before the residual add.
     attn_post_norm: str | None = None     # relative to a block; None: o_proj's output is the write
     n_kv_heads_attr: str = "num_key_value_heads"
+    # Relative to a block: the module that computes the MLP from its input (mlp_out itself, or a module
+    # inside the path to it). A last-token run whose row replaces the MLP's write skips it for that row
+    # (emocheck.circuits.components), so it must be a tensor -> tensor module on the MLP path only.
+    mlp_block: str = "mlp"
 
     @property
     def attn_module(self) -> str:
