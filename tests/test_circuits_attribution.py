@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emocheck.circuits.attribution import attribute, flat
+from emocheck.circuits.attribution import attribute, attribute_metrics, flat
 from emocheck.circuits.components import (LastTokenRun, all_components, last_token_activations, mean_activations,
                                          mlp_block, mlp_module)
 from emocheck.circuits.exact import exact_effects, patched_metric, validate
@@ -141,6 +141,21 @@ def test_an_existing_forward_wrapper_is_kept_around_the_row_skip(model):
         assert calls[-1] == 1 and block.forward is wrapper
     finally:
         del block.forward
+
+
+def test_attribution_of_several_metrics_in_one_pass_equals_one_call_per_metric(model):
+    src = mean_activations(model, SOURCES)
+    u = torch.randn(model.d_model, generator=torch.Generator().manual_seed(3))
+    metrics = {"projection": {"direction": u}, "logprob": {"token_ids": [5, 7]}}
+    run = LastTokenRun(model, TEXT)
+    together = attribute_metrics(model, TEXT, src, metrics, run=run)
+    for name, kw in metrics.items():
+        alone = attribute(model, TEXT, src, metric=name, run=run, **kw)
+        torch.testing.assert_close(flat(together[name]), flat(alone), atol=1e-5, rtol=1e-4)
+        assert together[name]["metric"] == pytest.approx(alone["metric"], abs=1e-5)
+        torch.testing.assert_close(together[name]["target"].z, alone["target"].z)
+    # the two metrics' scores are different things (a row mix-up would make them equal)
+    assert not torch.allclose(flat(together["projection"]), flat(together["logprob"]))
 
 
 def test_attribution_equals_exact_for_the_final_mlp(model):

@@ -81,7 +81,7 @@ def attribute_metrics(loaded, text: str, source: Activations, metrics: dict, *,
     dz = source.z.reshape(1, g.n_layers, g.n_heads, g.head_dim) - target.z
     dm = source.mlp.reshape(1, g.n_layers, g.d_model) - target.mlp
     return {name: {"heads": (dz[0] * gz[r].float()).sum(-1), "mlps": (dm[0] * gm[r].float()).sum(-1),
-                   "metric": float(picked[r]), "target": target}
+                   "metric": float(picked[r].detach()), "target": target}
             for r, name in enumerate(names)}
 
 
