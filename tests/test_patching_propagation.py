@@ -57,3 +57,52 @@ def test_propagation_table_and_figure(tmp_path):
     assert len(df[(df["condition"] == "random:anger") & (df["read_layer"] == 2)]) == 3
     plot_propagation(df, tmp_path / "p.png")
     assert (tmp_path / "p.png").exists()
+
+
+def whole_prompt_projections(loaded, texts, layer, site, deltas, read_units):
+    """Reference: each row's whole prompt through the model alone, plain hooks adding its delta at the
+    last position of `layer`'s site and reading the last position of every read layer."""
+    read = sorted(read_units)
+    out = []
+    for text, delta in zip(texts, deltas):
+        ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"]
+        seen, handles = {}, []
+
+        def post(l):
+            def hook(mod, args, output):
+                h = output[0] if isinstance(output, tuple) else output
+                if l == layer and site == "hook_resid_post":
+                    h[:, -1] += delta
+                seen[l] = h[0, -1].double()
+            return hook
+
+        def pre(mod, args, kwargs):
+            (args[0] if args else kwargs["hidden_states"])[:, -1] += delta
+        if site == "hook_resid_pre":
+            handles.append(loaded.layer_module(layer).register_forward_pre_hook(pre, with_kwargs=True))
+        for l in sorted(set(read) | {layer}):
+            handles.append(loaded.layer_module(l).register_forward_hook(post(l)))
+        try:
+            with torch.no_grad():
+                loaded.model(input_ids=ids)
+        finally:
+            for h in handles:
+                h.remove()
+        out.append([float(seen[l] @ (read_units[l].double() / read_units[l].double().norm())) for l in read])
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2"])
+@pytest.mark.parametrize("site", ["hook_resid_post", "hook_resid_pre"])
+def test_shared_prefix_rows_equal_whole_prompt_patched_passes(family, site):
+    """Rows of the same prompt share one cached prefix and run the last token only; every row equals
+    its own whole-prompt patched pass (prompts repeated, of different lengths, one of them one token)."""
+    m = tiny_model(family, n_layers=3, seed=8)
+    texts = ["hello there", "a longer prompt here", "hello there", "a longer prompt here", "hello there", "x"]
+    gen = torch.Generator().manual_seed(4)
+    deltas = torch.randn(len(texts), m.d_model, generator=gen) * 3
+    units = {l: torch.randn(m.d_model, generator=gen, dtype=torch.float64) for l in (1, 2)}
+    got = last_position_projections(m, texts, 1, site, deltas, units)
+    want = whole_prompt_projections(m, texts, 1, site, deltas, units)
+    torch.testing.assert_close(torch.as_tensor(got), want, atol=1e-4, rtol=1e-4)
+    assert (got[0] - got[2]).__abs__().max() > 1e-3      # rows of one prompt differ by their deltas
