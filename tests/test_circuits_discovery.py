@@ -66,6 +66,50 @@ def test_planted_circuit_is_recovered_and_beats_random_circuits():
     assert everything.completeness()[0] == pytest.approx(0.0, abs=1e-5)
 
 
+def test_discovery_in_blocks_finds_the_circuit_of_the_whole_curve():
+    """Evaluating sizes a block at a time up to the first hit gives the circuit that evaluating every
+    size gives, the same faithfulness wherever both evaluated, and the tail on its coarse grid."""
+    m, planted = planted_model()
+    u = _direction(m)
+    source = mean_activations(m, NEUTRAL)
+    attr = torch.stack([flat(attribute(m, t, source, direction=u)) for t in EMOTION]).mean(0)
+    ranking = ablation_ranking(attr)
+    n = len(ranking)
+    whole = discover(m, EMOTION, source, ranking, share=0.8, direction=u, block=n)
+    assert all(v is not None for v in whole["curve"])
+    blocks = discover(m, EMOTION, source, ranking, share=0.8, direction=u, block=2, tail_step=3)
+    assert blocks["circuit"] == whole["circuit"] and blocks["reached"]
+    evaluated = [k for k, v in enumerate(blocks["curve"], 1) if v is not None]
+    first_block_end = -(-whole["size"] // 2) * 2
+    assert evaluated[:first_block_end] == list(range(1, first_block_end + 1))
+    assert n in evaluated and len(evaluated) < n                 # the largest size, not every size
+    for k in evaluated:
+        assert blocks["curve"][k - 1] == pytest.approx(whole["curve"][k - 1], abs=1e-5)
+
+
+def test_discovery_blocks_stop_at_the_first_block_reaching_the_share(monkeypatch):
+    """The block rule on a planted curve (faithfulness of size k = curve[k - 1]): which sizes run."""
+    import emocheck.circuits.discovery as D
+
+    calls = []
+
+    def fake_evaluate(loaded, texts, source, sets, **kw):
+        calls.append([len(s) for s in sets])
+        keep = np.array([[curve[len(s) - 1] for s in sets]])
+        return SetEvaluation(np.array([1.0]), np.array([0.0]), keep)
+    monkeypatch.setattr(D, "evaluate_sets", fake_evaluate)
+    curve = [0.1, 0.2, 0.5, 0.7, 0.85, 0.6, 0.9, 0.95, 0.97, 0.99, 1.0]     # first hit at 5, a dip after
+    found = D.discover(None, ["t"], None, list(range(11)), share=0.8, block=4, tail_step=3)
+    assert found["size"] == 5 and found["reached"]
+    assert calls == [[1, 2, 3, 4], [5, 6, 7, 8], [11]]                     # tail: 8 + 3 = 11 = the largest
+    assert found["curve"] == [0.1, 0.2, 0.5, 0.7, 0.85, 0.6, 0.9, 0.95, None, None, 1.0]
+    calls.clear()
+    curve = [0.1] * 11                                                       # never reached: every size
+    found = D.discover(None, ["t"], None, list(range(11)), share=0.8, block=4, tail_step=3)
+    assert not found["reached"] and found["size"] == 11 and None not in found["curve"]
+    assert calls == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11]]
+
+
 def test_random_circuits_keep_size_and_layer_profile():
     m = tiny_model("llama", n_layers=3, seed=0)
     comps = all_components(m)
@@ -89,6 +133,7 @@ def test_set_evaluation_arithmetic():
 def test_smallest_prefix_is_the_first_size_reaching_the_share():
     assert smallest_prefix([7, 2, 5, 1], [0.3, 0.79, 0.8, 0.95], 0.8) == {"circuit": [7, 2, 5], "size": 3, "reached": True}
     assert smallest_prefix([7, 2, 5], [0.3, 0.5, 0.6], 0.8) == {"circuit": [7, 2, 5], "size": 3, "reached": False}
+    assert smallest_prefix([7, 2, 5, 1], [0.3, 0.5, None, 0.9], 0.8)["size"] == 4     # None: not evaluated
     with pytest.raises(ConfigError):
         smallest_prefix([1], [1.0], 0.0)
 

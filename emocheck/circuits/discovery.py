@@ -96,17 +96,39 @@ def evaluate_sets(loaded, texts, source: Activations, sets, *, drop: bool = True
 
 
 def discover(loaded, texts, source: Activations, ranking, *, share: float = 0.8, max_size: int | None = None,
-             **kw) -> dict:
-    # kw goes to evaluate_sets (metric, direction, token_ids, runs, ...)
+             block: int = 64, tail_step: int = 8, **kw) -> dict:
     """Smallest prefix of `ranking` (component indices, most important first) whose faithfulness on
-    `texts` reaches `share`. Returns {'circuit': [...], 'size', 'curve': faithfulness per size, 'reached'}."""
+    `texts` reaches `share`. Returns {'circuit': [...], 'size', 'reached', 'curve': faithfulness per
+    size (None where not evaluated), 'total_effect'}. kw goes to evaluate_sets (direction, runs, ...).
+
+    Sizes are evaluated in order, `block` at a time, until a block reaches `share`: the circuit is the
+    same as from evaluating every size (the rule only looks up to the first hit), and the sizes after
+    it, the costliest rows (they keep the most MLPs), are evaluated only every `tail_step`-th size
+    (and the largest), for the curve's figure."""
     _check_share(share)
     ranking = [int(c) for c in ranking]
     max_size = len(ranking) if max_size is None else min(max_size, len(ranking))
-    sets = [ranking[:k] for k in range(1, max_size + 1)]
-    ev = evaluate_sets(loaded, texts, source, sets, drop=False, **kw)
-    curve = ev.faithfulness()
-    return {**smallest_prefix(ranking, curve, share), "curve": curve.tolist(), "total_effect": ev.total / len(ev.full)}
+    if block < 1 or tail_step < 1:
+        raise ConfigError(f"discover needs block >= 1 and tail_step >= 1, got {block}, {tail_step}")
+    curve: list[float | None] = [None] * max_size
+    first = None
+    done = 0
+    while done < max_size:
+        sizes = list(range(done + 1, min(max_size, done + block) + 1))
+        ev = evaluate_sets(loaded, texts, source, [ranking[:k] for k in sizes], drop=False, **kw)
+        if first is None:
+            first = ev
+        for k, f in zip(sizes, ev.faithfulness()):
+            curve[k - 1] = float(f)
+        done = sizes[-1]
+        if any(curve[k - 1] >= share for k in sizes):
+            break
+    tail = sorted({*range(done + tail_step, max_size + 1, tail_step), max_size} - set(range(1, done + 1)))
+    if tail:
+        ev = evaluate_sets(loaded, texts, source, [ranking[:k] for k in tail], drop=False, **kw)
+        for k, f in zip(tail, ev.faithfulness()):
+            curve[k - 1] = float(f)
+    return {**smallest_prefix(ranking, curve, share), "curve": curve, "total_effect": first.total / len(first.full)}
 
 
 def _check_share(share: float) -> None:
@@ -119,7 +141,8 @@ def smallest_prefix(ranking, curve, share: float) -> dict:
     ranking[:k]; the circuit is the shortest prefix reaching `share`, or all len(curve) components
     when none does. (Split out so the rule can be calibrated on simulated metrics.)"""
     _check_share(share)
-    hits = np.flatnonzero(np.asarray(curve) >= share)
+    values = np.array([np.nan if v is None else v for v in curve], dtype=float)   # None: size not evaluated
+    hits = np.flatnonzero(values >= share)
     size = int(hits[0]) + 1 if hits.size else len(curve)
     return {"circuit": [int(c) for c in ranking[:size]], "size": size, "reached": bool(hits.size)}
 

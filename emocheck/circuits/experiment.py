@@ -42,7 +42,7 @@ from emocheck import timing
 
 EMOTIONS = ("gratitude", "anger", "apology")
 SHARE = 0.8
-CODE_VERSION = "circuits-v1"
+CODE_VERSION = "circuits-v2"   # v2: train_curve has None past the first block reaching SHARE
 EMOTION_WORDS = {
     "gratitude": ("thank", "thanks", "grateful", "appreciate", "gratitude"),
     "anger": ("angry", "furious", "outraged", "unacceptable", "annoyed"),

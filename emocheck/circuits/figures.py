@@ -12,8 +12,11 @@ def plot_faithfulness(result: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    curve = np.asarray(result["train_curve"])
-    ax.plot(np.arange(1, len(curve) + 1), curve, label="training prompts (attribution order)")
+    # sizes past the first block reaching the share are evaluated on a coarser grid (None elsewhere)
+    curve = np.array([np.nan if v is None else v for v in result["train_curve"]], dtype=float)
+    sizes = np.arange(1, len(curve) + 1)
+    ok = np.isfinite(curve)
+    ax.plot(sizes[ok], curve[ok], label="training prompts (attribution order)")
     ax.axhline(result["share"], ls="--", c="grey", lw=1)
     ax.axvline(result["size"], ls=":", c="k", lw=1)
     null = np.asarray(result["null_faithfulness"])
