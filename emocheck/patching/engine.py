@@ -45,6 +45,7 @@ import torch
 
 from emocheck import timing
 from emocheck.compute import token_flops
+from emocheck.patching.lm_head import VocabHead
 from emocheck.patching.residual import (GenerationResult, PatchSpec, eos_ids, finish, prepare_directions, prompt_deltas,
                                         step_deltas, tokenize_prompts)
 
@@ -222,6 +223,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
                score_fluency, max_logit_elements):
     dev = loaded.device
     model = loaded.model
+    vocab_head = VocabHead.of(model, loaded.config)
     rows_t = torch.tensor(rows, dtype=torch.long)
     distinct, row_to_u = {}, []
     for r in rows:
@@ -268,13 +270,19 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
                     patcher.deltas = {k: v[sel.to(v.device)] for k, v in step_d[step].items()}
                 else:
                     patcher.deltas = None
-            out = model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, inp.shape[1]),
-                        use_cache=True, logits_to_keep=1, **{_cache_kw(model): cache})
+            if vocab_head is not None:
+                hidden = model.base_model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, inp.shape[1]),
+                                          use_cache=True, **{_cache_kw(model.base_model): cache}).last_hidden_state
+                # HF min_new_tokens = max_new_tokens: the EOS ids cannot be chosen.
+                nxt = vocab_head.greedy(hidden[:, -1], banned=None if spec.stop_at_eos else eos_t).to(dev)
+            else:
+                out = model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, inp.shape[1]),
+                            use_cache=True, logits_to_keep=1, **{_cache_kw(model): cache})
+                logits = out.logits[:, -1, :].float()
+                if not spec.stop_at_eos and len(eos):
+                    logits[:, eos_t] = -math.inf
+                nxt = logits.argmax(-1).to(dev)        # a device-mapped model's head may sit elsewhere
             n_decode += int(mask[:, -inp.shape[1]:].sum())
-            logits = out.logits[:, -1, :].float()
-            if not spec.stop_at_eos and len(eos):
-                logits[:, eos_t] = -math.inf           # HF min_new_tokens = max_new_tokens
-            nxt = logits.argmax(-1).to(dev)            # a device-mapped model's head may sit elsewhere
             new_tokens[rows_t[active.cpu()], step] = nxt.cpu()
             if step + 1 == spec.max_new_tokens:
                 break
@@ -312,8 +320,16 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         timed["tokens"] = int(mask[:, -steps:].sum())
         timed["flops"] = timed["tokens"] * token_flops(loaded)
         counts["scoring"] += timed["tokens"]
-        head = model.get_output_embeddings()
         cont, valid = cont.to(hidden.device), valid.to(hidden.device)
+        if vocab_head is not None:
+            # Only the valid continuation tokens, in vocabulary blocks (emocheck.patching.lm_head).
+            tok_lp = torch.zeros(valid.shape, dtype=torch.float32, device=hidden.device)
+            tok_lp[valid] = vocab_head.log_probs(hidden[valid], cont[valid]).to(hidden.device)
+            v = valid.float()
+            val = -(tok_lp * v).sum(1) / v.sum(1).clamp(min=1)
+            nll[rows] = val.double().cpu().numpy()
+            return
+        head = model.get_output_embeddings()
         softcap = getattr(loaded.config, "final_logit_softcapping", None)
         vocab = int(head.weight.shape[0])
         chunk = max(1, int(max_logit_elements // (vocab * steps)))
