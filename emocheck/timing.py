@@ -26,7 +26,9 @@ comes from ``configure(results_root, profile)`` or, inside a pytest session, fro
 ``EMOCHECK_RESULTS_DIR`` / ``EMOCHECK_PROFILE`` environment variables. Every file carries a run id
 (``$EMOCHECK_RUN_ID``, else xdist's ``PYTEST_XDIST_TESTRUNUID`` shared by all workers of a session,
 else this process's own), and ``summary(results_root, profile)`` adds up the files of the newest run
-(or of ``run=``), per phase and per model. ``one_line(summary)`` formats it for a terminal.
+(or of ``run=``), per phase and per model. ``one_line(summary)`` formats it for a terminal. After a
+session has written session.json (which holds its own summary), ``prune`` deletes the files of all but
+the newest ``KEEP_RUNS`` runs.
 """
 from __future__ import annotations
 
@@ -180,6 +182,38 @@ def _read(root: Path, profile: str) -> list[dict]:
             if isinstance(data, dict) and isinstance(data.get("records"), list):
                 out.append(data)
     return out
+
+
+#: Runs whose timing files a results folder keeps (`prune`): the newest few, for comparing runs.
+KEEP_RUNS = 5
+
+
+def prune(results_root: str | os.PathLike, profile: str, keep_runs: int = KEEP_RUNS) -> list[Path]:
+    """Delete the timing files of all but the newest ``keep_runs`` runs (by their files' last update);
+    the current process's run is always kept. Files that cannot be read are left alone. Returns the
+    deleted paths. The plugin calls it once per session, after session.json is written, so a results
+    folder holds a handful of runs instead of one file per process of every run ever made."""
+    folder = Path(results_root) / str(profile) / "timing"
+    newest: dict[str, float] = {}
+    paths: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(folder.glob("*.json")):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            data = json.loads(path.read_text())
+            if isinstance(data, dict) and isinstance(data.get("run"), str):
+                run = data["run"]
+                newest[run] = max(newest.get(run, 0.0), float(data.get("updated") or 0.0))
+                paths[run].append(path)
+    ordered = sorted(newest, key=lambda r: -newest[r])
+    keep = set(ordered[:max(1, int(keep_runs))]) | {run_id()}
+    deleted = []
+    for run in ordered:
+        if run in keep:
+            continue
+        for path in paths[run]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                deleted.append(path)
+    return deleted
 
 
 _FIELDS = (("seconds", "self_seconds"), ("inclusive_seconds", "seconds"), ("cpu_seconds", "self_cpu_seconds"))

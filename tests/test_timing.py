@@ -231,3 +231,22 @@ def test_evaluators_and_figures_are_timed(tmp_path):
     recs = {r["phase"]: r for r in timing.records()}
     assert recs["evaluators"]["texts"] == 2 and recs["evaluators"]["model"] == "m1"
     assert recs["figures"]["model"] == "m1" and (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_prune_keeps_the_newest_runs_and_this_one(tmp_path, monkeypatch):
+    """Seven runs' files (two processes each): prune keeps the newest three and this process's run,
+    however old its file, and leaves unreadable files alone."""
+    folder = tmp_path / "ci" / "timing"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("EMOCHECK_RUN_ID", "run-0")          # this process's run is the oldest
+    for k in range(7):
+        for proc in range(2):
+            (folder / f"h-{k}-{proc}.json").write_text(json.dumps(
+                {"version": 2, "run": f"run-{k}", "updated": 1000.0 + k + proc / 10, "records": []}))
+    (folder / "broken.json").write_text("{not json")
+    deleted = timing.prune(tmp_path, "ci", keep_runs=3)
+    left = sorted(p.name for p in folder.glob("*.json"))
+    assert left == sorted(["broken.json"] + [f"h-{k}-{p}.json" for k in (0, 4, 5, 6) for p in range(2)])
+    assert sorted(p.name for p in deleted) == sorted(f"h-{k}-{p}.json" for k in (1, 2, 3) for p in range(2))
+    assert timing.summary(tmp_path, "ci")["run"] == "run-6"
+    assert timing.prune(tmp_path / "nowhere", "ci") == []

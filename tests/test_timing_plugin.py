@@ -63,3 +63,26 @@ def test_session_json_and_terminal_carry_every_phase(inner_session):
     line = [x for x in result.stdout.lines if x.startswith("emocheck timing (")]
     assert len(line) == 1 and "ecp_timed" in line[0] and "generation" in line[0] and "session run" in line[0]
 
+
+
+def test_each_session_prunes_older_runs_timing_files(inner_session, monkeypatch):
+    """Three earlier runs' files in the results folder and KEEP_RUNS = 2: after a session the folder
+    keeps this session's run and the newest earlier one, and the summary is this session's run."""
+    import time
+
+    pytester = inner_session
+    pytester.makepyfile(test_ecp_timed=TOY)
+    monkeypatch.setattr(timing.prune, "__defaults__", (2,))
+    folder = pytester.path / "results" / "ci" / "timing"
+    folder.mkdir(parents=True)
+    for k in range(3):
+        (folder / f"elsewhere-{k}.json").write_text(json.dumps(
+            {"version": 2, "run": f"earlier-{k}", "updated": time.time() - 100 + k, "records": []}))
+    monkeypatch.setenv("EMOCHECK_RUN_ID", "this-session")
+    result = pytester.runpytest("--emocheck-results", str(pytester.path / "results"), "--emocheck-models", "a",
+                                "-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+    result.assert_outcomes(passed=2)
+    session = json.loads((pytester.path / "results" / "ci" / "statistics" / "session.json").read_text())
+    assert session["timing"]["phases"]["run"] == "this-session"
+    left = {json.loads(p.read_text())["run"] for p in folder.glob("*.json")}
+    assert left == {"this-session", "earlier-2"}

@@ -2,6 +2,7 @@
 report files, turn late failures into failures, and print the summary."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -88,6 +89,8 @@ def _finish(session, state: _State) -> None:
         state.times["report"] = time.perf_counter() - report_start
         timing.flush()
         state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
+        with contextlib.suppress(OSError):    # older runs' timing files; session.json has this run's
+            timing.prune(settings["results_dir"], str(settings["profile"]))
         # session.json was rewritten with the provenance record: seal the folder again (manifest, pruning).
         rep.seal_statistics(out_dir, state.paths, results, settings, session_started=state.started)
     except (EmocheckError, OSError) as exc:
