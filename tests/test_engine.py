@@ -187,3 +187,49 @@ def test_remote_trace_serialises_and_matches_local(models, family, monkeypatch):
     monkeypatch.setenv("EMOCHECK_REMOTE", "local")               # what --emocheck-remote local sets
     routed = generate_patched(m, texts, spec, rows)
     assert routed.meta.get("remote") == "local" and torch.equal(routed.new_tokens, local.new_tokens)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", "gpt2", "qwen3"])
+def test_reserved_cache_equals_concatenating_cache(models, family):
+    """A prefix cache with reserved room gives the same hidden states as HF's concatenating cache over
+    decode steps, also after rows are dropped; it writes in place (no new buffer per step); Gemma's
+    sliding-window layers are reserved only when the window cannot be reached (tiny window 16)."""
+    from transformers.cache_utils import DynamicSlidingWindowLayer
+
+    from emocheck.patching.engine import _ReservedKV, _cache_kw, _new_cache, _reserve
+
+    m = models[family]
+    body = m.model.base_model
+    g = torch.Generator().manual_seed(5)
+    for prompt_len, steps in ((6, 5), (12, 8)):            # 12 + 8 > 16 - 1: sliding layers stay HF's
+        ids = torch.randint(3, 60, (5, prompt_len), generator=g)
+        caches = []
+        for reserve in (False, True):
+            cache = _new_cache(m)
+            body(input_ids=ids, use_cache=True, **{_cache_kw(body): cache})
+            caches.append(_reserve(cache, steps) if reserve else cache)
+        plain, reserved = caches
+        kinds = [type(layer) for layer in reserved.layers]
+        all_sliding = all(isinstance(layer, DynamicSlidingWindowLayer) for layer in plain.layers)
+        assert any(issubclass(k, _ReservedKV) for k in kinds) or (all_sliding and prompt_len + steps > 15)
+        if family == "gemma3_text":
+            sliding_reserved = [issubclass(k, _ReservedKV) for k, layer in zip(kinds, reserved.layers)
+                                if isinstance(layer, DynamicSlidingWindowLayer)]
+            assert sliding_reserved and all(sliding_reserved) == (prompt_len + steps <= 15)
+        buffers = [layer._kbuf.data_ptr() for layer in reserved.layers if isinstance(layer, _ReservedKV)]
+        rows = torch.arange(5)
+        for step in range(steps):
+            if step == 2:                                 # a row finishes: both caches drop it
+                rows = torch.tensor([0, 2, 3, 4])
+                keep = torch.tensor([0, 2, 3, 4])
+                plain.batch_select_indices(keep)
+                reserved.batch_select_indices(keep)
+                buffers = [layer._kbuf.data_ptr() for layer in reserved.layers if isinstance(layer, _ReservedKV)]
+            tok = torch.randint(3, 60, (len(rows), 1), generator=g)
+            pos = torch.full((len(rows), 1), prompt_len + step)
+            outs = [body(input_ids=tok, position_ids=pos, use_cache=True, **{_cache_kw(body): c}).last_hidden_state
+                    for c in (plain, reserved)]
+            torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+            assert plain.get_seq_length() == reserved.get_seq_length() == prompt_len + step + 1
+            now = [layer._kbuf.data_ptr() for layer in reserved.layers if isinstance(layer, _ReservedKV)]
+            assert now == buffers                        # written in place
