@@ -15,16 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None) -> int:
-    from emocheck.models.registry import load_model
-    from emocheck.patching import experiment as ex
     from emocheck.patching.engine import generate_fast
-    from emocheck.profiles import get_profile
+    from engine_rows import engine_rows
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -33,17 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--per-prompt", type=int, default=12, help="random-direction rows per prompt")
     args = ap.parse_args(argv)
 
-    profile = get_profile("ci")
-    loaded = load_model(args.model)
-    judged, _ = ex.split_generation_prompts(profile)
-    texts = judged["text"].tolist()[: args.prompts]
-    gen = torch.Generator().manual_seed(7)
-    dirs = torch.randn(args.per_prompt, loaded.d_model, generator=gen)
-    dirs = dirs / dirs.norm(dim=1, keepdim=True) * 4.0
-    layer = loaded.n_layers // 2
-    batch = [t for t in texts for _ in range(args.per_prompt)]
-    rows_dirs = {layer: torch.cat([dirs] * len(texts))}
-    spec = ex.base_spec(profile, args.model).replace(layers=(layer,), alpha=1.0)
+    loaded, batch, rows_dirs, spec = engine_rows(args.model, args.prompts, args.per_prompt)
     ref_tokens, ref_seconds = None, None
     for size in args.sizes:
         t = time.perf_counter()
