@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck.alignment.analysis import AlignConfig, fit_mask, single_blas_thread
 from emocheck.alignment.maps import fit_map

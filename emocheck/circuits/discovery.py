@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck.circuits.components import Activations, LastTokenRun
 from emocheck.circuits.exact import patched_metric

@@ -27,7 +27,7 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck.circuits.attribution import attribute_metrics, flat
 from emocheck.circuits.components import LastTokenRun, all_components, mean_activations, token_ids_for_words

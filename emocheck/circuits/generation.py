@@ -36,7 +36,7 @@ import argparse
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck.circuits.components import all_components, mean_activations
 from emocheck.circuits.discovery import random_circuits, set_mask

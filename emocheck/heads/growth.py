@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck.heads.nulls import direct_path_effects, monte_carlo_p, overlap, random_head_sets, set_masks
 from emocheck.profiles import Profile, results_dir

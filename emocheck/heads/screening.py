@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck.errors import ConfigError, DatasetError
 from emocheck.heads.access import head_geometry, read_heads

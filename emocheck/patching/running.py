@@ -77,7 +77,7 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
                    rows_per_batch: int = 96, evaluators: bool = True, progress: bool = True,
                    generate=generate_patched) -> pd.DataFrame:
     """Generate every design row, score it, and return (and write) the samples table (cached by key)."""
-    from tqdm.auto import tqdm
+    from emocheck.progress import tqdm
 
     out_dir = Path(out_dir)
     key = stable_hash({"v": RUNNER_VERSION, "model": getattr(loaded, "identity", {}), "spec": spec.to_dict(),

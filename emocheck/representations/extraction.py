@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from emocheck.progress import tqdm
 
 from emocheck import timing
 from emocheck.compute import token_flops
