@@ -97,7 +97,8 @@ class _ReservedKV:
     """Mixin for a filled HF cache layer: its keys/values live in a buffer with room for more
     positions and `update` writes new positions in place. HF's DynamicLayer concatenates the whole
     cache on every decode step (``torch.cat([keys, new], -2)``), which copies O(length) per step and
-    layer: on SmolLM2 at 192 rows that copy was 54% of the decode time (torch profiler). ``keys`` and
+    layer (the largest self time under the torch profiler on SmolLM2 at 192 rows, though the profiler
+    inflates it; without it generation is 1.14x faster, benchmarks/bench_engine_lever.py). ``keys`` and
     ``values`` stay views of the filled positions, so attention and the mask sizes see exactly what
     the concatenating layer gives."""
 

@@ -2,11 +2,10 @@
 tokens without materialising a whole row of logits.
 
 Gemma 3's 262k-token unembedding is about 60% of its forward FLOPs. One ``[rows, 262144]`` float32
-block of logits is 200 MB per decode step (and ``log_softmax`` writes a second one), so the head runs
-far below the GEMM rate: on the 2-core development machine a 192-row decode head took 306 ms as one
-GEMM + argmax and 246 ms in blocks of 8,192 vocabulary entries, and the fluency head over 192 x 30
-tokens 29 s as row chunks + log_softmax and 15 s in blocks of 1,024 tokens x 8,192 entries (under
-load). The blocks give the same values per logit up to GEMM rounding:
+block of logits is 200 MB per decode step (and ``log_softmax`` writes a second one), so the head ran
+well below the GEMM rate. In blocks, Gemma's generation + fluency on 192 rows is 1.43x faster and
+SmolLM2's 1.25x, with identical tokens (``python benchmarks/bench_engine_lever.py MODEL --lever
+lm-head``; README). The blocks give the same values per logit up to GEMM rounding:
 argmax keeps the first maximal index (a later block must be strictly larger), the log-partition is a
 running ``logaddexp`` of the blocks' ``logsumexp`` and each target's logit is read from the block that
 holds it, so tests/test_lm_head.py checks tokens and log-probabilities against the plain head.
@@ -23,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-#: Vocabulary entries per block (measured best of 4k-32k on the development machine, above).
+#: Vocabulary entries per block: the fastest of 4k-32k for a 192-row Gemma-shaped head in a one-off
+#: sweep on the development machine (not kept as a benchmark; 4k-16k were within 10% of it).
 VOCAB_BLOCK = 8192
 #: Token rows per block in `log_probs` (1,024 x 8,192 float32 logits = 32 MB per block).
 TOKEN_BLOCK = 1024
