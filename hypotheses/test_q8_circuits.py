@@ -77,7 +77,7 @@ def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, e
 # variance) and needs more. Only large effects can be supported at ci; d and its interval are
 # reported either way.
 
-from emocheck.circuits.generation import baseline_agreement  # noqa: E402
+from emocheck.circuits.generation import baseline_agreement, too_few_pairs_message  # noqa: E402
 from emocheck.patching.conditions import TARGETS  # noqa: E402
 from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN  # noqa: E402
 from emocheck.patching.scoring import noninferiority, paired_scores  # noqa: E402
@@ -98,8 +98,7 @@ def _paired(evidence, table, treated, control, emotion, extra=None, shift=0.0):
     out = paired_scores(table, treated, control, f"signed_{emotion}")
     if len(out["sample_ids"]) < 3:
         from emocheck.errors import EvidenceError
-        raise EvidenceError(f"{treated} vs {control}: {len(out['sample_ids'])} paired prompts; the design has more "
-                            "(rerun `python -m emocheck.circuits.generation`)")
+        raise EvidenceError(too_few_pairs_message(table, treated, control, out["metrics"]))
     metrics = {**out["metrics"], "treated": treated, "control": control, "target": _target(emotion),
                "baseline_tokens_identical_to_phase5": baseline_agreement(table), **(extra or {})}
     evidence.record(treated=out["treated"] + shift, control=out["control"], metrics=metrics, sample_ids=out["sample_ids"])

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emocheck.circuits.generation import EMOTIONS, baseline_agreement, draw_assignment, n_random, summarise
+from emocheck.circuits.generation import (EMOTIONS, baseline_agreement, draw_assignment, n_random, summarise,
+                                         too_few_pairs_message)
+from emocheck.patching.scoring import paired_scores
 from emocheck.stats.directions import compare_directions
 
 
@@ -85,6 +87,20 @@ def test_summary_pairs_each_method_with_its_own_baseline():
     assert g.loc["random circuits", "target_shift"] == pytest.approx(0.5)    # mean over a prompt's draws
     assert g.loc["prompting (phase 5)", "n_prompts"] == 2
     assert baseline_agreement(_table()) == pytest.approx(0.75)
+
+
+def test_too_few_pairs_names_a_small_design_or_a_stale_run():
+    """Prompting runs on 2 of the 4 prompts: 2 pairs is a design too small for a test, and rerunning
+    cannot help; a circuit table missing a prompt the control has is a stale run, and rerunning can."""
+    t = _table().assign(distinct2=1.0)
+    out = paired_scores(t, "circuit:apology", "prompt:apology", "signed_apology")
+    msg = too_few_pairs_message(t, "circuit:apology", "prompt:apology", out["metrics"])
+    assert "2 scored prompt pair(s)" in msg and "design pairs 2 prompts" in msg and "too small" in msg
+    assert "rerun" not in msg
+    stale = t[~((t.condition == "circuit:apology") & (t.sample_id == "p0"))]
+    out = paired_scores(stale, "circuit:apology", "prompt:apology", "signed_apology")
+    msg = too_few_pairs_message(stale, "circuit:apology", "prompt:apology", out["metrics"])
+    assert "share 1 prompts where the design pairs 2" in msg and "rerun" in msg
 
 
 def test_modulation_pipeline_end_to_end_on_a_tiny_model(monkeypatch, results_tmp):

@@ -166,6 +166,26 @@ def baseline_agreement(both: pd.DataFrame) -> float:
     return float((a[common] == b.reindex(common)).mean()) if len(common) else float("nan")
 
 
+def too_few_pairs_message(both: pd.DataFrame, treated: str, control: str, metrics: dict) -> str:
+    """Why a paired comparison of `both` has fewer than the 3 scored prompts a test needs.
+
+    Every condition's prompts are nested (phase 5's secondary prompts are part of its null prompts,
+    which this run's circuit rows cover), so the two sides should share all prompts of the smaller
+    side. Fewer shared prompts means the tables come from different designs (a stale run); otherwise
+    the design is too small for the empty continuations it produced, and rerunning cannot help."""
+    ids = {c: set(both.loc[both.condition == c, "sample_id"]) for c in (treated, control)}
+    shared, expected = len(ids[treated] & ids[control]), min(len(ids[treated]), len(ids[control]))
+    n, empty = metrics.get("n", 0), (metrics.get("n_empty_treated", 0), metrics.get("n_empty_control", 0))
+    head = f"{treated} vs {control}: {n} scored prompt pair(s); a paired test needs at least 3"
+    if shared < expected:
+        return (f"{head}. The two sides share {shared} prompts where the design pairs {expected}: the circuit "
+                "rows and phase 5's rows come from different runs (rerun `python -m emocheck.circuits.generation` "
+                "for this profile)")
+    return (f"{head}. The design pairs {shared} prompts and {empty[0]} treated / {empty[1]} control "
+            "continuations are empty (no score): this profile's design is too small for the comparison "
+            "(judge it at a profile with more generation prompts, such as ci or full)")
+
+
 def summarise(both: pd.DataFrame) -> pd.DataFrame:
     """Per emotion and method: mean signed target shift and NLL / rep3 shift against the baseline of the
     same run (paired by prompt), over the prompts the method ran on."""
