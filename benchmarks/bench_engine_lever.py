@@ -4,10 +4,12 @@ tokens and the largest NLL difference.
 
     python benchmarks/bench_engine_lever.py gemma3-270m --lever lm-head --prompts 16 --rounds 2
     python benchmarks/bench_engine_lever.py smollm2-135m --lever kv-reserve
+    python benchmarks/bench_engine_lever.py gemma3-270m --lever bf16-screen
 
 Levers: ``lm-head`` (the LM head in vocabulary blocks, emocheck.patching.lm_head, against the
-model's own head) and ``kv-reserve`` (the decode cache written in place, engine._reserve, against HF's
-concatenating cache). Rows: benchmarks/engine_rows.py, one engine batch of up to 192 rows.
+model's own head), ``kv-reserve`` (the decode cache written in place, engine._reserve, against HF's
+concatenating cache), ``vocab-block`` (the head's blocks of lm_head.VOCAB_BLOCK entries against the
+earlier 8,192) and ``bf16-screen`` (greedy tokens screened in bfloat16, against float32 blocks only). Rows: benchmarks/engine_rows.py, one engine batch of up to 192 rows.
 """
 from __future__ import annotations
 
@@ -24,6 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def lever_variants(engine, lever: str) -> tuple[dict, callable]:
     """({variant name: setter}, restore): the setter puts that variant in place."""
+    from emocheck.patching import lm_head
+
+    if lever in ("vocab-block", "bf16-screen"):
+        name, off = ("VOCAB_BLOCK", 8192) if lever == "vocab-block" else ("SCREEN_MIN_VOCAB", 2 ** 62)
+        on = getattr(lm_head, name)
+
+        def put(value):
+            return lambda: setattr(lm_head, name, value)
+        return {"without": put(off), "with": put(on)}, put(on)
     if lever == "lm-head":
         plain_of = engine.VocabHead.of
 
@@ -45,7 +56,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--lever", choices=("lm-head", "kv-reserve"), required=True)
+    ap.add_argument("--lever", choices=("lm-head", "kv-reserve", "vocab-block", "bf16-screen"), required=True)
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--per-prompt", type=int, default=12, help="random-direction rows per prompt")
     ap.add_argument("--rounds", type=int, default=2)
