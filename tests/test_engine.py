@@ -68,6 +68,30 @@ def test_prefix_is_computed_once_per_prompt(models):
     assert counts["scoring"] == counts["rows"] * 6
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_identical_continuations_of_a_prompt_are_scored_once(models, family):
+    """Each condition twice (and the baseline's zero row, which every prompt shares with itself): the
+    duplicate rows generate the same continuation of the same prompt and are scored once, with the
+    second-forward NLL of every row; rows of different prompts are never merged."""
+    m = models[family]
+    texts, rows = conditions_rows(n_cond=3)
+    texts, rows = texts * 2, torch.cat([rows, rows])
+    spec = PatchSpec(layers=(1,), window=(0, 3), max_new_tokens=6, stop_at_eos=False)
+    for max_rows in (64, 7):
+        res = generate_fast(m, texts, spec, rows, max_rows=max_rows)
+        ref = generate_patched_hooks(m, texts, spec, rows)
+        assert torch.equal(res.new_tokens, ref.new_tokens)
+        nll = continuation_nll(m, ref.input_ids, ref.attention_mask, ref.new_tokens, ref.lengths)
+        np.testing.assert_allclose(res.meta["continuation_nll"], nll, rtol=1e-5, atol=1e-5)
+        counts = res.meta["tokens"]
+        distinct = {(t, tuple(res.new_tokens[i].tolist())) for i, t in enumerate(texts)}
+        if max_rows == 64:                       # one batch: every distinct (prompt, continuation) once
+            assert counts["scored_rows"] == len(distinct) <= len(texts) // 2
+            assert counts["scoring"] == len(distinct) * 6
+        else:                                    # a duplicate in another batch is scored there again
+            assert len(distinct) <= counts["scored_rows"] < len(texts)
+
+
 def test_finished_rows_are_dropped_and_tokens_kept(models):
     m = models["llama"]
     spec = PatchSpec(layers=(1,), alpha=2.0, window=(0, 6), max_new_tokens=10)

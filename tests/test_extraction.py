@@ -20,6 +20,27 @@ def test_batch_equals_one_by_one(tiny_any):
                 assert torch.allclose(value[i], alone[rule][site][0], atol=1e-5, rtol=1e-4), (rule, site, i)
 
 
+def test_batches_are_sorted_by_length_and_rows_come_back_in_order(tiny_llama, monkeypatch):
+    """Batches of 2 group the prompts by token length (not by position), and every row of the output
+    is still the caller's prompt at that index, as computed alone."""
+    import emocheck.representations.extraction as ex
+
+    m = tiny_llama
+    seen = []
+    real = ex.tokenize
+    monkeypatch.setattr(ex, "tokenize", lambda model, texts, trig=None: seen.append(list(texts)) or real(model, texts, trig))
+    texts, trig = TEXTS * 2, TRIGGERS * 2
+    batch = extract_activations(m, texts, trig, positions=RULES, batch_size=2, progress=False)
+    n_tok = {t: len(m.tokenizer(t)["input_ids"]) for t in texts}
+    assert [n_tok[t] for b in seen for t in b] == sorted(n_tok[t] for t in texts)
+    monkeypatch.setattr(ex, "tokenize", real)
+    for i, (t, g) in enumerate(zip(texts, trig)):
+        alone = extract_activations(m, [t], [g], positions=RULES, progress=False)
+        for rule in RULES:
+            for site, value in batch[rule].items():
+                assert torch.allclose(value[i], alone[rule][site][0], atol=1e-5, rtol=1e-4), (rule, site, i)
+
+
 def test_parity_with_hf_output_hidden_states(tiny_any):
     m = tiny_any
     acts = extract_activations(m, TEXTS, positions=("last",), progress=False)["last"]

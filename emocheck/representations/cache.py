@@ -30,7 +30,7 @@ from emocheck.storage import file_lock, load_tensors_artifact, save_tensors_arti
 
 log = logging.getLogger(__name__)
 
-EXTRACTION_CODE_VERSION = "extract-v1"
+EXTRACTION_CODE_VERSION = "extract-v2"   # v2: batches sorted by length (values equal up to rounding)
 
 
 @dataclass
