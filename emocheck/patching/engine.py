@@ -378,7 +378,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         return
     # 3. Fluency NLL under the unpatched model on the shared prefix. It depends only on the prompt and
     # the continuation, so rows that generated the same continuation of the same prompt are scored
-    # once (9-19% of phase 5's claim rows and a third of its sweep rows in a ci run).
+    # once (about 9% of the tokens of phase 5's claim rows and a third of its sweep's in a ci run).
     with timing.phase("fluency", model=loaded.name) as timed:
         all_lengths = done_at[rows_t]
         firsts, inverse, first_rows = {}, [], []

@@ -41,19 +41,20 @@ from dataclasses import dataclass
 
 import torch
 
-#: Vocabulary entries per block. A 262,144 x 640 float32 head on 192 rows ran at 159 GFLOP/s in blocks
-#: of 2,048 and 92 in blocks of 8,192 on the 2-core machine of the seed-scale issue (512-2,048 within
-#: 10% of each other; bfloat16 fastest at 2,048-4,096): `python benchmarks/bench_lm_head.py`.
+#: Vocabulary entries per block. Gemma's 262,144 x 640 float32 head on 192 real decode states ran at
+#: 154 GFLOP/s in blocks of 2,048 and 116 in blocks of 8,192 on the 2-core machine of the seed-scale
+#: issue (512-2,048 within 3% of each other): `python benchmarks/bench_lm_head.py gemma3-270m`.
 VOCAB_BLOCK = 2048
 #: bfloat16's unit roundoff (8 significant bits) and float32's.
 _U_BF16, _U_F32 = 2.0 ** -8, 2.0 ** -24
 #: Above this many screened candidates per row on average, `greedy` computes the blocks in float32.
 _MAX_CANDIDATES_PER_ROW = 64
 #: The screen only pays for large vocabularies: on 192 real decode states it made Gemma 3's 262k-token
-#: head 1.5-1.7x faster and SmolLM2's 49k-token head 0.97-0.99x (`python benchmarks/bench_lm_head.py`),
-#: where the per-block selection costs as much as the float32 GEMM it saves.
+#: greedy head 1.59x faster and SmolLM2's 49k-token head 1.01x (`python benchmarks/bench_lm_head.py
+#: MODEL`, the screen forced on for SmolLM2 in a one-off run: 0.97-0.99x), where the per-block
+#: selection costs as much as the float32 GEMM it saves.
 SCREEN_MIN_VOCAB = 100_000
-#: Token rows per block in `log_probs` (1,024 x 8,192 float32 logits = 32 MB per block).
+#: Token rows per block in `log_probs` (1,024 x 2,048 float32 logits = 8 MB per block).
 TOKEN_BLOCK = 1024
 
 
