@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emocheck.circuits.components import all_components, mean_activations
-from emocheck.circuits.experiment import EMOTIONS, out_dir, run_circuit, sample_texts, settings
+from emocheck.circuits.components import all_components
+from emocheck.circuits.experiment import EMOTIONS, neutral_means, out_dir, run_circuit, sample_texts, settings
 from emocheck.profiles import Profile
 from emocheck.storage import file_lock, read_table_artifact, write_table_artifact
 from emocheck import timing
@@ -33,7 +33,7 @@ def _inputs(model_name: str, profile: Profile, emotion: str, progress: bool):
     direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
                                     position="last").float()
     return (reps, loaded, all_components(loaded), attr_texts, neutral_texts, direction,
-            mean_activations(loaded, neutral_texts))
+            neutral_means(loaded, neutral_texts))
 
 
 @timing.timed("circuits")

@@ -116,10 +116,37 @@ def token_ids_for_words(loaded, words) -> list[int]:
     return ids
 
 
+def _split_prefix(cache, lengths):
+    """Per-row caches of a right-padded batched prefix pass (row k keeps its first lengths[k]
+    positions), or None where a layer is of a kind this cannot slice safely."""
+    width = max(lengths)
+    for layer in cache.layers:
+        kind = type(layer).__name__
+        if kind not in ("DynamicLayer", "DynamicSlidingWindowLayer"):
+            return None
+        if getattr(layer, "is_sliding", False) and width >= layer.sliding_window - 1:
+            return None
+        if not getattr(layer, "is_initialized", False) or layer.keys is None or layer.keys.shape[-2] != width:
+            return None
+    out = []
+    for k, n in enumerate(lengths):
+        new = copy.copy(cache)
+        new.layers = []
+        for layer in cache.layers:
+            dup = copy.copy(layer)
+            dup.keys = layer.keys[k:k + 1, :, :n].clone()
+            dup.values = layer.values[k:k + 1, :, :n].clone()
+            if hasattr(layer, "cumulative_length"):
+                dup.cumulative_length = n
+            new.layers.append(dup)
+        out.append(new)
+    return out
+
+
 class LastTokenRun:
     """The prefix of one prompt, cached, and any number of last-token runs over it."""
 
-    def __init__(self, loaded, text: str):
+    def __init__(self, loaded, text: str, *, prefix=None):
         self.loaded = loaded
         self.g = head_geometry(loaded)
         ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(loaded.device)
@@ -129,9 +156,44 @@ class LastTokenRun:
         self.body = loaded.model.base_model
         # transformers >= 5 names the KV cache argument `cache` (`past_key_values` is deprecated)
         self.cache_kwarg = "cache" if "cache" in inspect.signature(self.body.forward).parameters else "past_key_values"
+        if prefix is not None:                  # from `many`: this prompt's rows of a batched prefix pass
+            self.prefix = prefix
+            return
         with torch.no_grad():
             out = self.body(input_ids=ids[:, :-1], use_cache=True)
             self.prefix = out["cache"] if "cache" in out else out["past_key_values"]
+
+    @classmethod
+    def many(cls, loaded, texts, batch_size: int = 32) -> list["LastTokenRun"]:
+        """One LastTokenRun per text, their prefixes run in right-padded batches instead of one
+        weight-bound pass per prompt (the circuits run a prefix for every attribution and held-out
+        prompt). Attention is causal, so the pad after a prefix changes none of its positions, and
+        prompt i's cache is the first len_i - 1 positions of its row: what a pass of that prompt alone
+        gives, up to float summation order (tests/test_circuits_discovery.py). A batch falls back to
+        one pass per prompt where a cache layer is not a plain or sliding-window layer, or where the
+        padded prefix would reach a sliding window (the layer would have dropped real positions)."""
+        texts = list(texts)
+        runs = [cls.__new__(cls) for _ in texts]
+        encoded = [loaded.tokenizer(t, return_tensors="pt")["input_ids"][0] for t in texts]
+        for start in range(0, len(texts), batch_size):
+            part = list(range(start, min(len(texts), start + batch_size)))
+            lengths = [len(encoded[i]) - 1 for i in part]
+            width = max(lengths)
+            caches = None
+            if width >= 1 and min(lengths) >= 1 and len(part) > 1:
+                # pad with each prompt's own last prefix token (any real id does; a pad id could trigger mask logic)
+                ids = torch.stack([torch.cat([encoded[i][:-1], encoded[i][-2:-1].expand(width - n)])
+                                   for i, n in zip(part, lengths)]).to(loaded.device)
+                with torch.no_grad():
+                    out = loaded.model.base_model(input_ids=ids, use_cache=True)
+                batched = out["cache"] if "cache" in out else out["past_key_values"]
+                caches = _split_prefix(batched, lengths)
+            for k, i in enumerate(part):
+                if caches is None:
+                    runs[i] = cls(loaded, texts[i])
+                else:
+                    runs[i].__init__(loaded, texts[i], prefix=caches[k])
+        return runs
 
     def run(self, rows: int = 1, *, head_mask=None, head_vals=None, mlp_mask=None, mlp_vals=None,
             head_delta=None, mlp_delta=None, direction=None, token_ids=None, grad: bool = False) -> dict:

@@ -30,7 +30,7 @@ import torch
 from emocheck.progress import tqdm
 
 from emocheck.circuits.attribution import attribute_metrics, flat
-from emocheck.circuits.components import LastTokenRun, all_components, mean_activations, token_ids_for_words
+from emocheck.circuits.components import Activations, LastTokenRun, all_components, mean_activations, token_ids_for_words
 from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_sets, minimality_sets,
                                          random_circuits)
 from emocheck.circuits.exact import exact_effects, validate
@@ -109,6 +109,27 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     return result
 
 
+_MEANS: dict = {}           # (id of the loaded model, texts) -> (weakref to it, Activations)
+
+
+def neutral_means(loaded, texts) -> Activations:
+    """mean_activations(loaded, texts), remembered for the same model object and the same texts in the
+    same order: the same computation, so the same numbers. At `full` every emotion's sample is the
+    whole training neutral split (147 of 147), and the edges and roles redraw the discovery's sample,
+    so one pass serves them all (up to 8 entries are kept)."""
+    import weakref
+
+    key = (id(loaded), tuple(texts))
+    hit = _MEANS.get(key)
+    if hit is not None and hit[0]() is loaded:
+        return hit[1]
+    means = mean_activations(loaded, list(texts))
+    if len(_MEANS) >= 8:
+        _MEANS.pop(next(iter(_MEANS)))
+    _MEANS[key] = (weakref.ref(loaded), means)
+    return means
+
+
 def circuit_meta_path(path):
     """The checksum sidecar of circuit_<emotion>.json (the default `<stem>.json` would be the file itself)."""
     return path.with_name(path.stem + ".sha256.json")
@@ -137,11 +158,11 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     direction = reps.vectors.vector(emotion, last, kind="vs_neutral", site="hook_resid_post", position="last").float()
     token_ids = token_ids_for_words(loaded, EMOTION_WORDS[emotion])
     metrics = {"projection": dict(direction=direction), "logprob": dict(token_ids=token_ids)}
-    source = mean_activations(loaded, neutral_texts)
+    source = neutral_means(loaded, neutral_texts)
 
     # attribution over every component, both metrics, on training emotion prompts; each prompt's cached
     # prefix serves its attribution, exact validation and discovery runs
-    runs = [LastTokenRun(loaded, text) for text in attr_texts]
+    runs = LastTokenRun.many(loaded, attr_texts)
     attr = {m: [] for m in metrics}
     for text, run in tqdm(list(zip(attr_texts, runs)), desc=f"attribution {emotion}", disable=not progress, leave=False):
         scores = attribute_metrics(loaded, text, source, metrics, run=run)
@@ -175,7 +196,8 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     circuit = found["circuit"]
     rand = random_circuits(circuit, comps, cfg["random"], seed)
     sets = [circuit] + rand + minimality_sets(circuit)
-    ev = evaluate_sets(loaded, held_texts, source, sets, direction=direction, progress=progress)
+    ev = evaluate_sets(loaded, held_texts, source, sets, direction=direction, progress=progress,
+                       runs=LastTokenRun.many(loaded, held_texts))
     faith, compl = ev.faithfulness(), ev.completeness()
     k = len(rand)
     marginal = faith[0] - faith[1 + k:]
