@@ -169,7 +169,7 @@ class LastTokenRun:
         weight-bound pass per prompt (the circuits run a prefix for every attribution and held-out
         prompt). Attention is causal, so the pad after a prefix changes none of its positions, and
         prompt i's cache is the first len_i - 1 positions of its row: what a pass of that prompt alone
-        gives, up to float summation order (tests/test_circuits_discovery.py). A batch falls back to
+        gives, up to float summation order (tests/test_circuits_components.py). A batch falls back to
         one pass per prompt where a cache layer is not a plain or sliding-window layer, or where the
         padded prefix would reach a sliding window (the layer would have dropped real positions)."""
         texts = list(texts)
