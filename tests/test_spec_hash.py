@@ -100,6 +100,33 @@ def test_code_units_follow_helpers_constants_and_emocheck_modules(tmp_path, monk
     assert [k for k in units if units[k] != units2.get(k)] == [fake_key]
 
 
+def test_code_units_read_each_function_once_and_a_reloaded_one_again(tmp_path, monkeypatch):
+    project = tmp_path / "proj_memo"
+    project.mkdir()
+    path = project / "memo_study.py"
+    path.write_text("def _helper(v):\n    return v + 1\n\ndef test_a():\n    return _helper(1)\n\n"
+                    "def test_b():\n    return _helper(2)\n")
+    monkeypatch.syspath_prepend(str(project))
+    mod = importlib.import_module("memo_study")
+    reads = []
+    real = sh._source
+    monkeypatch.setattr(sh, "_source", lambda obj: reads.append(obj.__name__) or real(obj))
+    first, _ = sh.code_units([mod.test_a], project.resolve())
+    again, _ = sh.code_units([mod.test_a], project.resolve())
+    other, _ = sh.code_units([mod.test_b], project.resolve())
+    assert first == again and other["memo_study:_helper"] == first["memo_study:_helper"]
+    assert sorted(reads) == ["_helper", "test_a", "test_b"]         # each object's source read once
+    # an edited and reloaded module has new function objects: they are read again, and the unit moves
+    path.write_text(path.read_text().replace("v + 1", "v + 3"))
+    importlib.invalidate_caches()
+    sys.modules.pop("memo_study")
+    mod2 = importlib.import_module("memo_study")
+    edited, _ = sh.code_units([mod2.test_a], project.resolve())
+    assert edited["memo_study:_helper"] != first["memo_study:_helper"]
+    assert edited["memo_study:test_a"] == first["memo_study:test_a"]
+    sys.modules.pop("memo_study")
+
+
 def test_data_used_by_name_else_everything():
     available = ["a.csv", "evaluators/labels.json", "b.csv"]
     assert sh.data_used(['path = data_dir() / "a.csv"'], available) == ["a.csv"]

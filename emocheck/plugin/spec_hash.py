@@ -25,6 +25,7 @@ import inspect
 import json
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -151,13 +152,13 @@ def _source(obj: Any) -> str:
         return code.co_code.hex() if code is not None else repr(obj)
 
 
-def _normalised_source(obj: Any) -> str:
+def _normalised_source(obj: Any, src: str | None = None) -> str:
     """The function's or class's code without its decorators, comments and layout (``ast.unparse``):
     the ``@claim``/``@design`` arguments are spec fields of their own, and a reformatting is no change."""
     import ast
     import textwrap
 
-    src = _source(obj)
+    src = _source(obj) if src is None else src
     try:
         tree = ast.parse(textwrap.dedent(src))
     except SyntaxError:
@@ -269,6 +270,42 @@ def _module_file_hash(name: str) -> str:
     return _sha256(Path(path)) if path and Path(path).is_file() else "no-source"
 
 
+@dataclass(frozen=True)
+class _ObjectInfo:
+    obj: Any                   # held so that the id keying the memo is never reused
+    project: bool
+    source: str
+    source_hash: str | None    # sha256 of the normalised source (project objects only)
+    names: frozenset | None    # the names its code reads (None: neither a function nor a class)
+
+
+_OBJECT_MEMO: dict[tuple[int, str], _ObjectInfo] = {}
+
+
+def _object_info(obj: Any, project_root: Path | None) -> _ObjectInfo:
+    """What the walk of `code_units` needs from one function or class, computed once per object and
+    process. Every claim of a session walks the same few hundred functions (the 443 claims of a ci run
+    spent 37 s re-reading and re-parsing their source); a function's source is read when it is first
+    reached, which is the code that runs, since a module is not recompiled when its file changes. The
+    emocheck module files are still hashed on every call (by stat), so an edited module is seen."""
+    key = (id(obj), str(project_root))
+    hit = _OBJECT_MEMO.get(key)
+    if hit is not None and hit.obj is obj:
+        return hit
+    project = _is_project(obj, project_root)
+    source = _source(obj)
+    source_hash = hashlib.sha256(_normalised_source(obj, source).encode()).hexdigest() if project else None
+    codes = None
+    if inspect.isclass(obj):
+        codes = [v.__code__ for v in vars(obj).values() if hasattr(v, "__code__")]
+    elif hasattr(obj, "__code__"):
+        codes = [obj.__code__]
+    names = None if codes is None else frozenset().union(*(_code_names(c) for c in codes))
+    info = _ObjectInfo(obj, project, source, source_hash, names)
+    _OBJECT_MEMO[key] = info
+    return info
+
+
 def code_units(functions: Iterable[Callable], project_root: Path | None) -> tuple[dict[str, Any], set[str]]:
     """The code version of the analysis reached from ``functions``, and the source text it reached.
 
@@ -290,30 +327,24 @@ def code_units(functions: Iterable[Callable], project_root: Path | None) -> tupl
             continue
         seen.add(id(obj))
         modname = getattr(obj, "__module__", None)
-        project = _is_project(obj, project_root)
         if _is_harness(modname):
             continue
+        info = _object_info(obj, project_root)
+        project = info.project
         if not project and not _is_emocheck(modname):
             continue
-        src = _source(obj)
-        sources.append(src)
+        sources.append(info.source)
         if project:
-            units[f"{modname}:{getattr(obj, '__qualname__', repr(obj))}"] = hashlib.sha256(
-                _normalised_source(obj).encode()).hexdigest()
+            units[f"{modname}:{getattr(obj, '__qualname__', repr(obj))}"] = info.source_hash
         else:
             emocheck_modules.add(modname)
-        codes = []
-        if inspect.isclass(obj):
-            codes = [v.__code__ for v in vars(obj).values() if hasattr(v, "__code__")]
-            glb = vars(sys.modules[modname]) if modname in sys.modules else {}
-        elif hasattr(obj, "__code__"):
-            codes = [obj.__code__]
-            glb = obj.__globals__
-        else:
+        if info.names is None:
             continue
-        names: set[str] = set()
-        for code in codes:
-            names |= _code_names(code)
+        names = info.names
+        if inspect.isclass(obj):
+            glb = vars(sys.modules[modname]) if modname in sys.modules else {}
+        else:
+            glb = obj.__globals__
         # a function-level `from emocheck.x import y` leaves "emocheck.x" and "y" in co_names
         lazy = [m for m in (_import(n) for n in sorted(names) if _is_emocheck(n) and not _is_harness(n)) if m]
         emocheck_modules |= {m.__name__ for m in lazy}
