@@ -90,3 +90,16 @@ def test_read_out_ranks_a_planted_direction_first_and_a_random_one_anywhere():
     assert 20 < np.mean(ranks) < 80          # uniform on 1..100 under the null: mean 50.5, SE 5.3
     with pytest.raises(ConfigError, match="no read-out word lists"):
         readout_test(m, w[0].float(), "joy", ["joy", "anger"])
+
+
+def test_readout_scores_equal_the_whole_vocabulary_product():
+    from emocheck.representations.readout import readout_scores
+
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(5000, 48, generator=gen, dtype=torch.float64)
+    d = torch.randn(64, 48, generator=gen, dtype=torch.float64)
+    own, others = [3, 17, 4999], [0, 250, 1024, 4000]
+    unit = d / d.norm(dim=1, keepdim=True)
+    logits = unit @ w.T
+    expected = (logits[:, own].mean(1) - logits[:, others].mean(1)).numpy()
+    assert np.allclose(readout_scores(w, d, own, others), expected, rtol=0, atol=1e-12)
