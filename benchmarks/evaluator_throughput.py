@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 WORDS = ("thank you so much for the help with the move and i really appreciate it but the train was late "
@@ -58,6 +60,13 @@ def main() -> None:
         print(f"threads={th}: MiniLM cold (encode + head) {args.n / cold:8.1f} texts/s | "
               f"2 more heads on the same texts (embeddings shared) {2 * args.n / shared:9.1f} texts/s | "
               f"warm cache {args.n / warm:10.1f} texts/s")
+    enc = evs["emotion"].encoder
+    same = make_texts(args.n, seed=98)
+    ref = enc.encode(same, threads=args.threads[0], use_cache=False)
+    for th in args.threads[1:]:
+        emb = enc.encode(same, threads=th, use_cache=False)
+        print(f"embeddings with {th} threads vs {args.threads[0]}: bitwise identical {np.array_equal(ref, emb)}, "
+              f"max |diff| {np.abs(ref - emb).max():.2e}")
     texts = make_texts(args.n, seed=99)
     t = time.perf_counter()
     evs["sentiment-vader"].score(texts, use_cache=False)

