@@ -150,11 +150,10 @@ def test_cache_is_keyed_by_evaluator(evs):
     assert a.loc[0, "score"] != b.loc[0, "score"]
 
 
-def test_thread_count_set_inside_and_restored(evs, monkeypatch):
+def _thread_spy(enc, monkeypatch) -> list[int]:
+    """The torch thread count of every call into the encoder's model, in order."""
     import torch
 
-    ev = evs["sentiment"]
-    enc = ev.encoder
     seen = []
     real = enc.model.encode
 
@@ -163,6 +162,15 @@ def test_thread_count_set_inside_and_restored(evs, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(enc.model, "encode", spy)
+    return seen
+
+
+def test_thread_count_set_inside_and_restored(evs, monkeypatch):
+    import torch
+
+    ev = evs["sentiment"]
+    enc = ev.encoder
+    seen = _thread_spy(enc, monkeypatch)
     monkeypatch.setenv("EMOCHECK_EVALUATOR_THREADS", "1")
     old = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -178,14 +186,7 @@ def test_encoder_uses_the_process_thread_count_by_default(evs, monkeypatch):
     import torch
 
     enc = evs["sentiment"].encoder
-    seen = []
-    real = enc.model.encode
-
-    def spy(*a, **k):
-        seen.append(torch.get_num_threads())
-        return real(*a, **k)
-
-    monkeypatch.setattr(enc.model, "encode", spy)
+    seen = _thread_spy(enc, monkeypatch)
     monkeypatch.delenv("EMOCHECK_EVALUATOR_THREADS", raising=False)
     old = torch.get_num_threads()
     try:
