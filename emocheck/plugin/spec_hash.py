@@ -293,6 +293,11 @@ def _object_info(obj: Any, project_root: Path | None) -> _ObjectInfo:
     if hit is not None and hit.obj is obj:
         return hit
     project = _is_project(obj, project_root)
+    if not project and not _is_emocheck(getattr(obj, "__module__", None)):
+        # outside the closure (torch, numpy, ...): code_units skips it, so its source is never read
+        info = _ObjectInfo(obj, False, "", None, None)
+        _OBJECT_MEMO[key] = info
+        return info
     source = _source(obj)
     source_hash = hashlib.sha256(_normalised_source(obj, source).encode()).hexdigest() if project else None
     codes = None
