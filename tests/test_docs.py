@@ -299,4 +299,5 @@ def test_docs_site_builds_strictly(tmp_path):
     reference = (site / "reference" / "stats" / "index.html").read_text()
     # mkdocstrings rendered the docstrings, not an empty page
     assert 'id="emocheck.stats.compare"' in reference and "Cohen" in reference
+    assert ":func:" not in reference   # the Sphinx roles of the docstrings are dropped (mkdocs_hooks.py)
     assert "upload-artifact" in (site / "ci" / "index.html").read_text()   # the workflow is included
