@@ -214,5 +214,5 @@ class _ShapeConfig:
 
 
 def medium_model_plans(profile, **kw) -> list[dict]:
-    """model_plan for each of the seed's medium models (README's memory and time plan)."""
+    """model_plan for each of the seed's medium models (the memory and time plan in docs/benchmarks.md)."""
     return [model_plan(_ShapeConfig(shape), profile, name=name, **kw) for name, shape in MEDIUM_MODELS.items()]

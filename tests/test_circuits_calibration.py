@@ -20,7 +20,7 @@ hypothesis file's markers), and the plugin's `report.finalize` for Holm and the 
   (planted set inside the discovered circuit) and support the claims (power).
 
 Rates over a few hundred data sets per setting, two model shapes, and a non-exchangeable contrast
-(MLPs larger than heads) are printed by ``python tests/test_circuits_calibration.py`` (README,
+(MLPs larger than heads) are printed by ``python tests/test_circuits_calibration.py`` (docs/findings/circuits.md,
 "Emotion circuits"); the tests run fewer data sets to stay fast (~4 s).
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ Gemma 3's 262k-token unembedding is about 60% of its forward FLOPs. One ``[rows,
 block of logits is 200 MB per decode step (and ``log_softmax`` writes a second one), so the head ran
 well below the GEMM rate. In blocks, Gemma's generation + fluency on 192 rows is 1.43x faster and
 SmolLM2's 1.25x, with identical tokens (``python benchmarks/bench_engine_lever.py MODEL --lever
-lm-head``; README). The blocks give the same values per logit up to GEMM rounding:
+lm-head``; docs/benchmarks.md). The blocks give the same values per logit up to GEMM rounding:
 argmax keeps the first maximal index (a later block must be strictly larger), the log-partition is a
 running ``logaddexp`` of the blocks' ``logsumexp`` and each target's logit is read from the block that
 holds it, so tests/test_lm_head.py checks tokens and log-probabilities against the plain head.

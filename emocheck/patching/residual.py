@@ -44,7 +44,7 @@ from emocheck.errors import ConfigError
 
 RESID_SITES = ("hook_resid_pre", "hook_resid_post")
 SCHEDULES = ("fixed", "exp_decay")
-#: The project's one alpha schedule (see README / module doc): constant over the window.
+#: The project's one alpha schedule (see the module doc): constant over the window.
 DEFAULT_SCHEDULE = "fixed"
 
 
