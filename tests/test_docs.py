@@ -28,7 +28,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 PAGES = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
-RUN_LANGS = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash", "console": "bash"}
+# `console` blocks are transcripts (commands with their output), not scripts: they are not test cases.
+RUN_LANGS = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
 MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<mode>run|claim|no-run)\b\s*(?P<reason>.*?)\s*-->\s*$")
 ANY_MARKER = re.compile(r"^\s*<!--\s*docs-test")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
