@@ -13,6 +13,8 @@ from emocheck.heads import generation as heads_generation
 from emocheck.heads import growth as heads_growth
 from emocheck.patching import experiment as patching_experiment
 
+pytest_plugins = ["pytester"]
+
 ALL_SECONDARY = ("negated", "specific", "subspace", "prompt", "dose_matched")
 FROZEN = {
     "patching": {
@@ -133,9 +135,11 @@ def test_bad_sizes_are_one_clear_error(line, message):
         profiles.profiles_from_ini_lines([line])
 
 
-def test_sizes_through_pytest_config(pytester):
+def test_sizes_through_pytest_config(pytester, monkeypatch):
     """The real config path: a pyproject.toml profile with base = "full" and one override, read by the
     plugin at configure time, is the profile every phase sees."""
+    for var in ("EMOCHECK_RESULTS_DIR", "EMOCHECK_PROFILE", "EMOCHECK_DATASET"):
+        monkeypatch.delenv(var, raising=False)
     pytester.makepyprojecttoml('''
 [tool.emocheck.profiles.paper]
 base = "full"
@@ -152,8 +156,8 @@ def test_sizes(emocheck_profile):
     assert circuit_settings(emocheck_profile)["held_out"] == 63
     assert patching_settings(emocheck_profile)["null_prompts"] == 100
 ''')
-    result = pytester.runpytest_subprocess("--emocheck-profile", "paper", "-p", "no:cacheprovider",
-                                           "-p", "no:randomly")
+    result = pytester.runpytest("--emocheck-profile", "paper", "--emocheck-results", str(pytester.path / "r"),
+                                "-p", "no:cacheprovider", "-p", "no:hypothesispytest")
     result.assert_outcomes(passed=1)
 
 

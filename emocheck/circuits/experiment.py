@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -48,21 +49,12 @@ EMOTION_WORDS = {
     "anger": ("angry", "furious", "outraged", "unacceptable", "annoyed"),
     "apology": ("sorry", "apologize", "apologies", "regret", "apologise"),
 }
-#: Sample sizes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics.
-#: random: circuits in the Monte-Carlo null. 199 at full too (it was 999; changed before any full result
-#: existed, for the time budget): the smallest p is 1/200 = 0.005, below Holm's first threshold for the
-#: 6 claims of a family over the two embedded models (0.05 / 6 = 0.0083), and 999 made the set
-#: evaluations (one last-token row per set, keep and drop, per held-out prompt) about 40 of the full
-#: run's minutes on 2 cores.
-SETTINGS = {
-    "smoke": {"attr_prompts": 6, "neutral_prompts": 12, "exact_prompts": 1, "held_out": 6, "random": 39},
-    "ci": {"attr_prompts": 12, "neutral_prompts": 24, "exact_prompts": 2, "held_out": 12, "random": 199},
-    "full": {"attr_prompts": 64, "neutral_prompts": 147, "exact_prompts": 8, "held_out": 63, "random": 199},
-}
-
-
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The profile's phase-8 sizes (emocheck.profiles.CircuitSizes) as the dict the circuit's cache key
+    hashes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics. random: 199
+    circuits in the Monte-Carlo null at full too: the smallest p is 1/200 = 0.005, below Holm's first
+    threshold for the 6 claims of a family over the two embedded models (0.05 / 6 = 0.0083)."""
+    return asdict(profile.circuits)
 
 
 def out_dir(profile: Profile, model_name: str):

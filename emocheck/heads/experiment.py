@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 
 EMOTIONS = ("gratitude", "anger", "apology")
 TOP_N = 16
-#: Prompts screened per class (emotions and neutral), a seeded sample that keeps each prompt's
-#: train/held-out label; None = all. The ci value is set by the shared 2-core machine this was built
-#: on (about 3 s per prompt-forward under load), not by statistics: see README.
-SCREEN_PROMPTS = {"smoke": None, "ci": 48, "full": None}  # smoke has 40 prompts per emotion: screen all
 _MEMO: dict = {}
 
 
@@ -52,8 +48,15 @@ class ScreenSample:
         return prompt_mask(self.prompts, emotion, split_name)
 
 
+def screen_cap(profile: Profile) -> int | None:
+    """Prompts screened per class (emotions and neutral), a seeded sample that keeps each prompt's
+    train/held-out label; None = all (the profile's `heads.screen_prompts`). The ci value is set by the
+    shared 2-core machine this was built on (about 3 s per prompt-forward under load), not by statistics."""
+    return profile.heads.screen_prompts
+
+
 def screen_sample(reps, profile: Profile) -> ScreenSample:
-    cap = SCREEN_PROMPTS.get(profile.name, SCREEN_PROMPTS["ci"])
+    cap = screen_cap(profile)
     prompts = reps.prompts
     if cap is not None:
         rng = np.random.default_rng(profile.seed + 6011)

@@ -44,13 +44,13 @@ GENERATION_CODE_VERSION = "head-generation-v1"
 WINDOW = (0, 5)
 #: emotion -> the evaluator column that should rise (T2 GoEmotions labels; apology reads as remorse)
 EVALUATOR = {"gratitude": "emo_gratitude", "anger": "emo_anger", "apology": "emo_remorse"}
-#: full: 100 of phase 5's 200 judged prompts (the first half of its judged order), for the time budget;
-#: fixed before any full result existed (80% power at d >= 0.54 under the rule, against 0.44 on 200)
-SETTINGS = {"smoke": {"judged_prompts": 8}, "ci": {"judged_prompts": 40}, "full": {"judged_prompts": 100}}
 
 
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The judged prompts of the profile (its `heads.generation_prompts`). full: 100 of phase 5's 200
+    judged prompts (the first half of its judged order), for the time budget (80% power at d >= 0.54
+    under the rule, against 0.44 on 200)."""
+    return {"judged_prompts": profile.heads.generation_prompts}
 
 
 def judged_prompts(profile: Profile) -> pd.DataFrame:

@@ -45,19 +45,15 @@ KINDS = ("ablate", "patch_in")                   # first-order growth and the Q3
 EXACT_KINDS = ("ablate", "ablate_zero", "ablate_resample", "patch_in")
 MODE_OF = {"ablate": "mean", "ablate_zero": "zero", "ablate_resample": "resample", "patch_in": "replace"}
 GROWTH_CODE_VERSION = "head-growth-v1"
-#: exact_sets: random sets of the claims (n = CLAIM_N); growth_sets: random sets of the other n of the
-#: exact growth curves (descriptive; each set is one more row per prompt of a last-token batch).
-#: full's growth_sets is 10 as at ci (it was 40; changed before any full result, for the time budget):
-#: the growth curves are descriptive (no claim reads them), and the claims' n = 8 keeps 40 sets.
-SETTINGS = {
-    "smoke": {"exact_prompts": 4, "exact_sets": 4, "growth_sets": 4, "direct_sets": 200},
-    "ci": {"exact_prompts": 12, "exact_sets": 30, "growth_sets": 10, "direct_sets": 1000},
-    "full": {"exact_prompts": 40, "exact_sets": 40, "growth_sets": 10, "direct_sets": 2000},
-}
+#: The sizes are the profile's `heads` fields (emocheck.profiles.HeadSizes). full's growth_sets is
+#: ci's: the growth curves are descriptive (no claim reads them), and the claims' n = 8 keeps 40 sets.
 
 
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The growth sizes of the profile (exact_prompts, exact_sets, growth_sets, direct_sets)."""
+    h = profile.heads
+    return {"exact_prompts": h.exact_prompts, "exact_sets": h.exact_sets, "growth_sets": h.growth_sets,
+            "direct_sets": h.direct_sets}
 
 
 def out_dir(profile: Profile, model_name: str):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,37 +36,22 @@ from emocheck.patching.running import SCORE_COLUMNS, condition_key, empty_counts
 from emocheck.patching.selection import (plot_random_fluency, plot_sweep, random_fluency, select_layer_alpha,
                                          sweep_layers, sweep_table)
 from emocheck.patching.splits import balance, split_prompts
-from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.profiles import SECONDARY_CONDITIONS, Profile, get_profile, results_dir
 from emocheck.storage import read_table_artifact, write_table_artifact
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
 
 log = logging.getLogger(__name__)
 
-SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
-#: Per profile: judged prompts (None = profile.generation_prompts), tuning prompts (disjoint), sweep
-#: grid, rows per batched generation, and the conditions run on the seeded half of the judged prompts.
-#: ci is sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null
-#: (random, label-permuted) still has K = 20 draws. rows_per_batch is the engine's CPU batch (192
-#: rows): a decode step reads every weight whatever the batch (Gemma's 262k x 640 unembedding alone is
-#: 670 MB), so larger batches cost less per row. Per row of generation + fluency (30 tokens), Gemma:
-#: 96 rows in batches of 32 / 96 0.60 / 0.48 s, 192 rows in batches of 96 / 192 0.48 / 0.36 s; SmolLM2,
-#: 192 rows in batches of 32 / 96 / 192: 0.27 / 0.18 / 0.18 s; identical greedy tokens
-#: (`python benchmarks/bench_batch_rows.py gemma3-270m --sizes 32 96 192`). full is sized for an hour on 2 cores
-#: (emocheck.patching.budget, README "full by design"; fixed before any full result existed): the
-#: emotion vectors and the baseline on all 200 judged prompts, the random and label-permuted draws on
-#: 100 of them (K = 100 fresh draws each), the secondary conditions on 40 (nested in the 100), and a
-#: 3-layer x 4-alpha sweep on 8 tuning prompts (the previous full design, 20 tuning prompts x 5 alphas,
-#: nulls and secondaries on 200 / 100, was 5,020 rows per model: about 1.5 h of phase 5 alone).
-ALL_SECONDARY = ("negated", "specific", "subspace", "prompt", "dose_matched")
-SETTINGS = {
-    "smoke": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
-              "rows_per_batch": 64, "secondary": ALL_SECONDARY},
-    "ci": {"judged_prompts": 20, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 1.0, 2.0, 4.0),
-           "rows_per_batch": 192, "secondary": ("subspace", "prompt", "dose_matched")},
-    "full": {"judged_prompts": None, "tuning_prompts": 8, "fractions": SWEEP_FRACTIONS,
-             "alphas": (0.5, 1.0, 2.0, 4.0), "rows_per_batch": 192, "secondary": ALL_SECONDARY,
-             "null_prompts": 100, "secondary_prompts": 40},
-}
+#: The secondary conditions of the design, in design order.
+ALL_SECONDARY = SECONDARY_CONDITIONS
+#: The sizes of phase 5 are the profile's `patching` fields (emocheck.profiles.PatchingSizes). ci is
+#: sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null (random,
+#: label-permuted) still has K = 20 draws. rows_per_batch is the engine's CPU batch: a decode step reads
+#: every weight whatever the batch (Gemma's 262k x 640 unembedding alone is 670 MB), so larger batches
+#: cost less per row (`python benchmarks/bench_batch_rows.py gemma3-270m --sizes 32 96 192`). full is
+#: sized for an hour on 2 cores (emocheck.patching.budget): the emotion vectors and the baseline on all
+#: 200 judged prompts, the random and label-permuted draws on 100 of them (K = 100 fresh draws each),
+#: the secondary conditions on 40 (nested in the 100), and a 3-layer x 4-alpha sweep on 8 tuning prompts.
 DEFAULT_WINDOW = (0, 5)
 #: Fluency non-inferiority margins (the sweep's fluency thresholds, per prompt on average).
 NLL_MARGIN = float(np.log(1.5))
@@ -73,9 +59,8 @@ REP3_MARGIN = 0.10
 
 
 def settings(profile: Profile) -> dict:
-    base = dict(SETTINGS.get(profile.name, SETTINGS["ci"]))
-    base.update(profile.extra.get("patching", {}) if isinstance(profile.extra, dict) else {})
-    return base
+    """The profile's phase-5 sizes as a dict (emocheck.profiles.PatchingSizes)."""
+    return asdict(profile.patching)
 
 
 def split_generation_prompts(profile: Profile, prompts: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,7 +78,7 @@ def random_seed_base(profile: Profile) -> int:
 
 
 def null_prompt_ids(profile: Profile, judged: pd.DataFrame) -> tuple:
-    """The judged prompts the random and label-permuted draws run on (SETTINGS `null_prompts`; all when
+    """The judged prompts the random and label-permuted draws run on (the profile's `null_prompts`; all when
     unset), in the claim design's seeded hash order: later phases that run their own random controls on
     a budget (circuit modulation) use the same nested subset, so their prompts pair with phase 5's."""
     return subset_of(judged["id"], settings(profile).get("null_prompts"), random_seed_base(profile))
