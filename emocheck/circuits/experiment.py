@@ -1,7 +1,7 @@
 """Phase 8 end to end for one model, profile and emotion: attribution, its validation against exact
 patching, the circuit, and the circuit against random circuits on held-out prompts.
 
-    python -m emocheck.circuits.experiment gemma3-270m --profile ci --emotion gratitude
+    python -m emocheck.circuits gemma3-270m --profile ci --emotion gratitude
 
 Design (fixed before any judged result; everything at the last prompt token):
   direction   the final layer's vs_neutral emotion vector (resid_post, last token), training prompts
@@ -21,7 +21,6 @@ faithfulness_<emotion>.png, circuit_<emotion>.png.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 
@@ -36,7 +35,7 @@ from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_se
                                          random_circuits)
 from emocheck.circuits.exact import exact_effects, validate
 from emocheck.errors import ConfigError
-from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.profiles import Profile, results_dir
 from emocheck.storage import json_bytes, read_artifact, write_artifact
 from emocheck.storage import atomic_write_dataframe, file_lock, stable_hash
 from emocheck import timing
@@ -224,38 +223,3 @@ def _jsonable(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     return obj
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emocheck.circuits.experiment")
-    p.add_argument("model")
-    p.add_argument("--profile", default=None)
-    p.add_argument("--emotion", default=None)
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)       # one thread: on a shared small machine more threads only spin
-    from emocheck.circuits.analysis import circuit_edges, circuit_roles
-
-    profile = get_profile(args.profile)
-    for e in ([args.emotion] if args.emotion else EMOTIONS):
-        r = run_circuit(args.model, profile, e)
-        null = np.array(r["null_faithfulness"])
-        print(f"{args.model} {e}: circuit of {r['size']}/{r['n_components']} ({', '.join(r['circuit'])}); "
-              f"held-out faithfulness {r['faithfulness']:.3f} (random mean {null.mean():.3f}, "
-              f"95th pct {np.quantile(null, 0.95):.3f}); completeness {r['completeness']:.3f}; "
-              f"attribution vs exact Spearman: " + ", ".join(
-                  f"{m} {v['all'].get('spearman', float('nan')):.3f}" for m, v in r["validation"].items()))
-        edges = circuit_edges(args.model, profile, e, progress=True)
-        top = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(5)
-        print("  strongest edges (share of the source's ablation effect through the target): " + "; ".join(
-            f"{a}->{b} {w:.1f} of {t:.1f}" for a, b, w, t in zip(top.src, top.dst, top.edge, top.total_src)))
-        if "edge_attribution" in edges and len(edges) > 2:
-            from scipy import stats as st
-            print(f"  edge attribution vs exact edges: Spearman {st.spearmanr(edges.edge, edges.edge_attribution).statistic:.3f} "
-                  f"over {len(edges)} edges")
-        roles = circuit_roles(args.model, profile, e, progress=True)
-        print("  head roles: " + "; ".join(f"{k} {v}" for k, v in roles.role.value_counts().items()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

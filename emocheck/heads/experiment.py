@@ -1,7 +1,7 @@
 """Phase 6 end to end for one model and profile: screening, then ablation/patching against random sets.
 
-    python -m emocheck.heads.experiment screen gemma3-270m --profile ci
-    python -m emocheck.heads.experiment ablate gemma3-270m --profile ci --emotion gratitude
+    python -m emocheck.heads screen gemma3-270m --profile ci
+    python -m emocheck.heads ablate gemma3-270m --profile ci --emotion gratitude
 
 Outputs:
     results/<profile>/head_scores/<model>/head_scores.csv      every (emotion, measure, layer, head)
@@ -12,7 +12,6 @@ Outputs:
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import pandas as pd
 
 from emocheck.heads.screening import (MEASURES, SCREEN_CODE_VERSION, HeadScreen, per_prompt_scores, plot_heatmaps,
                                       score_heads)
-from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.profiles import Profile, results_dir
 from emocheck.storage import (atomic_write_dataframe, file_lock, load_tensors_artifact, save_tensors_artifact,
                               stable_hash)
 from emocheck import timing
@@ -114,28 +113,3 @@ def screen(model_name: str, profile: Profile, progress: bool = True, write: bool
             plot_heatmaps(result, e, out / f"heatmap_{e}.png")
     _MEMO[memo] = (result, scores, reps)
     return _MEMO[memo]
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emocheck.heads.experiment")
-    p.add_argument("what", choices=["screen", "ablate"])
-    p.add_argument("model")
-    p.add_argument("--profile", default=None)
-    p.add_argument("--emotion", default=None)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    profile = get_profile(args.profile)
-    if args.what == "screen":
-        result, _, _ = screen(args.model, profile)
-        for e in EMOTIONS:
-            print(e, result.top_heads(e, 5))
-        return 0
-    from emocheck.heads.growth import run_growth
-
-    for e in ([args.emotion] if args.emotion else EMOTIONS):
-        print(run_growth(args.model, profile, e).to_string())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

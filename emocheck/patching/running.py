@@ -22,7 +22,8 @@ import torch
 from emocheck.errors import ConfigError
 from emocheck.patching.conditions import Condition
 from emocheck.patching.fluency import fluency_table
-from emocheck.patching.residual import PatchSpec, generate_patched, tokenize_prompts
+from emocheck.patching.engine import generate_patched
+from emocheck.patching.residual import PatchSpec, tokenize_prompts
 from emocheck.storage import file_lock, read_artifact, read_table_artifact, sidecar_path, stable_hash, write_table_artifact
 
 RUNNER_VERSION = 2
