@@ -21,7 +21,14 @@ import numpy as np
 import pytest
 
 from emocheck import claim
-from emocheck.circuits.experiment import EMOTIONS as CLAIM_EMOTIONS
+from emocheck.study import study_for
+
+#: The study's emotions with a circuit design (next-token words; emocheck.study), those with a phase-5
+#: target (the modulation claims) and those with a prompting prefix as well.
+STUDY = study_for()
+CLAIM_EMOTIONS = [e for e in STUDY.emotions if STUDY.design(e).target_words]
+TARGETED = [e for e in CLAIM_EMOTIONS if e in STUDY.targets()]
+PROMPTED = [e for e in TARGETED if e in STUDY.prompted()]
 
 
 def _metrics(r: dict) -> dict:
@@ -78,8 +85,7 @@ def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, e
 # reported either way.
 
 from emocheck.circuits.generation import baseline_agreement, too_few_pairs_message  # noqa: E402
-from emocheck.patching.conditions import TARGETS  # noqa: E402
-from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN  # noqa: E402
+NLL_MARGIN, REP3_MARGIN = STUDY.nll_margin, STUDY.rep3_margin
 from emocheck.patching.scoring import noninferiority, paired_scores  # noqa: E402
 
 MODULATION = "q8_circuit_modulation"
@@ -90,7 +96,7 @@ NI_MARGIN_SD = 0.2
 
 
 def _target(emotion: str) -> str:
-    col, sign = TARGETS[emotion]
+    col, sign = STUDY.targets()[emotion]
     return f"{'+' if sign > 0 else '-'}{col}"
 
 
@@ -107,7 +113,7 @@ def _paired(evidence, table, treated, control, emotion, extra=None, shift=0.0):
 @claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
        "more than patching random circuits of the same size and layer profile (random effect)",
        family=MODULATION, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, evidence):
     t = circuit_modulation
     col = f"signed_{emotion}"
@@ -131,7 +137,7 @@ def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, 
 
 @claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
        "versus the unpatched baseline", family=MODULATION, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_vs_baseline(emotion, circuit_modulation, evidence):
     _paired(evidence, circuit_modulation, f"circuit:{emotion}", "circuit_baseline", emotion)
 
@@ -139,7 +145,7 @@ def test_circuits_modulation_vs_baseline(emotion, circuit_modulation, evidence):
 @claim("circuits: patching the {emotion} circuit moves the {emotion} target score more than residual steering "
        "with the {emotion} vector (phase-5 layer and alpha)", family=COMPARISON, paired=True, alternative="greater",
        min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_beats_steering(emotion, circuit_modulation, evidence):
     _paired(evidence, circuit_modulation, f"circuit:{emotion}", emotion, emotion)
 
@@ -147,7 +153,7 @@ def test_circuits_modulation_beats_steering(emotion, circuit_modulation, evidenc
 @claim("circuits: patching the {emotion} circuit moves the {emotion} target score at least as much as residual "
        "steering with the {emotion} vector (non-inferiority, margin 0.2 baseline SDs)", family=COMPARISON,
        paired=True, alternative="greater", min_d=0.0)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_noninferior_to_steering(emotion, circuit_modulation, evidence):
     t = circuit_modulation
     margin = NI_MARGIN_SD * float(t[t.condition == "baseline"][f"signed_{emotion}"].std(ddof=1))
@@ -158,7 +164,7 @@ def test_circuits_modulation_noninferior_to_steering(emotion, circuit_modulation
 @claim("circuits: patching the {emotion} circuit moves the {emotion} target score more than prompting with an "
        "emotional prefix (phase-5 prompting condition)", family=COMPARISON, paired=True, alternative="greater",
        min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", PROMPTED)
 def test_circuits_modulation_beats_prompting(emotion, circuit_modulation, evidence):
     _paired(evidence, circuit_modulation, f"circuit:{emotion}", f"prompt:{emotion}", emotion)
 

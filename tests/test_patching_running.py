@@ -124,7 +124,7 @@ def test_cached_generations_are_rescored_when_the_instruments_change(tmp_path, m
 
     ids = {"now": "heads@A"}
 
-    def fake_score_all(texts):
+    def fake_score_all(texts, columns=None):
         return pd.DataFrame({"sentiment": [len(t) + (ids["now"] == "heads@B") for t in texts],
                              "empty": [not t.strip() for t in texts], "evaluator_ids": ids["now"]})
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from emocheck.circuits.analysis import circuit_edges, circuit_roles
-from emocheck.circuits.experiment import EMOTIONS, run_circuit
+from emocheck.circuits.experiment import run_circuit
+from emocheck.study import study_for
 from emocheck.profiles import get_profile
 
 
@@ -20,7 +21,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)       # one thread: on a shared small machine more threads only spin
     profile = get_profile(args.profile)
-    for e in ([args.emotion] if args.emotion else EMOTIONS):
+    for e in ([args.emotion] if args.emotion else study_for(profile).emotions):
         r = run_circuit(args.model, profile, e)
         null = np.array(r["null_faithfulness"])
         print(f"{args.model} {e}: circuit of {r['size']}/{r['n_components']} ({', '.join(r['circuit'])}); "

@@ -38,22 +38,27 @@ from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, results_dir
 from emocheck.storage import json_bytes, read_artifact, write_artifact
 from emocheck.storage import atomic_write_dataframe, file_lock, stable_hash
+from emocheck.study import EMBEDDED, EMBEDDED_EMOTIONS, study_for
 from emocheck import timing
 
-EMOTIONS = ("gratitude", "anger", "apology")
+#: The embedded study's emotions and next-token words (emocheck.study); a run reads the active study's.
+EMOTIONS = EMBEDDED_EMOTIONS
 SHARE = 0.8
 CODE_VERSION = "circuits-v2"   # v2: train_curve has None past the first block reaching SHARE
-EMOTION_WORDS = {
-    "gratitude": ("thank", "thanks", "grateful", "appreciate", "gratitude"),
-    "anger": ("angry", "furious", "outraged", "unacceptable", "annoyed"),
-    "apology": ("sorry", "apologize", "apologies", "regret", "apologise"),
-}
+EMOTION_WORDS = {e: d.target_words for e, d in EMBEDDED.items()}
+
+
 def settings(profile: Profile) -> dict:
     """The profile's phase-8 sizes (emocheck.profiles.CircuitSizes) as the dict the circuit's cache key
     hashes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics. random: 199
     circuits in the Monte-Carlo null at full too: the smallest p is 1/200 = 0.005, below Holm's first
     threshold for the 6 claims of a family over the two embedded models (0.05 / 6 = 0.0083)."""
     return asdict(profile.circuits)
+
+
+def circuit_seed(profile: Profile, study, emotion: str) -> int:
+    """The seed of an emotion's circuit samples (analysis and modulation redraw from it)."""
+    return profile.seed + 80021 + 97 * study.index(emotion)
 
 
 def out_dir(profile: Profile, model_name: str):
@@ -74,18 +79,21 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     from emocheck.models.registry import load_model
     from emocheck.representations.build import build_representations
 
-    if emotion not in EMOTIONS:
-        raise ConfigError(f"no circuit design for emotion {emotion!r}; one of {', '.join(EMOTIONS)}")
+    study = study_for(profile)
+    if emotion not in study.emotions or not study.design(emotion).target_words:
+        raise ConfigError(f"no circuit design for emotion {emotion!r}; one of "
+                          f"{', '.join(e for e in study.emotions if study.design(e).target_words)}")
+    words = study.design(emotion).target_words
     reps = build_representations(model_name, profile, progress=progress)
     cfg = settings(profile)
-    seed = profile.seed + 80021 + 97 * EMOTIONS.index(emotion)
+    seed = circuit_seed(profile, study, emotion)
     rng = np.random.default_rng(seed)
     prompts = reps.prompts
     attr_texts = sample_texts(prompts, emotion, "train", cfg["attr_prompts"], rng)
     neutral_texts = sample_texts(prompts, "neutral", "train", cfg["neutral_prompts"], rng)
     held_texts = sample_texts(prompts, emotion, "held_out", cfg["held_out"], rng)
     key = stable_hash({"code": CODE_VERSION, "model": model_name, "emotion": emotion, "cfg": cfg,
-                       "vectors": reps.vectors.meta.get("key"), "share": SHARE, "words": EMOTION_WORDS[emotion],
+                       "vectors": reps.vectors.meta.get("key"), "share": SHARE, "words": words,
                        "texts": [attr_texts, neutral_texts, held_texts]}, 24)
     out = out_dir(profile, model_name)
     path = out / f"circuit_{emotion}.json"
@@ -94,7 +102,8 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
         if cached is not None:
             return cached
         loaded = load_model(model_name)
-        result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress)
+        result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress,
+                          words)
         result["key"] = key
         write_circuit(path, result)
     return result
@@ -141,13 +150,14 @@ def read_circuit(path, key: str) -> dict | None:
         return None
 
 
-def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress) -> dict:
+def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress,
+             words) -> dict:
     from emocheck.circuits.figures import plot_circuit, plot_faithfulness
 
     comps = all_components(loaded)
     last = loaded.n_layers - 1
     direction = reps.vectors.vector(emotion, last, kind="vs_neutral", site="hook_resid_post", position="last").float()
-    token_ids = token_ids_for_words(loaded, EMOTION_WORDS[emotion])
+    token_ids = token_ids_for_words(loaded, words)
     metrics = {"projection": dict(direction=direction), "logprob": dict(token_ids=token_ids)}
     source = neutral_means(loaded, neutral_texts)
 

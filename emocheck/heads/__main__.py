@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from emocheck.heads.experiment import EMOTIONS, screen
+from emocheck.heads.experiment import screen
 from emocheck.heads.growth import run_growth
 from emocheck.profiles import get_profile
+from emocheck.study import study_for
 
 
 def main(argv=None) -> int:
@@ -21,10 +22,10 @@ def main(argv=None) -> int:
     profile = get_profile(args.profile)
     if args.what == "screen":
         result, _, _ = screen(args.model, profile)
-        for e in EMOTIONS:
+        for e in study_for(profile).emotions:
             print(e, result.top_heads(e, 5))
         return 0
-    for e in ([args.emotion] if args.emotion else EMOTIONS):
+    for e in ([args.emotion] if args.emotion else study_for(profile).emotions):
         print(run_growth(args.model, profile, e).to_string())
     return 0
 

@@ -24,10 +24,12 @@ from emocheck.profiles import Profile, results_dir
 from emocheck.storage import (atomic_write_dataframe, file_lock, load_tensors_artifact, save_tensors_artifact,
                               stable_hash)
 from emocheck import timing
+from emocheck.study import EMBEDDED_EMOTIONS, study_for
 
 log = logging.getLogger(__name__)
 
-EMOTIONS = ("gratitude", "anger", "apology")
+#: The embedded study's emotions (emocheck.study); a run screens the active study's.
+EMOTIONS = EMBEDDED_EMOTIONS
 TOP_N = 16
 _MEMO: dict = {}
 
@@ -76,17 +78,18 @@ def cached_per_prompt_scores(model_name: str, profile: Profile, reps, progress: 
     storage rule (checksummed sidecar, verified on read; a missing, stale or damaged file is rebuilt)."""
     from emocheck.models.registry import load_model
 
+    emotions = list(study_for(profile).emotions)
     key = stable_hash({"vectors": reps.vectors.meta.get("key"), "code": SCREEN_CODE_VERSION,
-                       "emotions": list(EMOTIONS), "ids": reps.prompts["id"].tolist()}, 24)
+                       "emotions": emotions, "ids": reps.prompts["id"].tolist()}, 24)
     path = scores_dir(profile, model_name) / "per_prompt.safetensors"
     with file_lock(path):
         found = load_tensors_artifact(path, key=key, what="head screen cache")
         if found is not None:
             return found[0]
         loaded = load_model(model_name)
-        scores = per_prompt_scores(loaded, reps, list(EMOTIONS), batch_size=profile.batch_size, progress=progress)
+        scores = per_prompt_scores(loaded, reps, emotions, batch_size=profile.batch_size, progress=progress)
         scores = {k: v.contiguous() for k, v in scores.items()}
-        save_tensors_artifact(path, scores, {"key": key, "model": model_name, "emotions": list(EMOTIONS),
+        save_tensors_artifact(path, scores, {"key": key, "model": model_name, "emotions": emotions,
                                              "measures": list(MEASURES)})
     return scores
 
@@ -102,14 +105,15 @@ def screen(model_name: str, profile: Profile, progress: bool = True, write: bool
         return _MEMO[memo]
     reps = screen_sample(build_representations(model_name, profile, progress=progress), profile)
     scores = cached_per_prompt_scores(model_name, profile, reps, progress=progress)
-    result = score_heads(scores, reps.prompts, list(EMOTIONS), model_name,
+    emotions = list(study_for(profile).emotions)
+    result = score_heads(scores, reps.prompts, emotions, model_name,
                          n_boot=min(profile.bootstrap_resamples, 2000), seed=profile.seed)
     if write:
         out = scores_dir(profile, model_name)
         atomic_write_dataframe(out / "head_scores.csv", result.table)
-        tops = [result.ranked(e).head(TOP_N).assign(rank=range(1, TOP_N + 1)) for e in EMOTIONS]
+        tops = [result.ranked(e).head(TOP_N).assign(rank=range(1, TOP_N + 1)) for e in emotions]
         atomic_write_dataframe(out / "top_heads.csv", pd.concat(tops, ignore_index=True))
-        for e in EMOTIONS:
+        for e in emotions:
             plot_heatmaps(result, e, out / f"heatmap_{e}.png")
     _MEMO[memo] = (result, scores, reps)
     return _MEMO[memo]

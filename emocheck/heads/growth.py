@@ -141,12 +141,12 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
 
 def _exact_plan(screen_result, scores, reps, profile: Profile, model_name: str, emotion: str, kind: str, n: int) -> dict:
     """Everything that determines one exact table: its sets, prompt sample, values, key and path."""
-    from emocheck.heads.experiment import EMOTIONS
+    from emocheck.study import study_for
 
     cfg = settings(profile)
     n_sets = cfg["exact_sets"] if n == CLAIM_N else cfg["growth_sets"]
     chosen = screen_result.top_heads(emotion, n)
-    ei = list(EMOTIONS).index(emotion)
+    ei = study_for(profile).index(emotion)             # the emotion's place on the scores' last axis
     # every ablation kind shares the random sets and the prompt sample (so zero / mean / resample compare)
     seed = profile.seed + 104729 + 7919 * n + 31 * ei + (0 if kind.startswith("ablate") else 17)
     sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, n_sets, seed)
@@ -305,10 +305,12 @@ def plot_growth(tables: pd.DataFrame, path, title: str = "", ylabel: str = "firs
 
 def run_growth(model_name: str, profile: Profile, emotion: str | None = None, progress: bool = True) -> pd.DataFrame:
     """First-order growth tables for both kinds (+ PNG), and the exact runs at CLAIM_N for `emotion`."""
-    from emocheck.heads.experiment import EMOTIONS, screen
+    from emocheck.heads.experiment import screen
+    from emocheck.study import study_for
 
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
-    tables = pd.concat([growth_table(screen_result, scores, reps, list(EMOTIONS), profile, k) for k in KINDS],
+    emotions = list(study_for(profile).emotions)
+    tables = pd.concat([growth_table(screen_result, scores, reps, emotions, profile, k) for k in KINDS],
                        ignore_index=True)
     d = out_dir(profile, model_name)
     for k in KINDS:
