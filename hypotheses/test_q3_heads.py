@@ -123,6 +123,7 @@ def test_heads_specificity(model_name, emotion, other, emocheck_profile, evidenc
 
 # --------------------------------------------------------------------------- generation (evaluators)
 
+@(lambda test: test if EVALUATOR else None)     # declared for the emotions with a label (none: not at all)
 @claim(
     "heads: patching the top-8 {emotion} heads' mean {emotion} output into neutral generations raises the "
     "{emotion} evaluator score of the generated text more than random sets of 8 heads from the same layers "

@@ -26,7 +26,6 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-import torch
 from emocheck.progress import tqdm
 
 from emocheck.circuits.attribution import attribute_metrics, flat
