@@ -52,9 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emocheck.dataset import NEUTRAL   # every emotion is measured against the dataset's neutral rows
 from emocheck.errors import ConfigError
 
-NEUTRAL = "neutral"
 ENV_STUDY = "EMOCHECK_STUDY"
 #: Readings of the MiniLM heads besides the emotion evaluator's labels.
 SCORES = ("sentiment", "politeness")

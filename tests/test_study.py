@@ -137,7 +137,7 @@ def tiny_dirs(tmp_path_factory):
     out = []
     for family in ("llama", "qwen3"):
         path = tmp_path_factory.mktemp("models") / f"tiny-{family}"
-        tiny = tiny_model(family, n_layers=2)
+        tiny = tiny_model(family, n_layers=5)          # 20 heads: the head claims read the top 16
         tiny.model.save_pretrained(path)
         tiny.tokenizer.save_pretrained(path)
         out.append(path)
@@ -148,9 +148,11 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
     """joy, fear, anger and gratitude (not the embedded study) through Q1-Q3 and phases 4-8: every claim
     file is collected and run on two tiny random models; each claim is judged (a verdict, not an error)."""
     data = tmp_path / "four.jsonl"
-    write_four_emotions(data)
+    write_four_emotions(data, per_emotion=36)
     results = tmp_path / "results"
-    sizes = ("base=smoke prompts_per_emotion=24 generation_prompts=6 new_tokens=4 bootstrap_resamples=200 "
+    # 36 prompts per emotion: 10 held out each, the rank the alignment's k = 10 needs; 6 new tokens: the
+    # patch window is 5
+    sizes = ("base=smoke prompts_per_emotion=36 generation_prompts=6 new_tokens=6 bootstrap_resamples=200 "
              "patching.judged_prompts=6 patching.tuning_prompts=2 patching.rows_per_batch=64 "
              "heads.screen_prompts=all heads.exact_prompts=2 heads.exact_sets=4 heads.growth_sets=3 "
              "heads.direct_sets=50 heads.generation_prompts=6 "
