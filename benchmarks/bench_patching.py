@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emocheck.dataset import load_generation_prompts  # noqa: E402
 from emocheck.models.registry import load_model  # noqa: E402
-from emocheck.patching.residual import PatchSpec, generate_patched, generate_plain  # noqa: E402
+from emocheck.patching.engine import generate_patched  # noqa: E402
+from emocheck.patching.residual import PatchSpec, generate_plain  # noqa: E402
 from emocheck.patching.reference import generate_patched_hooks  # noqa: E402
-from emocheck.patching.experiment import (SETTINGS, Condition, random_directions, run_conditions,  # noqa: E402
+from emocheck.patching.experiment import (Condition, random_directions, run_conditions,  # noqa: E402
                                           settings)
 from emocheck.profiles import get_profile, results_dir  # noqa: E402
 from emocheck.storage import atomic_write_json  # noqa: E402

@@ -55,7 +55,7 @@ def random_conditions(n, d, layer, seed):
 def baseline_comparison(loaded, prompts, conds, spec, rounds: int) -> dict:
     """Previous path (nnsight + second full forward for the NLL) vs the fast engine, alternated."""
     from emocheck.patching.fluency import continuation_nll
-    from emocheck.patching.residual import generate_patched
+    from emocheck.patching.engine import generate_patched
 
     texts = [t for _ in conds for t in prompts]
     layer = conds[1].layer

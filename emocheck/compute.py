@@ -139,9 +139,9 @@ def phase5_conditions(profile, n_emotions: int = 3, n_sweep_layers: int = 3) -> 
     every layer x alpha x (emotion vectors + a fresh random direction)) and the judged claims (baseline +
     per emotion: the vector on every prompt, a fresh random and a label-permuted draw on the null prompts
     (default all), and the profile's secondary conditions on the secondary prompts (default half))."""
-    from emocheck.patching.experiment import settings
+    from dataclasses import asdict
 
-    st = settings(profile)
+    st = asdict(profile.patching)
     judged = st.get("judged_prompts") or profile.generation_prompts
     null_frac = min(1.0, (st.get("null_prompts") or judged) / judged)
     sec_n = st.get("secondary_prompts")

@@ -34,6 +34,65 @@ from pathlib import Path
 from .errors import ConfigError
 
 EMBEDDED_MODELS = ("gemma3-270m", "smollm2-135m")
+#: The secondary conditions of the phase-5 design (emocheck.patching.conditions), in design order.
+SECONDARY_CONDITIONS = ("negated", "specific", "subspace", "prompt", "dose_matched")
+
+
+@dataclass(frozen=True)
+class PatchingSizes:
+    """Phase 5 (residual patching; emocheck.patching.experiment). The defaults are ci's.
+
+    judged_prompts: judged generation prompts (None = the profile's generation_prompts); tuning_prompts:
+    the disjoint prompts of the layer / alpha sweep; fractions: sweep layers as fractions of depth;
+    alphas: the sweep's multiples of ||v_e||; rows_per_batch: rows of one batched generation;
+    secondary: the secondary conditions run; null_prompts: judged prompts the random and label-permuted
+    draws run on (None = all); secondary_prompts: prompts of the secondary conditions (None = half)."""
+
+    judged_prompts: int | None = 20
+    tuning_prompts: int = 4
+    fractions: tuple[float, ...] = (0.5,)
+    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    rows_per_batch: int = 192
+    secondary: tuple[str, ...] = ("subspace", "prompt", "dose_matched")
+    null_prompts: int | None = None
+    secondary_prompts: int | None = None
+
+
+@dataclass(frozen=True)
+class HeadSizes:
+    """Phase 6 (attention heads; emocheck.heads). The defaults are ci's.
+
+    screen_prompts: prompts screened per class (None = all); exact_prompts: prompts of an exact
+    patching table; exact_sets: random head sets of the claims (n = 8); growth_sets: random sets of the
+    other n of the growth curves; direct_sets: random sets of the first-order growth null;
+    generation_prompts: judged generation prompts of the head-patching generation claims (the first n
+    of phase 5's judged order; None = phase 5's judged prompts)."""
+
+    screen_prompts: int | None = 48
+    exact_prompts: int = 12
+    exact_sets: int = 30
+    growth_sets: int = 10
+    direct_sets: int = 1000
+    generation_prompts: int | None = 40
+
+
+@dataclass(frozen=True)
+class CircuitSizes:
+    """Phase 8 (circuits; emocheck.circuits.experiment). The defaults are ci's.
+
+    attr_prompts: training emotion prompts of the attribution; neutral_prompts: training neutral
+    prompts of the mean-ablation source; exact_prompts: prompts of the exact-patching validation;
+    held_out: held-out emotion prompts the circuit is judged on; random: random circuits of the null."""
+
+    attr_prompts: int = 12
+    neutral_prompts: int = 24
+    exact_prompts: int = 2
+    held_out: int = 12
+    random: int = 199
+
+
+#: profile key -> the sizes class of that phase
+PHASE_SIZES = {"patching": PatchingSizes, "heads": HeadSizes, "circuits": CircuitSizes}
 
 
 @dataclass(frozen=True)
@@ -55,6 +114,10 @@ class Profile:
     # $EMOCHECK_GENERATION_PROMPTS, else the project's data/ files.
     dataset: str | None = None
     generation_prompts_file: str | None = None
+    # Per-phase sizes (a user profile inherits its base's and may override any one of them).
+    patching: PatchingSizes = field(default_factory=PatchingSizes)
+    heads: HeadSizes = field(default_factory=HeadSizes)
+    circuits: CircuitSizes = field(default_factory=CircuitSizes)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -72,6 +135,12 @@ PROFILES: dict[str, Profile] = {
         random_directions=2,
         new_tokens=16,
         bootstrap_resamples=500,
+        patching=PatchingSizes(judged_prompts=None, tuning_prompts=4, fractions=(0.5,), alphas=(0.5, 2.0),
+                               rows_per_batch=64, secondary=SECONDARY_CONDITIONS),
+        # smoke has 40 prompts per emotion: screen all
+        heads=HeadSizes(screen_prompts=None, exact_prompts=4, exact_sets=4, growth_sets=4, direct_sets=200,
+                        generation_prompts=8),
+        circuits=CircuitSizes(attr_prompts=6, neutral_prompts=12, exact_prompts=1, held_out=6, random=39),
     ),
     "ci": Profile(
         name="ci",
@@ -87,13 +156,22 @@ PROFILES: dict[str, Profile] = {
         generation_prompts=200,
         random_directions=5,
         bootstrap_resamples=10000,
+        patching=PatchingSizes(judged_prompts=None, tuning_prompts=8, fractions=(0.25, 0.5, 0.75),
+                               alphas=(0.5, 1.0, 2.0, 4.0), rows_per_batch=192, secondary=SECONDARY_CONDITIONS,
+                               null_prompts=100, secondary_prompts=40),
+        heads=HeadSizes(screen_prompts=None, exact_prompts=40, exact_sets=40, growth_sets=10, direct_sets=2000,
+                        generation_prompts=100),
+        circuits=CircuitSizes(attr_prompts=64, neutral_prompts=147, exact_prompts=8, held_out=63, random=199),
     ),
 }
 
 
 BUILTIN_PROFILES = tuple(PROFILES)
 _USER_PROFILES: dict[str, Profile] = {}
-_CONFIGURABLE = {f.name: f for f in fields(Profile) if f.name not in ("name", "extra")}
+_CONFIGURABLE = {f.name: f for f in fields(Profile) if f.name not in ("name", "extra", *PHASE_SIZES)}
+#: sizes that may be None (written "none" or "all" in a configuration)
+_OPTIONAL_SIZES = {("patching", "judged_prompts"), ("patching", "null_prompts"), ("patching", "secondary_prompts"),
+                   ("heads", "screen_prompts"), ("heads", "generation_prompts")}
 _INTS = ("prompts_per_emotion", "generation_prompts", "random_directions", "new_tokens", "batch_size",
          "bootstrap_resamples", "seed")
 
@@ -134,6 +212,71 @@ def _coerce(profile: str, key: str, value, where: str):
     raise bad("not configurable")
 
 
+def _items(value) -> list:
+    """A list from a TOML list, a comma-separated string or one value."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _coerce_size(profile: str, phase: str, key: str, value, where: str):
+    """One size of one phase, checked like the profile's own keys."""
+    def bad(why: str):
+        return ConfigError(f"{where}: profile {profile!r} key '{phase}.{key}' = {value!r}: {why}")
+
+    names = [f.name for f in fields(PHASE_SIZES[phase])]
+    if key not in names:
+        raise bad(f"not a size of phase {phase!r}; one of {', '.join(names)}")
+    if key in ("fractions", "alphas"):
+        try:
+            numbers = tuple(float(v) for v in _items(value) if not isinstance(v, bool))
+        except (TypeError, ValueError):
+            numbers = ()
+        if not numbers or len(numbers) != len(_items(value)):
+            raise bad("give one or more positive numbers" if key == "alphas" else "give fractions between 0 and 1")
+        if key == "fractions" and not all(0 < f < 1 for f in numbers):
+            raise bad("give fractions between 0 and 1")
+        if key == "alphas" and not all(a > 0 for a in numbers):
+            raise bad("give one or more positive numbers")
+        return numbers
+    if key == "secondary":
+        items = _items(value)
+        unknown = [v for v in items if v not in SECONDARY_CONDITIONS]
+        if unknown or not all(isinstance(v, str) for v in items):
+            raise bad(f"unknown condition(s) {', '.join(map(repr, unknown))}; one of {', '.join(SECONDARY_CONDITIONS)}")
+        return tuple(items)
+    if (phase, key) in _OPTIONAL_SIZES and (value is None or str(value).lower() in ("none", "all")):
+        return None
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (isinstance(value, float) and value != number):
+        raise bad("must be a whole number" + (" (or 'all')" if (phase, key) in _OPTIONAL_SIZES else ""))
+    if number < 1:
+        raise bad("must be positive")
+    return number
+
+
+def _phase_tables(profile: str, settings: dict, where: str) -> tuple[dict, dict]:
+    """Split a profile's settings into its own keys and per-phase size tables: a phase's sizes come as
+    a sub-table (TOML `patching.judged_prompts = 50` or `[tool.emocheck.profiles.NAME.patching]`) or as
+    dotted keys (pytest.ini `patching.judged_prompts=50`)."""
+    own, phases = {}, {}
+    for key, value in settings.items():
+        phase, dot, sub = key.partition(".")
+        if phase in PHASE_SIZES and dot:
+            phases.setdefault(phase, {})[sub] = value
+        elif key in PHASE_SIZES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: profile {profile!r} key {key!r} = {value!r}: give the phase's sizes "
+                                  f"as a table ({key}.NAME = VALUE)")
+            phases.setdefault(key, {}).update(value)
+        else:
+            own[key] = value
+    return own, phases
+
+
 def profile_from_config(name: str, settings: dict, *, where: str = "configuration",
                         base_dir: str | os.PathLike | None = None, known: dict | None = None) -> Profile:
     """A Profile from a table of settings; `base` names a profile to start from (default: ci)."""
@@ -146,15 +289,21 @@ def profile_from_config(name: str, settings: dict, *, where: str = "configuratio
     if base_name not in pool:
         raise ConfigError(f"{where}: profile {name!r} has base {base_name!r}, which is not a profile; "
                           f"one of {', '.join(pool)}")
-    unknown = [k for k in settings if k != "base" and k not in _CONFIGURABLE]
+    own, phases = _phase_tables(name, settings, where)
+    unknown = [k for k in own if k != "base" and k not in _CONFIGURABLE]
     if unknown:
         raise ConfigError(f"{where}: profile {name!r} has unknown key(s) {', '.join(map(repr, unknown))}; "
-                          f"allowed: base, {', '.join(_CONFIGURABLE)}")
-    values = {k: _coerce(name, k, v, where) for k, v in settings.items() if k != "base"}
+                          f"allowed: base, {', '.join(_CONFIGURABLE)}, and the sizes "
+                          f"{', '.join(f'{p}.NAME' for p in PHASE_SIZES)}")
+    values = {k: _coerce(name, k, v, where) for k, v in own.items() if k != "base"}
     for key in ("dataset", "generation_prompts_file"):
         if key in values and base_dir is not None and not Path(values[key]).is_absolute():
             values[key] = str((Path(base_dir) / values[key]).resolve())
-    return replace(pool[base_name], name=name, **values)
+    base = pool[base_name]
+    for phase, table in phases.items():
+        sizes = {k: _coerce_size(name, phase, k, v, where) for k, v in table.items()}
+        values[phase] = replace(getattr(base, phase), **sizes)
+    return replace(base, name=name, **values)
 
 
 def profiles_from_pyproject(path: str | os.PathLike) -> dict[str, Profile]:

@@ -18,74 +18,24 @@ Nothing here uses pickle: tensors go to safetensors, tables to CSV/Parquet, meta
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Callable
 
-# Locks, modes and cleanup live in filelocks; re-exported because every writer imports them from here.
-from emocheck.filelocks import (RUN_STARTED, _CLEANED, clean_stale, current_umask, dir_mode, file_lock,  # noqa: F401
+# Atomic writes (atomic), locks, modes and cleanup (filelocks) live below; re-exported because every
+# writer imports them from here.
+from emocheck.atomic import (atomic_write_bytes, atomic_write_json, atomic_write_text, json_bytes,  # noqa: F401
+                             json_default, make_dirs)
+from emocheck.filelocks import (RUN_STARTED, clean_stale, current_umask, dir_mode, file_lock,  # noqa: F401
                                 file_mode)
 
 log = logging.getLogger(__name__)
 
-# ----------------------------------------------------------------------------------------- atomic writes
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-
-
-def make_dirs(path: Path) -> None:
-    path.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
-
-
-def _atomic_replace(path: Path, write: Callable) -> None:
-    path = Path(path)
-    make_dirs(path.parent)
-    clean_stale(path.parent)
-    tmp = _tmp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode())
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    _atomic_replace(Path(path), lambda fh: fh.write(data))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode("utf-8")
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, json_bytes(obj))
-
-
-def _json_default(obj: Any):
-    # numpy scalars and arrays appear in metadata often enough to convert them here.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+# ----------------------------------------------------------------------------------------- tables, tensors, figures
 
 
 def dataframe_bytes(df, suffix: str) -> bytes:
@@ -149,7 +99,7 @@ def sha256_bytes(data: bytes) -> str:
 
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hash of a JSON-able object, independent of dict order and process."""
-    text = json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
+    text = json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 

@@ -44,7 +44,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-from emocheck.storage import atomic_write_json
+from emocheck.atomic import atomic_write_json
 
 PHASES = ("extraction", "representations", "generation", "fluency", "evaluators", "statistics", "figures", "heads",
           "circuits", "alignment")

@@ -18,9 +18,11 @@ training prompts; every claim here is judged on HELD-OUT prompts only.
 import pytest
 
 from emocheck import claim
-from emocheck.heads.experiment import EMOTIONS
 from emocheck.heads.growth import CLAIM_N, KINDS, first_order_null, growth_table, out_dir, plot_growth
 from emocheck.storage import atomic_write_dataframe
+from emocheck.study import study_for
+
+EMOTIONS = study_for().emotions
 
 
 @claim(

@@ -41,10 +41,11 @@ from emocheck.dataset import emotions_of, load_emotion_prompts
 from emocheck.profiles import results_dir
 from emocheck.representations.build import dataset_tag
 from emocheck.representations.q1 import cached_layer_profile, judge_direction
-from emocheck.representations.readout import EMOTION_WORDS, readout_test
+from emocheck.representations.readout import readout_test
 from emocheck.representations.separation import (choose_layer, contrast_groups, plot_layer_profiles,
                                                  projections)
 from emocheck.storage import atomic_write_dataframe
+from emocheck.study import study_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -53,6 +54,9 @@ EMOTIONS = emotions_of(_DATA)
 HAS_TRIGGERS = bool(_DATA["has_trigger"].all())
 POSITIONS = ["last", "trigger_last", "mean"] if HAS_TRIGGERS else ["last", "mean"]
 SITE = "hook_resid_post"
+#: the study's read-out words (emocheck.study)
+_STUDY = study_for(prompts=_DATA)
+WORDS = {e: _STUDY.design(e).readout_words for e in EMOTIONS if _STUDY.design(e).readout_words}
 
 
 def _record(evidence, res):
@@ -164,12 +168,12 @@ def test_specific_direction_when_trigger_is_not_last(model_name, emotion, repres
     "at the last token, the last layer's {emotion}-specific direction read through the unembedding favours {emotion} words over the other emotions' words more than random directions do",
     family="q1_read_out", paired=False, alternative="greater", min_d=0.0,
 )
-@pytest.mark.parametrize("emotion", [e for e in EMOTIONS if e in EMOTION_WORDS])   # emotions with a word list
+@pytest.mark.parametrize("emotion", [e for e in EMOTIONS if e in WORDS and len(WORDS) > 1])   # with word lists
 def test_read_out_through_unembedding(model_name, emotion, representations, model, evidence):
     reps = representations
     layer = reps.layers[-1]
     res = readout_test(model, reps.vectors.vector(emotion, layer, "vs_other", SITE, "last"), emotion, reps.emotions,
-                       draws=1000, seed=0)
+                       draws=1000, seed=0, words=WORDS)
     metrics = {"layer": layer, "observed_score": res["observed"], "rank_among_random": res["rank_among_random"],
                "n_random": len(res["null"]), "top_tokens": " | ".join(res["top_tokens"])}
     evidence.record_null(observed=res["observed"], null=res["null"], metrics=metrics)

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from emocheck import claim
+from emocheck.study import study_for
 
-EMOTIONS = ["gratitude", "anger", "apology"]
+EMOTIONS = study_for().emotions
 CONTRASTS = ["vs_neutral", "vs_other"]
 K = 2
 MIN_D_AUC_08 = float(np.sqrt(2) * 0.8416212335729143)   # d whose binormal AUC is 0.8

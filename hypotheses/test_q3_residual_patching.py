@@ -27,18 +27,33 @@ import pytest
 
 from emocheck import claim
 from emocheck.errors import EvidenceError
-from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN, settings
+from emocheck.patching.experiment import settings
 from emocheck.profiles import get_profile
 from emocheck.patching.scoring import noninferiority, paired_scores
+from emocheck.study import column, study_for
 
 FAMILY = "q3_residual_patching"
 FLUENCY = "q3_patching_fluency"
 PROPAGATION = "q3_propagation"
-#: evaluator name in a claim -> column of the samples table
-COLUMNS = {"politeness": "politeness", "sentiment": "sentiment", "gratitude": "emo_gratitude",
-           "anger": "emo_anger", "remorse": "emo_remorse"}
-RAISES = [("gratitude", "politeness"), ("gratitude", "gratitude"), ("apology", "remorse"), ("anger", "anger")]
-LOWERS = [("anger", "sentiment")]
+#: The study (emocheck.study): its emotions, each one's instruments (an evaluator reading it is
+#: predicted to raise or lower), prompting prefixes, contrasts and the fluency margins.
+STUDY = study_for()
+RAISES = STUDY.instrument_claims(+1)
+LOWERS = STUDY.instrument_claims(-1)
+NEGATED_RAISES, NEGATED_LOWERS = STUDY.target_claims(+1), STUDY.target_claims(-1)
+SPECIFIC_RAISES, SPECIFIC_LOWERS = STUDY.contrast_claims(+1), STUDY.contrast_claims(-1)
+NLL_MARGIN, REP3_MARGIN = STUDY.nll_margin, STUDY.rep3_margin
+
+
+def prompted(pairs):
+    """The pairs whose emotion has a prompting prefix (the prompting reference condition)."""
+    return [p for p in pairs if p[0] in STUDY.prompted()]
+
+
+def declared_for(params):
+    """Declare the claim only when the study gives it parameters (an empty parameter set would be
+    a claim that cannot run, counted as p = 1 in its family's correction)."""
+    return lambda test: test if params else None
 
 
 #: The secondary conditions the active profile runs (smaller profiles drop some).
@@ -66,12 +81,13 @@ def _record(evidence, samples, selection, treated, control, evaluator, extra=Non
         if not (samples["condition"] == cond).any():
             raise EvidenceError(f"condition {cond!r} is missing from the samples table; the design declares it "
                                 "(rerun `python -m emocheck.patching.experiment` for this profile)")
-    out = paired_scores(samples, treated, control, COLUMNS[evaluator])
+    out = paired_scores(samples, treated, control, column(evaluator))
     metrics = {**out["metrics"], "layer": selection["layer"], "alpha": selection["alpha"], "treated": treated,
                "control": control, "judged_on": "raw paired difference", **(extra or {})}
     evidence.record(treated=out["treated"], control=out["control"], metrics=metrics, sample_ids=out["sample_ids"])
 
 
+@declared_for(RAISES)
 @claim("the {emotion} vector raises {evaluator} versus random directions of the same norm (a fresh draw per prompt)",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
@@ -79,6 +95,7 @@ def test_vs_random_raises(model_name, emotion, evaluator, evidence, patching_sam
     _record(evidence, patching_samples, patching_selection, f"{emotion}", f"random:{emotion}", evaluator)
 
 
+@declared_for(LOWERS)
 @claim("the {emotion} vector lowers {evaluator} versus random directions of the same norm (a fresh draw per prompt)",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
@@ -86,6 +103,7 @@ def test_vs_random_lowers(model_name, emotion, evaluator, evidence, patching_sam
     _record(evidence, patching_samples, patching_selection, f"{emotion}", f"random:{emotion}", evaluator)
 
 
+@declared_for(RAISES)
 @claim("the {emotion} vector raises {evaluator} versus label-permuted difference-of-means vectors of the same norm (a fresh permutation per prompt)",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
@@ -93,6 +111,7 @@ def test_vs_permuted_raises(model_name, emotion, evaluator, evidence, patching_s
     _record(evidence, patching_samples, patching_selection, f"{emotion}", f"permuted:{emotion}", evaluator)
 
 
+@declared_for(LOWERS)
 @claim("the {emotion} vector lowers {evaluator} versus label-permuted difference-of-means vectors of the same norm (a fresh permutation per prompt)",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
@@ -100,6 +119,7 @@ def test_vs_permuted_lowers(model_name, emotion, evaluator, evidence, patching_s
     _record(evidence, patching_samples, patching_selection, f"{emotion}", f"permuted:{emotion}", evaluator)
 
 
+@declared_for(RAISES)
 @claim("the {emotion} vector raises {evaluator} versus the unpatched baseline",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
@@ -107,6 +127,7 @@ def test_vs_baseline_raises(model_name, emotion, evaluator, evidence, patching_s
     _record(evidence, patching_samples, patching_selection, f"{emotion}", "baseline", evaluator)
 
 
+@declared_for(LOWERS)
 @claim("the {emotion} vector lowers {evaluator} versus the unpatched baseline",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
@@ -115,6 +136,7 @@ def test_vs_baseline_lowers(model_name, emotion, evaluator, evidence, patching_s
 
 
 @in_design("dose_matched")
+@declared_for(RAISES)
 @claim("the {emotion} vector raises {evaluator} versus random directions at the dose-matched alpha (same fluency cost on the tuning prompts)",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
@@ -124,6 +146,7 @@ def test_vs_dose_matched_random_raises(model_name, emotion, evaluator, evidence,
 
 
 @in_design("dose_matched")
+@declared_for(LOWERS)
 @claim("the {emotion} vector lowers {evaluator} versus random directions at the dose-matched alpha (same fluency cost on the tuning prompts)",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
@@ -133,6 +156,7 @@ def test_vs_dose_matched_random_lowers(model_name, emotion, evaluator, evidence,
 
 
 @in_design("specific")
+@declared_for(RAISES)
 @claim("the {emotion}-specific direction (shared emotional component projected out) raises {evaluator} versus random directions of the same norm",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
@@ -141,6 +165,7 @@ def test_specific_vs_random_raises(model_name, emotion, evaluator, evidence, pat
 
 
 @in_design("specific")
+@declared_for(LOWERS)
 @claim("the {emotion}-specific direction (shared emotional component projected out) lowers {evaluator} versus random directions of the same norm",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
@@ -149,6 +174,7 @@ def test_specific_vs_random_lowers(model_name, emotion, evaluator, evidence, pat
 
 
 @in_design("subspace")
+@declared_for(RAISES)
 @claim("the {emotion} vector's projection on its top-3 subspace raises {evaluator} versus projections on random 3-subspaces (same norm)",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", RAISES)
@@ -157,6 +183,7 @@ def test_subspace_vs_random_subspace_raises(model_name, emotion, evaluator, evid
 
 
 @in_design("subspace")
+@declared_for(LOWERS)
 @claim("the {emotion} vector's projection on its top-3 subspace lowers {evaluator} versus projections on random 3-subspaces (same norm)",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
 @pytest.mark.parametrize("emotion, evaluator", LOWERS)
@@ -165,74 +192,82 @@ def test_subspace_vs_random_subspace_lowers(model_name, emotion, evaluator, evid
 
 
 @in_design("prompt")
+@declared_for(prompted(RAISES))
 @claim("prompting with an emotional ({emotion}) prefix raises {evaluator} versus the unpatched baseline (reference condition)",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion, evaluator", RAISES)
+@pytest.mark.parametrize("emotion, evaluator", prompted(RAISES))
 def test_prompting_vs_baseline_raises(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
     _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", "baseline", evaluator)
 
 
 @in_design("prompt")
+@declared_for(prompted(LOWERS))
 @claim("prompting with an emotional ({emotion}) prefix lowers {evaluator} versus the unpatched baseline (reference condition)",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
-@pytest.mark.parametrize("emotion, evaluator", LOWERS)
+@pytest.mark.parametrize("emotion, evaluator", prompted(LOWERS))
 def test_prompting_vs_baseline_lowers(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
     _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", "baseline", evaluator)
 
 
 @in_design("prompt")
+@declared_for(prompted(RAISES))
 @claim("prompting with an emotional ({emotion}) prefix raises {evaluator} more than the {emotion} vector does",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion, evaluator", RAISES)
+@pytest.mark.parametrize("emotion, evaluator", prompted(RAISES))
 def test_prompting_vs_vector_raises(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
     _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", f"{emotion}", evaluator)
 
 
 @in_design("prompt")
+@declared_for(prompted(LOWERS))
 @claim("prompting with an emotional ({emotion}) prefix lowers {evaluator} more than the {emotion} vector does",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
-@pytest.mark.parametrize("emotion, evaluator", LOWERS)
+@pytest.mark.parametrize("emotion, evaluator", prompted(LOWERS))
 def test_prompting_vs_vector_lowers(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
     _record(evidence, patching_samples, patching_selection, f"prompt:{emotion}", f"{emotion}", evaluator)
 
 
+# The negated vector on each emotion's target (its first instrument).
 @in_design("negated")
+@declared_for(NEGATED_RAISES)
 @claim("the {emotion} vector raises {evaluator} more than the negated {emotion} vector",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion, evaluator", [("gratitude", "politeness"), ("apology", "remorse")])
+@pytest.mark.parametrize("emotion, evaluator", NEGATED_RAISES)
 def test_vector_vs_negated(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
     _record(evidence, patching_samples, patching_selection, emotion, f"neg:{emotion}", evaluator)
 
 
 @in_design("negated")
-@claim("the anger vector lowers sentiment more than the negated anger vector",
+@declared_for(NEGATED_LOWERS)
+@claim("the {emotion} vector lowers {evaluator} more than the negated {emotion} vector",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
-def test_anger_vs_negated(model_name, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, "anger", "neg:anger", "sentiment")
+@pytest.mark.parametrize("emotion, evaluator", NEGATED_LOWERS)
+def test_vector_vs_negated_lowers(model_name, emotion, evaluator, evidence, patching_samples, patching_selection):
+    _record(evidence, patching_samples, patching_selection, emotion, f"neg:{emotion}", evaluator)
 
 
-# Specificity against the other emotions (their emotion-minus-neutral vectors share much direction).
+# Specificity against each emotion's contrast (their emotion-minus-neutral vectors share much direction).
+@declared_for(SPECIFIC_RAISES)
 @claim("the {emotion} vector raises {evaluator} more than the {other} vector (specificity)",
        family=FAMILY, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion, other, evaluator", [
-    ("gratitude", "anger", "politeness"), ("gratitude", "anger", "gratitude"),
-    ("apology", "gratitude", "remorse"), ("anger", "gratitude", "anger"),
-])
+@pytest.mark.parametrize("emotion, other, evaluator", SPECIFIC_RAISES)
 def test_vector_specificity(model_name, emotion, other, evaluator, evidence, patching_samples, patching_selection):
     _record(evidence, patching_samples, patching_selection, emotion, other, evaluator)
 
 
-@claim("the anger vector lowers sentiment more than the gratitude vector (specificity)",
+@declared_for(SPECIFIC_LOWERS)
+@claim("the {emotion} vector lowers {evaluator} more than the {other} vector (specificity)",
        family=FAMILY, paired=True, alternative="less", min_d=0.2)
-def test_anger_vs_gratitude_sentiment(model_name, evidence, patching_samples, patching_selection):
-    _record(evidence, patching_samples, patching_selection, "anger", "gratitude", "sentiment")
+@pytest.mark.parametrize("emotion, other, evaluator", SPECIFIC_LOWERS)
+def test_vector_specificity_lowers(model_name, emotion, other, evaluator, evidence, patching_samples, patching_selection):
+    _record(evidence, patching_samples, patching_selection, emotion, other, evaluator)
 
 
 # --------------------------------------------------------------------------- fluency (a claim of its own)
 
 @claim("the {emotion} vector's continuations are not less fluent than the unpatched baseline's "
        "({measure} difference below {margin})", family=FLUENCY, paired=True, alternative="less", min_d=0.0)
-@pytest.mark.parametrize("emotion", ["gratitude", "anger", "apology"])
+@pytest.mark.parametrize("emotion", STUDY.emotions)
 @pytest.mark.parametrize("measure, margin", [("nll", NLL_MARGIN), ("rep3", REP3_MARGIN)], ids=["nll", "rep3"])
 def test_fluency_noninferior(model_name, emotion, measure, margin, evidence, patching_samples, patching_selection):
     out = noninferiority(patching_samples, emotion, "baseline", measure, margin)
@@ -260,13 +295,13 @@ def _propagation(evidence, table, selection, emotion, control):
 
 @claim("patching the {emotion} vector moves the last layer's projection on the {emotion} direction more than "
        "random directions of the same norm", family=PROPAGATION, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion", ["gratitude", "anger", "apology"])
+@pytest.mark.parametrize("emotion", STUDY.emotions)
 def test_propagation_vs_random(model_name, emotion, evidence, patching_propagation, patching_selection):
     _propagation(evidence, patching_propagation, patching_selection, emotion, f"random:{emotion}")
 
 
 @claim("patching the {emotion} vector moves the last layer's projection on the {emotion} direction more than "
        "label-permuted vectors of the same norm", family=PROPAGATION, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion", ["gratitude", "anger", "apology"])
+@pytest.mark.parametrize("emotion", STUDY.emotions)
 def test_propagation_vs_permuted(model_name, emotion, evidence, patching_propagation, patching_selection):
     _propagation(evidence, patching_propagation, patching_selection, emotion, f"permuted:{emotion}")

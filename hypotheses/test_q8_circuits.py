@@ -21,7 +21,20 @@ import numpy as np
 import pytest
 
 from emocheck import claim
-from emocheck.circuits.experiment import EMOTIONS as CLAIM_EMOTIONS
+from emocheck.study import study_for
+
+#: The study's emotions with a circuit design (next-token words; emocheck.study), those with a phase-5
+#: target (the modulation claims) and those with a prompting prefix as well.
+STUDY = study_for()
+CLAIM_EMOTIONS = [e for e in STUDY.emotions if STUDY.design(e).target_words]
+TARGETED = [e for e in CLAIM_EMOTIONS if e in STUDY.targets()]
+PROMPTED = [e for e in TARGETED if e in STUDY.prompted()]
+
+
+def declared_for(params):
+    """Declare the claim only when the study gives it parameters (a claim that cannot run would count
+    as p = 1 in its family's correction)."""
+    return lambda test: test if params else None
 
 
 def _metrics(r: dict) -> dict:
@@ -33,6 +46,7 @@ def _metrics(r: dict) -> dict:
             "random_overlap_mean": r["random_overlap_mean"]}
 
 
+@declared_for(CLAIM_EMOTIONS)
 @claim(
     "circuits: the {emotion} circuit (smallest attribution-ranked set of heads and MLPs reaching 80% "
     "faithfulness on training prompts) recovers more of the final-layer {emotion} projection on held-out "
@@ -45,6 +59,7 @@ def test_circuits_faithfulness_beats_random_circuits(emotion, emotion_circuit, e
     evidence.record_null(observed=r["faithfulness"], null=r["null_faithfulness"], metrics=_metrics(r))
 
 
+@declared_for(CLAIM_EMOTIONS)
 @claim(
     "circuits: mean-ablating only the {emotion} circuit leaves less of the final-layer {emotion} projection "
     "effect on held-out {emotion} prompts than ablating random circuits of the same size and layer profile",
@@ -78,8 +93,7 @@ def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, e
 # reported either way.
 
 from emocheck.circuits.generation import baseline_agreement, too_few_pairs_message  # noqa: E402
-from emocheck.patching.conditions import TARGETS  # noqa: E402
-from emocheck.patching.experiment import NLL_MARGIN, REP3_MARGIN  # noqa: E402
+NLL_MARGIN, REP3_MARGIN = STUDY.nll_margin, STUDY.rep3_margin
 from emocheck.patching.scoring import noninferiority, paired_scores  # noqa: E402
 
 MODULATION = "q8_circuit_modulation"
@@ -90,7 +104,7 @@ NI_MARGIN_SD = 0.2
 
 
 def _target(emotion: str) -> str:
-    col, sign = TARGETS[emotion]
+    col, sign = STUDY.targets()[emotion]
     return f"{'+' if sign > 0 else '-'}{col}"
 
 
@@ -104,10 +118,11 @@ def _paired(evidence, table, treated, control, emotion, extra=None, shift=0.0):
     evidence.record(treated=out["treated"] + shift, control=out["control"], metrics=metrics, sample_ids=out["sample_ids"])
 
 
+@declared_for(TARGETED)
 @claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
        "more than patching random circuits of the same size and layer profile (random effect)",
        family=MODULATION, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, evidence):
     t = circuit_modulation
     col = f"signed_{emotion}"
@@ -129,25 +144,28 @@ def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, 
                              "n_patched": int(t[t.condition == f"circuit:{emotion}"].n_patched.iloc[0])})
 
 
+@declared_for(TARGETED)
 @claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
        "versus the unpatched baseline", family=MODULATION, paired=True, alternative="greater", min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_vs_baseline(emotion, circuit_modulation, evidence):
     _paired(evidence, circuit_modulation, f"circuit:{emotion}", "circuit_baseline", emotion)
 
 
+@declared_for(TARGETED)
 @claim("circuits: patching the {emotion} circuit moves the {emotion} target score more than residual steering "
        "with the {emotion} vector (phase-5 layer and alpha)", family=COMPARISON, paired=True, alternative="greater",
        min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_beats_steering(emotion, circuit_modulation, evidence):
     _paired(evidence, circuit_modulation, f"circuit:{emotion}", emotion, emotion)
 
 
+@declared_for(TARGETED)
 @claim("circuits: patching the {emotion} circuit moves the {emotion} target score at least as much as residual "
        "steering with the {emotion} vector (non-inferiority, margin 0.2 baseline SDs)", family=COMPARISON,
        paired=True, alternative="greater", min_d=0.0)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_noninferior_to_steering(emotion, circuit_modulation, evidence):
     t = circuit_modulation
     margin = NI_MARGIN_SD * float(t[t.condition == "baseline"][f"signed_{emotion}"].std(ddof=1))
@@ -155,14 +173,16 @@ def test_circuits_modulation_noninferior_to_steering(emotion, circuit_modulation
             extra={"margin": margin, "judged_on": "circuit - steering + margin (non-inferiority)"})
 
 
+@declared_for(PROMPTED)
 @claim("circuits: patching the {emotion} circuit moves the {emotion} target score more than prompting with an "
        "emotional prefix (phase-5 prompting condition)", family=COMPARISON, paired=True, alternative="greater",
        min_d=0.2)
-@pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
+@pytest.mark.parametrize("emotion", PROMPTED)
 def test_circuits_modulation_beats_prompting(emotion, circuit_modulation, evidence):
     _paired(evidence, circuit_modulation, f"circuit:{emotion}", f"prompt:{emotion}", emotion)
 
 
+@declared_for(CLAIM_EMOTIONS)
 @claim("circuits: continuations with the {emotion} circuit patched are not less fluent than the unpatched "
        "baseline ({measure} difference below {margin})", family=MOD_FLUENCY, paired=True, alternative="less", min_d=0.0)
 @pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)

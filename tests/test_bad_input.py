@@ -172,7 +172,8 @@ def tiny_vectors_file(tmp_path):
 @pytest.mark.parametrize("damaged", ["samples", "part"])
 def test_truncated_parquet_is_rebuilt_not_a_crash(tmp_path, damaged):
     from emocheck.patching.experiment import EMOTIONS, run_conditions, sweep_conditions
-    from emocheck.patching.residual import PatchSpec, generate_patched
+    from emocheck.patching.engine import generate_patched
+    from emocheck.patching.residual import PatchSpec
 
     class Vectors:
         layers, emotions = [0, 1], list(EMOTIONS)

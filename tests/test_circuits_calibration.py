@@ -34,13 +34,13 @@ import numpy as np
 from emocheck.circuits.components import Component
 from emocheck.circuits.discovery import (SetEvaluation, ablation_ranking, random_circuits, set_mask,
                                          smallest_prefix)
-from emocheck.circuits.experiment import EMOTIONS, SETTINGS, SHARE
+from emocheck.circuits.experiment import EMOTIONS, SHARE, settings
 from emocheck.plugin.report import finalize
 from emocheck.profiles import get_profile
 from emocheck.stats.nulls import compare_to_null
 
 ROOT = Path(__file__).resolve().parents[1]
-CI = SETTINGS["ci"]
+CI = settings(get_profile("ci"))
 ALPHA = 0.05
 FAMILY_SIZE = len(EMOTIONS) * len(get_profile("ci").models)       # as declared for the ci profile
 CLAIM_TESTS = {"faithfulness": "test_circuits_faithfulness_beats_random_circuits",

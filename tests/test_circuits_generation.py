@@ -121,7 +121,7 @@ def test_modulation_pipeline_end_to_end_on_a_tiny_model(monkeypatch, results_tmp
                           "emotion": [e for e in EMOTIONS for _ in range(8)], "split": "train"})
     reps = types.SimpleNamespace(prompts=train, vectors=types.SimpleNamespace(meta={"key": "v"}))
     spec = PatchSpec(layers=(0,), window=(0, 3), max_new_tokens=5, model="tiny")
-    scores = lambda texts: pd.DataFrame({c: np.linspace(0, 1, len(texts)) for c in  # noqa: E731
+    scores = lambda texts, columns=None: pd.DataFrame({c: np.linspace(0, 1, len(texts)) for c in  # noqa: E731
                                          ("sentiment", "politeness", "emo_gratitude", "emo_anger", "emo_remorse")}
                                         ).assign(empty=False)
     plain = generate_plain(m, judged.text.tolist(), spec)

@@ -11,7 +11,8 @@ from emocheck.errors import ConfigError
 from emocheck.patching.engine import _Patcher, _batches, generate_fast, rows_for_memory
 from emocheck.patching.fluency import continuation_nll, fluency_table
 from emocheck.patching.reference import generate_patched_hooks
-from emocheck.patching.residual import PatchSpec, generate_patched, generate_patched_nnsight, generate_plain
+from emocheck.patching.engine import generate_patched
+from emocheck.patching.residual import PatchSpec, generate_patched_nnsight, generate_plain
 from emocheck.testing import TINY_FAMILIES, tiny_model
 
 PROMPTS = ["hello there, my friend", "hi", "a quick test of padding!", "x"]
@@ -220,7 +221,7 @@ def test_reserved_cache_equals_concatenating_cache(models, family):
     sliding-window layers are reserved only when the window cannot be reached (tiny window 16)."""
     from transformers.cache_utils import DynamicSlidingWindowLayer
 
-    from emocheck.patching.engine import _ReservedKV, _cache_kw, _new_cache, _reserve
+    from emocheck.patching.engine import _ReservedKV, _new_cache, _reserve, cache_kwarg
 
     m = models[family]
     body = m.model.base_model
@@ -230,7 +231,7 @@ def test_reserved_cache_equals_concatenating_cache(models, family):
         caches = []
         for reserve in (False, True):
             cache = _new_cache(m)
-            body(input_ids=ids, use_cache=True, **{_cache_kw(body): cache})
+            body(input_ids=ids, use_cache=True, **{cache_kwarg(body): cache})
             caches.append(_reserve(cache, steps) if reserve else cache)
         plain, reserved = caches
         kinds = [type(layer) for layer in reserved.layers]
@@ -251,7 +252,7 @@ def test_reserved_cache_equals_concatenating_cache(models, family):
                 buffers = [layer._kbuf.data_ptr() for layer in reserved.layers if isinstance(layer, _ReservedKV)]
             tok = torch.randint(3, 60, (len(rows), 1), generator=g)
             pos = torch.full((len(rows), 1), prompt_len + step)
-            outs = [body(input_ids=tok, position_ids=pos, use_cache=True, **{_cache_kw(body): c}).last_hidden_state
+            outs = [body(input_ids=tok, position_ids=pos, use_cache=True, **{cache_kwarg(body): c}).last_hidden_state
                     for c in (plain, reserved)]
             torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
             assert plain.get_seq_length() == reserved.get_seq_length() == prompt_len + step + 1

@@ -5,7 +5,7 @@ import os
 import stat
 import time as _time
 
-from emocheck import storage
+from emocheck import filelocks, storage
 
 
 def test_lock_is_reentrant_and_its_file_is_removed(tmp_path):
@@ -33,7 +33,7 @@ def test_stale_temporaries_of_dead_writers_and_empty_locks_are_cleaned_on_next_w
     os.utime(live, (old, old))
     lock = tmp_path / "x.bin.lock"
     lock.write_bytes(b"")
-    storage._CLEANED.discard(str(tmp_path))
+    filelocks._CLEANED.discard(str(tmp_path))
     storage.atomic_write_bytes(tmp_path / "x.bin", b"new")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert stale.name not in left and lock.name not in left

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from emocheck.heads.experiment import SCREEN_PROMPTS, screen_sample
+from emocheck.heads.experiment import screen_cap, screen_sample
 from emocheck.profiles import get_profile
 
 
@@ -20,7 +20,7 @@ def test_screen_sample_is_per_class_seeded_and_keeps_splits():
     reps = _Reps()
     profile = get_profile("ci")
     s = screen_sample(reps, profile)
-    cap = SCREEN_PROMPTS["ci"]
+    cap = screen_cap(profile)
     assert s.prompts.emotion.value_counts().to_dict() == {"anger": cap, "gratitude": cap, "neutral": cap}
     merged = s.prompts.merge(reps.prompts, on="id", suffixes=("", "_orig"))
     assert (merged.split == merged.split_orig).all() and (merged.emotion == merged.emotion_orig).all()

@@ -74,7 +74,7 @@ def test_run_generation_end_to_end_cached(monkeypatch, results_tmp):
     monkeypatch.setattr(registry, "load_model", lambda name: m)
     scored = []
 
-    def fake_scores(texts):
+    def fake_scores(texts, columns=None):
         scored.append(len(texts))
         return pd.DataFrame({c: [float(len(t)) for t in texts] for c in running.SCORE_COLUMNS}).assign(
             empty=[not t.strip() for t in texts])

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from emocheck.errors import ConfigError
-from emocheck.patching.residual import PatchSpec, generate_patched, generate_plain
+from emocheck.patching.engine import generate_patched
+from emocheck.patching.residual import PatchSpec, generate_plain
 from emocheck.patching.reference import generate_patched_hooks
 from emocheck.testing import tiny_model
 

@@ -5,7 +5,8 @@ import torch
 
 from emocheck.errors import ConfigError
 from emocheck.patching.conditions import Condition, claim_conditions, sweep_conditions
-from emocheck.patching.residual import PatchSpec, generate_patched, tokenize_prompts
+from emocheck.patching.engine import generate_patched
+from emocheck.patching.residual import PatchSpec, tokenize_prompts
 from emocheck.patching.fluency import continuation_nll
 from emocheck.patching.running import batches, delta_dtype, design_rows, empty_counts, run_conditions
 from emocheck.patching.selection import sweep_table
@@ -123,7 +124,7 @@ def test_cached_generations_are_rescored_when_the_instruments_change(tmp_path, m
 
     ids = {"now": "heads@A"}
 
-    def fake_score_all(texts):
+    def fake_score_all(texts, columns=None):
         return pd.DataFrame({"sentiment": [len(t) + (ids["now"] == "heads@B") for t in texts],
                              "empty": [not t.strip() for t in texts], "evaluator_ids": ids["now"]})
 

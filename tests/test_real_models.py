@@ -69,7 +69,8 @@ def test_nnsight_patching_equals_plain_hooks_on_real_model(name):
     from emocheck.dataset import load_generation_prompts
     from emocheck.patching.directions import random_directions
     from emocheck.patching.reference import generate_patched_hooks
-    from emocheck.patching.residual import PatchSpec, generate_patched, generate_plain
+    from emocheck.patching.engine import generate_patched
+    from emocheck.patching.residual import PatchSpec, generate_plain
 
     m = load_model(name)
     texts = load_generation_prompts()["text"].iloc[[0, 5, 17]].tolist()

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from emocheck.errors import ConfigError
+from emocheck.study import EMBEDDED_EMOTIONS
 
 RELATIONS = ("rotation", "rotation_noise", "width", "none")
-EMOTIONS = ("gratitude", "anger", "apology")
+EMOTIONS = EMBEDDED_EMOTIONS
 
 
 @dataclass
@@ -51,11 +52,11 @@ def _model(rng, labels, emotions, d, latent, noise, shift):
 
 def planted_pair(relation: str, *, n_per_group: int = 120, d_a: int = 40, d_b: int | None = None, latent: int = 10,
                  noise: float = 0.3, noise_b: float = 1.0, shift: float = 4.0, held_out: float = 0.3,
-                 seed: int = 0) -> Planted:
+                 seed: int = 0, emotions=EMOTIONS) -> Planted:
     if relation not in RELATIONS:
         raise ConfigError(f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}")
     rng = np.random.default_rng(seed)
-    emotions = list(EMOTIONS)
+    emotions = list(emotions)
     labels = np.repeat([*emotions, "neutral"], n_per_group)
     train = np.ones(len(labels), dtype=bool)
     for g in [*emotions, "neutral"]:

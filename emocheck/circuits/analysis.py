@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 
 from emocheck.circuits.components import all_components
-from emocheck.circuits.experiment import EMOTIONS, neutral_means, out_dir, run_circuit, sample_texts, settings
+from emocheck.circuits.experiment import circuit_seed, neutral_means, out_dir, run_circuit, sample_texts, settings
 from emocheck.profiles import Profile
 from emocheck.storage import file_lock, read_table_artifact, write_table_artifact
+from emocheck.study import study_for
 from emocheck import timing
 
 EDGE_NODES = 12
@@ -26,7 +27,7 @@ def _inputs(model_name: str, profile: Profile, emotion: str, progress: bool):
 
     reps = build_representations(model_name, profile, progress=progress)
     cfg = settings(profile)
-    rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion))
+    rng = np.random.default_rng(circuit_seed(profile, study_for(profile), emotion))
     attr_texts = sample_texts(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
     neutral_texts = sample_texts(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
     loaded = load_model(model_name)

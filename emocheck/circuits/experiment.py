@@ -1,7 +1,7 @@
 """Phase 8 end to end for one model, profile and emotion: attribution, its validation against exact
 patching, the circuit, and the circuit against random circuits on held-out prompts.
 
-    python -m emocheck.circuits.experiment gemma3-270m --profile ci --emotion gratitude
+    python -m emocheck.circuits gemma3-270m --profile ci --emotion gratitude
 
 Design (fixed before any judged result; everything at the last prompt token):
   direction   the final layer's vs_neutral emotion vector (resid_post, last token), training prompts
@@ -21,12 +21,11 @@ faithfulness_<emotion>.png, circuit_<emotion>.png.
 """
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-import torch
 from emocheck.progress import tqdm
 
 from emocheck.circuits.attribution import attribute_metrics, flat
@@ -35,34 +34,30 @@ from emocheck.circuits.discovery import (ablation_ranking, discover, evaluate_se
                                          random_circuits)
 from emocheck.circuits.exact import exact_effects, validate
 from emocheck.errors import ConfigError
-from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.profiles import Profile, results_dir
 from emocheck.storage import json_bytes, read_artifact, write_artifact
 from emocheck.storage import atomic_write_dataframe, file_lock, stable_hash
+from emocheck.study import EMBEDDED, EMBEDDED_EMOTIONS, study_for
 from emocheck import timing
 
-EMOTIONS = ("gratitude", "anger", "apology")
+#: The embedded study's emotions and next-token words (emocheck.study); a run reads the active study's.
+EMOTIONS = EMBEDDED_EMOTIONS
 SHARE = 0.8
 CODE_VERSION = "circuits-v2"   # v2: train_curve has None past the first block reaching SHARE
-EMOTION_WORDS = {
-    "gratitude": ("thank", "thanks", "grateful", "appreciate", "gratitude"),
-    "anger": ("angry", "furious", "outraged", "unacceptable", "annoyed"),
-    "apology": ("sorry", "apologize", "apologies", "regret", "apologise"),
-}
-#: Sample sizes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics.
-#: random: circuits in the Monte-Carlo null. 199 at full too (it was 999; changed before any full result
-#: existed, for the time budget): the smallest p is 1/200 = 0.005, below Holm's first threshold for the
-#: 6 claims of a family over the two embedded models (0.05 / 6 = 0.0083), and 999 made the set
-#: evaluations (one last-token row per set, keep and drop, per held-out prompt) about 40 of the full
-#: run's minutes on 2 cores.
-SETTINGS = {
-    "smoke": {"attr_prompts": 6, "neutral_prompts": 12, "exact_prompts": 1, "held_out": 6, "random": 39},
-    "ci": {"attr_prompts": 12, "neutral_prompts": 24, "exact_prompts": 2, "held_out": 12, "random": 199},
-    "full": {"attr_prompts": 64, "neutral_prompts": 147, "exact_prompts": 8, "held_out": 63, "random": 199},
-}
+EMOTION_WORDS = {e: d.target_words for e, d in EMBEDDED.items()}
 
 
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The profile's phase-8 sizes (emocheck.profiles.CircuitSizes) as the dict the circuit's cache key
+    hashes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics. random: 199
+    circuits in the Monte-Carlo null at full too: the smallest p is 1/200 = 0.005, below Holm's first
+    threshold for the 6 claims of a family over the two embedded models (0.05 / 6 = 0.0083)."""
+    return asdict(profile.circuits)
+
+
+def circuit_seed(profile: Profile, study, emotion: str) -> int:
+    """The seed of an emotion's circuit samples (analysis and modulation redraw from it)."""
+    return profile.seed + 80021 + 97 * study.index(emotion)
 
 
 def out_dir(profile: Profile, model_name: str):
@@ -83,18 +78,21 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     from emocheck.models.registry import load_model
     from emocheck.representations.build import build_representations
 
-    if emotion not in EMOTIONS:
-        raise ConfigError(f"no circuit design for emotion {emotion!r}; one of {', '.join(EMOTIONS)}")
+    study = study_for(profile)
+    if emotion not in study.emotions or not study.design(emotion).target_words:
+        raise ConfigError(f"no circuit design for emotion {emotion!r}; one of "
+                          f"{', '.join(e for e in study.emotions if study.design(e).target_words)}")
+    words = study.design(emotion).target_words
     reps = build_representations(model_name, profile, progress=progress)
     cfg = settings(profile)
-    seed = profile.seed + 80021 + 97 * EMOTIONS.index(emotion)
+    seed = circuit_seed(profile, study, emotion)
     rng = np.random.default_rng(seed)
     prompts = reps.prompts
     attr_texts = sample_texts(prompts, emotion, "train", cfg["attr_prompts"], rng)
     neutral_texts = sample_texts(prompts, "neutral", "train", cfg["neutral_prompts"], rng)
     held_texts = sample_texts(prompts, emotion, "held_out", cfg["held_out"], rng)
     key = stable_hash({"code": CODE_VERSION, "model": model_name, "emotion": emotion, "cfg": cfg,
-                       "vectors": reps.vectors.meta.get("key"), "share": SHARE, "words": EMOTION_WORDS[emotion],
+                       "vectors": reps.vectors.meta.get("key"), "share": SHARE, "words": words,
                        "texts": [attr_texts, neutral_texts, held_texts]}, 24)
     out = out_dir(profile, model_name)
     path = out / f"circuit_{emotion}.json"
@@ -103,7 +101,8 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
         if cached is not None:
             return cached
         loaded = load_model(model_name)
-        result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress)
+        result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress,
+                          words)
         result["key"] = key
         write_circuit(path, result)
     return result
@@ -150,13 +149,14 @@ def read_circuit(path, key: str) -> dict | None:
         return None
 
 
-def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress) -> dict:
+def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress,
+             words) -> dict:
     from emocheck.circuits.figures import plot_circuit, plot_faithfulness
 
     comps = all_components(loaded)
     last = loaded.n_layers - 1
     direction = reps.vectors.vector(emotion, last, kind="vs_neutral", site="hook_resid_post", position="last").float()
-    token_ids = token_ids_for_words(loaded, EMOTION_WORDS[emotion])
+    token_ids = token_ids_for_words(loaded, words)
     metrics = {"projection": dict(direction=direction), "logprob": dict(token_ids=token_ids)}
     source = neutral_means(loaded, neutral_texts)
 
@@ -232,38 +232,3 @@ def _jsonable(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     return obj
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emocheck.circuits.experiment")
-    p.add_argument("model")
-    p.add_argument("--profile", default=None)
-    p.add_argument("--emotion", default=None)
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)       # one thread: on a shared small machine more threads only spin
-    from emocheck.circuits.analysis import circuit_edges, circuit_roles
-
-    profile = get_profile(args.profile)
-    for e in ([args.emotion] if args.emotion else EMOTIONS):
-        r = run_circuit(args.model, profile, e)
-        null = np.array(r["null_faithfulness"])
-        print(f"{args.model} {e}: circuit of {r['size']}/{r['n_components']} ({', '.join(r['circuit'])}); "
-              f"held-out faithfulness {r['faithfulness']:.3f} (random mean {null.mean():.3f}, "
-              f"95th pct {np.quantile(null, 0.95):.3f}); completeness {r['completeness']:.3f}; "
-              f"attribution vs exact Spearman: " + ", ".join(
-                  f"{m} {v['all'].get('spearman', float('nan')):.3f}" for m, v in r["validation"].items()))
-        edges = circuit_edges(args.model, profile, e, progress=True)
-        top = edges.reindex(edges.edge.abs().sort_values(ascending=False).index).head(5)
-        print("  strongest edges (share of the source's ablation effect through the target): " + "; ".join(
-            f"{a}->{b} {w:.1f} of {t:.1f}" for a, b, w, t in zip(top.src, top.dst, top.edge, top.total_src)))
-        if "edge_attribution" in edges and len(edges) > 2:
-            from scipy import stats as st
-            print(f"  edge attribution vs exact edges: Spearman {st.spearmanr(edges.edge, edges.edge_attribution).statistic:.3f} "
-                  f"over {len(edges)} edges")
-        roles = circuit_roles(args.model, profile, e, progress=True)
-        print("  head roles: " + "; ".join(f"{k} {v}" for k, v in roles.role.value_counts().items()))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -23,7 +23,7 @@ Design (fixed before any judged result was seen):
   emotion vector at the phase-5 selected layer and alpha (condition ``e``) and the emotional prefix
   (``prompt:e``, on phase 5's seeded half of the prompts). Same evaluators (`score_all`), same
   fluency measures (NLL of the continuation under the unpatched model, repeated 3-grams).
-* **Target** per emotion: phase 5's TARGETS (gratitude: politeness up, anger: sentiment down,
+* **Target** per emotion: the study's phase-5 target (gratitude: politeness up, anger: sentiment down,
   apology: remorse up), signed so that "more" is always toward the emotion (`signed_<emotion>`).
 
 Outputs under results/<profile>/circuits/<model>/modulation/: samples.parquet (+ checksum sidecar;
@@ -40,9 +40,9 @@ from emocheck.progress import tqdm
 
 from emocheck.circuits.components import all_components, mean_activations
 from emocheck.circuits.discovery import random_circuits, set_mask
-from emocheck.circuits.experiment import EMOTIONS, out_dir, run_circuit, sample_texts, settings
+from emocheck.circuits.experiment import EMOTIONS, circuit_seed, out_dir, run_circuit, sample_texts, settings  # noqa: F401
 from emocheck.circuits.modulation import ComponentPatch
-from emocheck.patching.conditions import TARGETS
+from emocheck.study import EMBEDDED_EMOTIONS, make_study, study_for
 from emocheck.profiles import Profile, get_profile
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lock, read_table_artifact, stable_hash
 from emocheck.storage import write_table_artifact
@@ -52,7 +52,15 @@ VERSION = "circuit-modulation-v1"
 DRAWS_PER_PROMPT = 2
 PROMPTS_PER_CHUNK = 20         # rows of this many prompts per engine call: 200 rows, near the engine's
                                # CPU batch of 192 (larger batches are cheaper per row; patching/experiment.py)
-PHASE5_CONDITIONS = ("baseline",) + EMOTIONS + tuple(f"prompt:{e}" for e in EMOTIONS)
+
+
+def phase5_conditions(study) -> tuple[str, ...]:
+    """The phase-5 conditions the comparison reads: the baseline, each emotion vector and prompting."""
+    return ("baseline",) + study.emotions + tuple(f"prompt:{e}" for e in study.emotions)
+
+
+#: those of the embedded study
+PHASE5_CONDITIONS = phase5_conditions(make_study(EMBEDDED_EMOTIONS))
 
 
 def draw_assignment(n_prompts: int, k: int) -> list[tuple[int, int]]:
@@ -66,7 +74,7 @@ def n_random(n_prompts: int) -> int:
 
 def _emotion_means(loaded, reps, emotion, profile):
     cfg = settings(profile)
-    rng = np.random.default_rng(profile.seed + 80021 + 97 * EMOTIONS.index(emotion) + 1)
+    rng = np.random.default_rng(circuit_seed(profile, study_for(profile), emotion) + 1)
     texts = sample_texts(reps.prompts, emotion, "train", cfg["neutral_prompts"], rng)
     return mean_activations(loaded, texts), texts
 
@@ -81,7 +89,8 @@ def modulation_samples(model_name: str, profile: Profile, progress: bool = True)
     from emocheck.patching.running import score_all
     from emocheck.representations.build import build_representations
 
-    circuits = {e: run_circuit(model_name, profile, e, progress=progress) for e in EMOTIONS}
+    study = study_for(profile)
+    circuits = {e: run_circuit(model_name, profile, e, progress=progress) for e in study.emotions}
     judged, _ = split_generation_prompts(profile)
     judged = judged[judged["id"].isin(null_prompt_ids(profile, judged))].reset_index(drop=True)
     spec = base_spec(profile, model_name)
@@ -101,7 +110,7 @@ def modulation_samples(model_name: str, profile: Profile, progress: bool = True)
         comps = all_components(loaded)
         sources_z, sources_m, rows = [], [], []       # rows: (prompt index, condition, emotion, draw, mask, source)
         empty = torch.zeros(len(comps), dtype=torch.bool)
-        for ei, e in enumerate(EMOTIONS):
+        for ei, e in enumerate(study.emotions):
             means, _ = _emotion_means(loaded, reps, e, profile)
             sources_z.append(means.z)
             sources_m.append(means.mlp)
@@ -135,7 +144,7 @@ def modulation_samples(model_name: str, profile: Profile, progress: bool = True)
         samples = pd.concat(parts, ignore_index=True)
         if "topic" in judged:
             samples["topic"] = samples["sample_id"].map(dict(zip(judged["id"], judged["topic"])))
-        samples = pd.concat([samples, score_all(samples["text"].tolist())], axis=1)
+        samples = pd.concat([samples, score_all(samples["text"].tolist(), study.score_columns())], axis=1)
         write_table_artifact(path, samples, {"key": key, "k": k, "n_prompts": n, "spec": spec.to_dict()})
     return samples
 
@@ -147,14 +156,16 @@ def comparison_table(model_name: str, profile: Profile, progress: bool = True) -
 
     mine = modulation_samples(model_name, profile, progress)
     p5 = claims_samples(model_name, profile.name, progress)
-    p5 = p5[p5["condition"].isin(PHASE5_CONDITIONS)].assign(draw=-1, n_patched=0)
+    study = study_for(profile)
+    p5 = p5[p5["condition"].isin(phase5_conditions(study))].assign(draw=-1, n_patched=0)
     both = pd.concat([mine, p5[[c for c in mine.columns if c in p5.columns]]], ignore_index=True)
-    for e, (col, sign) in TARGETS.items():
+    for e, (col, sign) in study.targets().items():
         both[f"signed_{e}"] = sign * both[col]
     d = out_dir(profile, model_name) / "modulation"
-    summary = summarise(both)
+    summary = summarise(both, study.targets())
     atomic_write_dataframe(d / "summary.csv", summary)
-    plot_comparison(summary, d / "comparison.png", f"{model_name} ({profile.name}): circuit vs steering vs prompting")
+    plot_comparison(summary, d / "comparison.png", f"{model_name} ({profile.name}): circuit vs steering vs prompting",
+                    study.targets())
     return both
 
 
@@ -186,11 +197,12 @@ def too_few_pairs_message(both: pd.DataFrame, treated: str, control: str, metric
             "(judge it at a profile with more generation prompts, such as ci or full)")
 
 
-def summarise(both: pd.DataFrame) -> pd.DataFrame:
-    """Per emotion and method: mean signed target shift and NLL / rep3 shift against the baseline of the
-    same run (paired by prompt), over the prompts the method ran on."""
+def summarise(both: pd.DataFrame, targets: dict | None = None) -> pd.DataFrame:
+    """Per emotion with a target (`targets`: Study.targets; default the embedded study's) and method: mean signed target shift and NLL /
+    rep3 shift against the baseline of the same run (paired by prompt), over the prompts the method ran on."""
+    targets = make_study(EMBEDDED_EMOTIONS).targets() if targets is None else targets
     rows = []
-    for e in EMOTIONS:
+    for e in targets:
         t = f"signed_{e}"
         for method, cond, base in (("circuit", f"circuit:{e}", "circuit_baseline"),
                                    ("random circuits", f"randcircuit:{e}", "circuit_baseline"),
@@ -205,22 +217,22 @@ def summarise(both: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_comparison(summary: pd.DataFrame, path, title: str) -> None:
+def plot_comparison(summary: pd.DataFrame, path, title: str, targets: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(EMOTIONS), figsize=(4 * len(EMOTIONS), 3.4))
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(4 * max(1, len(targets)), 3.4))
     colours = {"circuit": "tab:red", "random circuits": "tab:orange", "steering (phase 5)": "tab:blue",
                "prompting (phase 5)": "tab:green"}
-    for ax, e in zip(np.atleast_1d(axes), EMOTIONS):
+    for ax, e in zip(np.atleast_1d(axes), targets):
         sub = summary[summary.emotion == e]
         for _, r in sub.iterrows():
             se = r.target_shift_sd / np.sqrt(max(1, r.n_prompts))
             ax.errorbar(r.nll_shift, r.target_shift, yerr=se, fmt="o", c=colours[r.method], label=r.method, capsize=2)
         ax.axhline(0, c="grey", lw=0.5)
         ax.axvline(0, c="grey", lw=0.5)
-        col, sign = TARGETS[e]
+        col, sign = targets[e]
         ax.set_title(f"{e}: {'+' if sign > 0 else '-'}{col}", fontsize=9)
         ax.set_xlabel("NLL shift vs baseline (nats/token)")
     np.atleast_1d(axes)[0].set_ylabel("signed target shift vs baseline (+/- 1 SE)")
@@ -238,7 +250,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     profile = get_profile(args.profile)
     both = comparison_table(args.model, profile)
-    print(summarise(both).to_string(index=False))
+    print(summarise(both, study_for(profile).targets()).to_string(index=False))
     print(f"baseline tokens identical to phase 5's on {baseline_agreement(both):.0%} of prompts")
     return 0
 

@@ -38,13 +38,7 @@ from .encoder import MINILM_MODEL_ID, get_encoder
 from .heads import LinearHead
 from .paths import data_dir, heads_dir
 
-GOEMOTIONS_LABELS = (
-    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity",
-    "desire", "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear",
-    "gratitude", "grief", "joy", "love", "nervousness", "optimism", "pride", "realization", "relief",
-    "remorse", "sadness", "surprise", "neutral",
-)
-
+from emocheck.study import GOEMOTIONS_LABELS  # noqa: F401  (the study names its instruments by these labels)
 
 MAX_UNITS = 16
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")

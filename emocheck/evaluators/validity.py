@@ -34,9 +34,11 @@ from scipy import stats as _st
 from ..errors import ConfigError
 from .lexicon import NRC_LABELS
 from .minilm import GOEMOTIONS_LABELS
+from emocheck.study import EMBEDDED
 
 AIM = 0.9
-EMOTION_LABEL = {"apology": "remorse"}      # dataset emotion -> GoEmotions label
+#: dataset emotion -> GoEmotions label where they differ (the study's labels: apology reads as remorse)
+EMOTION_LABEL = {e: d.label for e, d in EMBEDDED.items() if d.label and d.label != e}
 NEUTRAL = "neutral"
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from emocheck.heads.growth import (CLAIM_N, EXACT_KINDS, N_VALUES, _final_unit, exact_arrays, exact_effects, exact_many,
                                    intervention_rows, out_dir)
 from emocheck.heads.nulls import monte_carlo_p
+from emocheck.study import study_for
 from emocheck.profiles import Profile
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lock, read_table_artifact, stable_hash
 from emocheck.storage import write_table_artifact
@@ -29,19 +30,15 @@ def exact_grid(model_name: str, profile: Profile, kinds=EXACT_KINDS, n_values=N_
                progress: bool = False) -> dict:
     """{(emotion, kind, n): exact table} for the whole grid, computed together (`exact_many`: one prefix
     pass per prompt for every table that is not cached yet) and read from the cache afterwards."""
-    from emocheck.heads.experiment import EMOTIONS
-
-    requests = [(e, kind, n) for e in EMOTIONS for kind in kinds for n in n_values]
+    requests = [(e, kind, n) for e in study_for(profile).emotions for kind in kinds for n in n_values]
     return dict(zip(requests, exact_many(model_name, profile, requests, progress=progress)))
 
 
 def exact_growth_table(model_name: str, profile: Profile, kinds=EXACT_KINDS, n_values=N_VALUES,
                        progress: bool = False) -> pd.DataFrame:
-    from emocheck.heads.experiment import EMOTIONS
-
     tables = exact_grid(model_name, profile, kinds, n_values, progress=progress)
     rows = []
-    for e in EMOTIONS:
+    for e in study_for(profile).emotions:
         for kind in kinds:
             for n in n_values:
                 df = tables[(e, kind, n)]
@@ -73,11 +70,12 @@ def write_exact_growth(model_name: str, profile: Profile, progress: bool = False
 def specificity(model_name: str, profile: Profile, emotion: str, n: int = CLAIM_N, progress: bool = False) -> pd.DataFrame:
     """Columns: prompt_id, set_emotion, effect (exact drop of the `emotion` projection), heads. The
     prompts are every held-out `emotion` prompt of the screen sample."""
-    from emocheck.heads.experiment import EMOTIONS, screen
+    from emocheck.heads.experiment import screen
     from emocheck.models.registry import load_model
 
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
-    sets = {e: tuple(screen_result.top_heads(e, n)) for e in EMOTIONS}
+    emotions = study_for(profile).emotions
+    sets = {e: tuple(screen_result.top_heads(e, n)) for e in emotions}
     run, source = intervention_rows(reps, emotion, "ablate")
     ids = reps.prompts["id"].to_numpy()[run]
     key = stable_hash({"code": SPECIFICITY_CODE_VERSION, "model": model_name, "vectors": reps.vectors.meta.get("key"),
@@ -90,12 +88,12 @@ def specificity(model_name: str, profile: Profile, emotion: str, n: int = CLAIM_
         loaded = load_model(model_name)
         z_mean = scores["z_last"][source].double().mean(0).float()
         texts = reps.prompts["text"].to_numpy()[run].tolist()
-        eff = exact_effects(loaded, texts, [sets[e] for e in EMOTIONS], z_mean,
+        eff = exact_effects(loaded, texts, [sets[e] for e in emotions], z_mean,
                             _final_unit(reps, emotion, loaded.n_layers - 1), "ablate", progress=progress,
                             desc=f"specificity {emotion} {model_name}")
         df = pd.DataFrame([{"prompt_id": ids[j], "set_emotion": e, "effect": eff[i, j],
                             "heads": ";".join(f"L{a}H{b}" for a, b in sets[e])}
-                           for i, e in enumerate(EMOTIONS) for j in range(len(ids))])
+                           for i, e in enumerate(emotions) for j in range(len(ids))])
         write_table_artifact(path, df, {"key": key, "emotion": emotion, "n": n})
     return df
 

@@ -1,7 +1,7 @@
 """Phase 6 end to end for one model and profile: screening, then ablation/patching against random sets.
 
-    python -m emocheck.heads.experiment screen gemma3-270m --profile ci
-    python -m emocheck.heads.experiment ablate gemma3-270m --profile ci --emotion gratitude
+    python -m emocheck.heads screen gemma3-270m --profile ci
+    python -m emocheck.heads ablate gemma3-270m --profile ci --emotion gratitude
 
 Outputs:
     results/<profile>/head_scores/<model>/head_scores.csv      every (emotion, measure, layer, head)
@@ -12,7 +12,6 @@ Outputs:
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 
@@ -21,19 +20,17 @@ import pandas as pd
 
 from emocheck.heads.screening import (MEASURES, SCREEN_CODE_VERSION, HeadScreen, per_prompt_scores, plot_heatmaps,
                                       score_heads)
-from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.profiles import Profile, results_dir
 from emocheck.storage import (atomic_write_dataframe, file_lock, load_tensors_artifact, save_tensors_artifact,
                               stable_hash)
 from emocheck import timing
+from emocheck.study import EMBEDDED_EMOTIONS, study_for
 
 log = logging.getLogger(__name__)
 
-EMOTIONS = ("gratitude", "anger", "apology")
+#: The embedded study's emotions (emocheck.study); a run screens the active study's.
+EMOTIONS = EMBEDDED_EMOTIONS
 TOP_N = 16
-#: Prompts screened per class (emotions and neutral), a seeded sample that keeps each prompt's
-#: train/held-out label; None = all. The ci value is set by the shared 2-core machine this was built
-#: on (about 3 s per prompt-forward under load), not by statistics: see README.
-SCREEN_PROMPTS = {"smoke": None, "ci": 48, "full": None}  # smoke has 40 prompts per emotion: screen all
 _MEMO: dict = {}
 
 
@@ -52,8 +49,15 @@ class ScreenSample:
         return prompt_mask(self.prompts, emotion, split_name)
 
 
+def screen_cap(profile: Profile) -> int | None:
+    """Prompts screened per class (emotions and neutral), a seeded sample that keeps each prompt's
+    train/held-out label; None = all (the profile's `heads.screen_prompts`). The ci value is set by the
+    shared 2-core machine this was built on (about 3 s per prompt-forward under load), not by statistics."""
+    return profile.heads.screen_prompts
+
+
 def screen_sample(reps, profile: Profile) -> ScreenSample:
-    cap = SCREEN_PROMPTS.get(profile.name, SCREEN_PROMPTS["ci"])
+    cap = screen_cap(profile)
     prompts = reps.prompts
     if cap is not None:
         rng = np.random.default_rng(profile.seed + 6011)
@@ -74,17 +78,18 @@ def cached_per_prompt_scores(model_name: str, profile: Profile, reps, progress: 
     storage rule (checksummed sidecar, verified on read; a missing, stale or damaged file is rebuilt)."""
     from emocheck.models.registry import load_model
 
+    emotions = list(study_for(profile).emotions)
     key = stable_hash({"vectors": reps.vectors.meta.get("key"), "code": SCREEN_CODE_VERSION,
-                       "emotions": list(EMOTIONS), "ids": reps.prompts["id"].tolist()}, 24)
+                       "emotions": emotions, "ids": reps.prompts["id"].tolist()}, 24)
     path = scores_dir(profile, model_name) / "per_prompt.safetensors"
     with file_lock(path):
         found = load_tensors_artifact(path, key=key, what="head screen cache")
         if found is not None:
             return found[0]
         loaded = load_model(model_name)
-        scores = per_prompt_scores(loaded, reps, list(EMOTIONS), batch_size=profile.batch_size, progress=progress)
+        scores = per_prompt_scores(loaded, reps, emotions, batch_size=profile.batch_size, progress=progress)
         scores = {k: v.contiguous() for k, v in scores.items()}
-        save_tensors_artifact(path, scores, {"key": key, "model": model_name, "emotions": list(EMOTIONS),
+        save_tensors_artifact(path, scores, {"key": key, "model": model_name, "emotions": emotions,
                                              "measures": list(MEASURES)})
     return scores
 
@@ -100,39 +105,15 @@ def screen(model_name: str, profile: Profile, progress: bool = True, write: bool
         return _MEMO[memo]
     reps = screen_sample(build_representations(model_name, profile, progress=progress), profile)
     scores = cached_per_prompt_scores(model_name, profile, reps, progress=progress)
-    result = score_heads(scores, reps.prompts, list(EMOTIONS), model_name,
+    emotions = list(study_for(profile).emotions)
+    result = score_heads(scores, reps.prompts, emotions, model_name,
                          n_boot=min(profile.bootstrap_resamples, 2000), seed=profile.seed)
     if write:
         out = scores_dir(profile, model_name)
         atomic_write_dataframe(out / "head_scores.csv", result.table)
-        tops = [result.ranked(e).head(TOP_N).assign(rank=range(1, TOP_N + 1)) for e in EMOTIONS]
+        tops = [result.ranked(e).head(TOP_N).assign(rank=range(1, TOP_N + 1)) for e in emotions]
         atomic_write_dataframe(out / "top_heads.csv", pd.concat(tops, ignore_index=True))
-        for e in EMOTIONS:
+        for e in emotions:
             plot_heatmaps(result, e, out / f"heatmap_{e}.png")
     _MEMO[memo] = (result, scores, reps)
     return _MEMO[memo]
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emocheck.heads.experiment")
-    p.add_argument("what", choices=["screen", "ablate"])
-    p.add_argument("model")
-    p.add_argument("--profile", default=None)
-    p.add_argument("--emotion", default=None)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    profile = get_profile(args.profile)
-    if args.what == "screen":
-        result, _, _ = screen(args.model, profile)
-        for e in EMOTIONS:
-            print(e, result.top_heads(e, 5))
-        return 0
-    from emocheck.heads.growth import run_growth
-
-    for e in ([args.emotion] if args.emotion else EMOTIONS):
-        print(run_growth(args.model, profile, e).to_string())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -37,20 +37,22 @@ from emocheck.profiles import Profile
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, file_lock, read_table_artifact, stable_hash
 from emocheck.storage import write_table_artifact
 from emocheck import timing
+from emocheck.study import EMBEDDED_EMOTIONS, make_study, study_for
 
 log = logging.getLogger(__name__)
 
 GENERATION_CODE_VERSION = "head-generation-v1"
 WINDOW = (0, 5)
-#: emotion -> the evaluator column that should rise (T2 GoEmotions labels; apology reads as remorse)
-EVALUATOR = {"gratitude": "emo_gratitude", "anger": "emo_anger", "apology": "emo_remorse"}
-#: full: 100 of phase 5's 200 judged prompts (the first half of its judged order), for the time budget;
-#: fixed before any full result existed (80% power at d >= 0.54 under the rule, against 0.44 on 200)
-SETTINGS = {"smoke": {"judged_prompts": 8}, "ci": {"judged_prompts": 40}, "full": {"judged_prompts": 100}}
+#: emotion -> the evaluator column that should rise: the embedded study's labels (Study.labels; apology
+#: reads as remorse); a run reads the active study's
+EVALUATOR = make_study(EMBEDDED_EMOTIONS).labels()
 
 
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The judged prompts of the profile (its `heads.generation_prompts`). full: 100 of phase 5's 200
+    judged prompts (the first half of its judged order), for the time budget (80% power at d >= 0.54
+    under the rule, against 0.44 on 200)."""
+    return {"judged_prompts": profile.heads.generation_prompts}
 
 
 def judged_prompts(profile: Profile) -> pd.DataFrame:
@@ -96,19 +98,24 @@ def design(screen_result, scores, reps, emotions, prompts: pd.DataFrame, seed: i
 @timing.timed("heads")
 def run_generation(model_name: str, profile: Profile, progress: bool = False) -> pd.DataFrame:
     """The samples table of every condition on the judged prompts (cached by key; see module doc)."""
-    from emocheck.heads.experiment import EMOTIONS, screen
+    from emocheck.heads.experiment import screen
     from emocheck.heads.fast_generation import generate_heads_fast
     from emocheck.models.registry import load_model
     from emocheck.patching.fluency import fluency_table
-    from emocheck.patching.running import score_all
+    from emocheck.patching.running import SCORE_COLUMNS, score_all
 
+    study = study_for(profile)
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
     prompts = judged_prompts(profile)
-    rows, values = design(screen_result, scores, reps, list(EMOTIONS), prompts, profile.seed)
+    rows, values = design(screen_result, scores, reps, list(study.emotions), prompts, profile.seed)
+    columns = study.score_columns()
+    # the embedded study's columns are the key's default, so its cached tables stay valid
+    scored = {} if columns == SCORE_COLUMNS else {"scores": list(columns)}
     key = stable_hash({"code": GENERATION_CODE_VERSION, "model": model_name, "vectors": reps.vectors.meta.get("key"),
                        "prompts": prompts[["id", "text"]].values.tolist(), "window": WINDOW,
                        "tokens": profile.new_tokens,
-                       "rows": [[r["condition"], r["sample_id"], [list(h) for h in r["heads"]]] for r in rows]}, 24)
+                       "rows": [[r["condition"], r["sample_id"], [list(h) for h in r["heads"]]] for r in rows],
+                       **scored}, 24)
     d = out_dir(profile, model_name) / "generation"
     path = d / "samples.parquet"
     with file_lock(path):
@@ -132,7 +139,7 @@ def run_generation(model_name: str, profile: Profile, progress: bool = False) ->
             df["topic"] = df["sample_id"].map(dict(zip(prompts["id"], prompts["topic"])))
         df = pd.concat([df, fluency_table(loaded, res)], axis=1)
         t1, c1 = time.perf_counter(), time.process_time()
-        df = pd.concat([df, score_all(df["text"].tolist())], axis=1)
+        df = pd.concat([df, score_all(df["text"].tolist(), columns)], axis=1)
         t_score, c_score = time.perf_counter() - t1, time.process_time() - c1
         write_table_artifact(path, df, {"key": key, "model": model_name, "n_rows": len(df), "n_prompts": len(prompts),
                                         "window": list(WINDOW), "generation_seconds": t_gen,
@@ -140,32 +147,35 @@ def run_generation(model_name: str, profile: Profile, progress: bool = False) ->
                                         "scoring_cpu_seconds": c_score, "threads": torch.get_num_threads(),
                                         "tokens": res.meta.get("tokens")})
         log.info("%s: head generation %d rows in %.0f s (+ %.0f s evaluators)", model_name, len(df), t_gen, t_score)
-    write_summary(df, d, model_name)
+    write_summary(df, d, model_name, study.labels())
     return df
 
 
-def write_summary(df: pd.DataFrame, d, model_name: str) -> pd.DataFrame:
-    cols = [c for c in (*EVALUATOR.values(), "sentiment", "politeness", "nll", "rep3", "n_tokens") if c in df]
+def write_summary(df: pd.DataFrame, d, model_name: str, labels: dict | None = None) -> pd.DataFrame:
+    labels = EVALUATOR if labels is None else labels
+    cols = [c for c in dict.fromkeys((*labels.values(), "sentiment", "politeness", "nll", "rep3", "n_tokens")) if c in df]
     summary = df.groupby(["condition", "kind", "emotion"], as_index=False)[cols].mean()
     atomic_write_dataframe(d / "summary.csv", summary)
     try:
-        plot_scores(df, d / "scores.png", f"{model_name}: evaluator scores of generated text, top-8 vs random 8-head sets")
+        plot_scores(df, d / "scores.png", f"{model_name}: evaluator scores of generated text, top-8 vs random 8-head sets",
+                    labels)
     except Exception as exc:  # a figure must never fail a claim
         log.warning("could not draw the head generation figure: %s", exc)
     return summary
 
 
-def plot_scores(df: pd.DataFrame, path, title: str = "") -> None:
+def plot_scores(df: pd.DataFrame, path, title: str = "", labels: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    emotions = [e for e in EVALUATOR if (df["emotion"] == e).any()]
+    labels = EVALUATOR if labels is None else labels
+    emotions = [e for e in labels if (df["emotion"] == e).any()]
     fig, axes = plt.subplots(1, len(emotions) + 1, figsize=(3.6 * (len(emotions) + 1), 3.2), squeeze=False)
     base = df[df["kind"] == "baseline"]
     for ax, e in zip(axes[0], emotions):
-        col = EVALUATOR[e]
+        col = labels[e]
         groups = [base[col].dropna(), df[df["condition"] == f"random:{e}"][col].dropna(),
                   df[df["condition"] == f"top:{e}"][col].dropna()]
         ax.boxplot(groups, showfliers=False)

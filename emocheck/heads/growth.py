@@ -45,19 +45,15 @@ KINDS = ("ablate", "patch_in")                   # first-order growth and the Q3
 EXACT_KINDS = ("ablate", "ablate_zero", "ablate_resample", "patch_in")
 MODE_OF = {"ablate": "mean", "ablate_zero": "zero", "ablate_resample": "resample", "patch_in": "replace"}
 GROWTH_CODE_VERSION = "head-growth-v1"
-#: exact_sets: random sets of the claims (n = CLAIM_N); growth_sets: random sets of the other n of the
-#: exact growth curves (descriptive; each set is one more row per prompt of a last-token batch).
-#: full's growth_sets is 10 as at ci (it was 40; changed before any full result, for the time budget):
-#: the growth curves are descriptive (no claim reads them), and the claims' n = 8 keeps 40 sets.
-SETTINGS = {
-    "smoke": {"exact_prompts": 4, "exact_sets": 4, "growth_sets": 4, "direct_sets": 200},
-    "ci": {"exact_prompts": 12, "exact_sets": 30, "growth_sets": 10, "direct_sets": 1000},
-    "full": {"exact_prompts": 40, "exact_sets": 40, "growth_sets": 10, "direct_sets": 2000},
-}
+#: The sizes are the profile's `heads` fields (emocheck.profiles.HeadSizes). full's growth_sets is
+#: ci's: the growth curves are descriptive (no claim reads them), and the claims' n = 8 keeps 40 sets.
 
 
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The growth sizes of the profile (exact_prompts, exact_sets, growth_sets, direct_sets)."""
+    h = profile.heads
+    return {"exact_prompts": h.exact_prompts, "exact_sets": h.exact_sets, "growth_sets": h.growth_sets,
+            "direct_sets": h.direct_sets}
 
 
 def out_dir(profile: Profile, model_name: str):
@@ -145,12 +141,12 @@ def exact(model_name: str, profile: Profile, emotion: str, kind: str, n: int = C
 
 def _exact_plan(screen_result, scores, reps, profile: Profile, model_name: str, emotion: str, kind: str, n: int) -> dict:
     """Everything that determines one exact table: its sets, prompt sample, values, key and path."""
-    from emocheck.heads.experiment import EMOTIONS
+    from emocheck.study import study_for
 
     cfg = settings(profile)
     n_sets = cfg["exact_sets"] if n == CLAIM_N else cfg["growth_sets"]
     chosen = screen_result.top_heads(emotion, n)
-    ei = list(EMOTIONS).index(emotion)
+    ei = study_for(profile).index(emotion)             # the emotion's place on the scores' last axis
     # every ablation kind shares the random sets and the prompt sample (so zero / mean / resample compare)
     seed = profile.seed + 104729 + 7919 * n + 31 * ei + (0 if kind.startswith("ablate") else 17)
     sets = [tuple(chosen)] + random_head_sets(chosen, screen_result.n_heads, n_sets, seed)
@@ -309,10 +305,12 @@ def plot_growth(tables: pd.DataFrame, path, title: str = "", ylabel: str = "firs
 
 def run_growth(model_name: str, profile: Profile, emotion: str | None = None, progress: bool = True) -> pd.DataFrame:
     """First-order growth tables for both kinds (+ PNG), and the exact runs at CLAIM_N for `emotion`."""
-    from emocheck.heads.experiment import EMOTIONS, screen
+    from emocheck.heads.experiment import screen
+    from emocheck.study import study_for
 
     screen_result, scores, reps = screen(model_name, profile, progress=progress)
-    tables = pd.concat([growth_table(screen_result, scores, reps, list(EMOTIONS), profile, k) for k in KINDS],
+    emotions = list(study_for(profile).emotions)
+    tables = pd.concat([growth_table(screen_result, scores, reps, emotions, profile, k) for k in KINDS],
                        ignore_index=True)
     d = out_dir(profile, model_name)
     for k in KINDS:

@@ -11,21 +11,12 @@ at about (1 + n_sets / prompt_length) prompt passes per prompt instead of n_sets
 from __future__ import annotations
 
 import copy
-import inspect
 
 import torch
 
 from emocheck.heads.access import head_geometry, out_proj
 from emocheck.heads.specs import apply_head_patch, expand_values, stack_rows
-
-
-def _cache_kwarg(body) -> str:
-    """transformers >= 5 names the KV cache argument `cache` (`past_key_values` is deprecated)."""
-    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
-
-
-def _returned_cache(out):
-    return out["cache"] if "cache" in out else out["past_key_values"]
+from emocheck.patching.engine import cache_kwarg, returned_cache
 
 
 def last_token_residuals(loaded, text: str, specs, values, read_layer: int, rows_per_pass: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +78,8 @@ def last_token_rows(loaded, text: str, masks: torch.Tensor, values: torch.Tensor
             handles.append(out_proj(loaded, layer).register_forward_pre_hook(pre(layer)))
         handles.append(loaded.layer_module(read_layer).register_forward_hook(post))
         with torch.no_grad():
-            kw = _cache_kwarg(body)
-            prefix = _returned_cache(body(input_ids=ids[:, :-1], use_cache=True))
+            kw = cache_kwarg(body)
+            prefix = returned_cache(body(input_ids=ids[:, :-1], use_cache=True))
             body(input_ids=ids[:, -1:], use_cache=True, **{kw: copy.deepcopy(prefix)})
             clean = read["h"][0]
             patched = []

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 
 from emocheck.errors import ModelUnavailableError
-
-if TYPE_CHECKING:
-    from emocheck.models.registry import ModelSpec
+from emocheck.models.spec import ModelSpec
 
 
 def _hub_revision(spec: ModelSpec) -> str | None:

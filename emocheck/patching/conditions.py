@@ -39,16 +39,11 @@ import torch
 
 from emocheck.patching.directions import (emotion_direction, label_permuted_directions, random_directions,
                                           random_subspace_directions, subspace_direction)
+from emocheck.study import EMBEDDED, EMBEDDED_EMOTIONS
 
-EMOTIONS = ("gratitude", "anger", "apology")
-#: Each emotion's target evaluator column and the sign of the predicted effect.
-TARGETS = {"gratitude": ("politeness", +1), "anger": ("sentiment", -1), "apology": ("emo_remorse", +1)}
-#: Prompting reference: for these base models, an emotional sentence before the neutral opening.
-PROMPT_PREFIXES = {
-    "gratitude": "Thank you so much, I am truly grateful for everything. ",
-    "anger": "I am absolutely furious and fed up with this. ",
-    "apology": "I am so sorry, I sincerely apologise for my mistake. ",
-}
+#: The embedded study's emotions and prompting prefixes (emocheck.study); callers pass the active study's.
+EMOTIONS = EMBEDDED_EMOTIONS
+PROMPT_PREFIXES = {e: d.prompt_prefix for e, d in EMBEDDED.items()}
 SUBSPACE_K = 3
 
 
@@ -64,6 +59,15 @@ class Condition:
     norm: float = 0.0         # norm of the unscaled direction (= ||v_e|| for all but the baseline)
     prompt_ids: tuple | None = None   # None = every prompt of the run
     prefix: str = ""          # text put before the prompt (prompting reference)
+
+
+def seed_slot(emotion: str, emotions) -> int:
+    """The emotion's seed offset: its place in the embedded study for the embedded emotions (so a run
+    of some of them draws what the whole study draws), after them by its place in `emotions` otherwise
+    (no two emotions of a study share draws)."""
+    if emotion in EMBEDDED_EMOTIONS:
+        return EMBEDDED_EMOTIONS.index(emotion)
+    return len(EMBEDDED_EMOTIONS) + list(emotions).index(emotion)
 
 
 def subset_of(ids, k: int | None, seed: int) -> tuple:
@@ -98,9 +102,12 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed
                      null_source: NullSource | None = None, subspaces=None, k: int = SUBSPACE_K,
                      dose_alpha: float | None = None, emotions=EMOTIONS,
                      secondary=("negated", "specific", "subspace", "prompt", "dose_matched"),
-                     null_prompts: int | None = None, secondary_prompts: int | None = None) -> list[Condition]:
+                     null_prompts: int | None = None, secondary_prompts: int | None = None,
+                     prefixes: dict | None = None) -> list[Condition]:
     """The judged design (module doc). `subspaces.components(e, layer, k, site)` gives [k, d];
-    `secondary` names the half-prompt conditions to include (a smaller run drops some).
+    `secondary` names the half-prompt conditions to include (a smaller run drops some); `prefixes`
+    (default the embedded study's) gives each emotion's prompting prefix: an emotion without one has
+    no prompting condition.
 
     Budget (a profile's time): `null_prompts` runs the random and label-permuted draws on that many
     judged prompts only (default all), `secondary_prompts` the secondary conditions on that many
@@ -118,7 +125,7 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed
     for ei, e in enumerate(emotions):
         v = emotion_direction(vecs, e, layer, site)
         n = float(v.norm())
-        base = seed + 100_000 * (EMOTIONS.index(e) if e in EMOTIONS else ei)
+        base = seed + 100_000 * seed_slot(e, emotions)
         conds.append(Condition(e, "emotion", e, layer, alpha, alpha * v, norm=n))
         # Draws are indexed by the prompt's position in `ids`, so a prompt gets the same draw whatever
         # the null subset (the first len(null_ids) of the default draws are not reused by position).
@@ -145,9 +152,9 @@ def claim_conditions(vecs, layer: int, alpha: float, site: str, prompt_ids, seed
             conds += per_prompt(f"randsub:{e}", "randsub", e, layer, alpha,
                                 random_subspace_directions(v, comps.shape[0], len(half), base + 20_000),
                                 half, sseeds, n)
-        if "prompt" in secondary:
+        if "prompt" in secondary and (prefixes or PROMPT_PREFIXES).get(e):
             conds.append(Condition(f"prompt:{e}", "prompt", e, layer, 0.0, zero.clone(), norm=0.0, prompt_ids=half,
-                                   prefix=PROMPT_PREFIXES[e]))
+                                   prefix=(prefixes or PROMPT_PREFIXES)[e]))
         if "dose_matched" in secondary and dose_alpha is not None and float(dose_alpha) != float(alpha):
             mseeds = [base + 30_000 + j for j in range(len(half))]
             conds += per_prompt(f"random_dm:{e}", "random_dm", e, layer, float(dose_alpha),

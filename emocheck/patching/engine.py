@@ -46,8 +46,10 @@ import torch
 from emocheck import timing
 from emocheck.compute import token_flops
 from emocheck.patching.lm_head import VocabHead
-from emocheck.patching.residual import (GenerationResult, PatchSpec, eos_ids, finish, prepare_directions, prompt_deltas,
-                                        step_deltas, tokenize_prompts)
+from emocheck.errors import ConfigError
+from emocheck.patching.residual import (GenerationResult, PatchSpec, eos_ids, finish, generate_patched_nnsight,
+                                        prepare_directions, prompt_deltas, remote_setting, step_deltas,
+                                        tokenize_prompts)
 
 #: Rows per batch on a CPU when the caller does not say (decode is memory-bound below ~64 rows).
 CPU_MAX_ROWS = 192
@@ -163,9 +165,15 @@ def _reserve(cache, extra: int):
     return cache
 
 
-def _cache_kw(module) -> str:
-    """transformers >= 5.2x renamed `past_key_values` to `cache` (the old name warns)."""
+def cache_kwarg(module) -> str:
+    """The name of `module.forward`'s KV-cache argument: transformers >= 5 names it `cache`
+    (`past_key_values` is deprecated)."""
     return _cache_kw_of(type(module))
+
+
+def returned_cache(out):
+    """The KV cache a forward returned (`cache` or, before transformers 5, `past_key_values`)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -310,7 +318,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         with timing.phase("generation", model=loaded.name, tokens=n_pre, part="prefix",
                           flops=n_pre * token_flops(loaded, with_logits=False)):
             model(input_ids=pre_ids, attention_mask=pre_mask, position_ids=_positions(pre_mask, pre_ids.shape[1]),
-                  use_cache=True, logits_to_keep=1, **{_cache_kw(model): prefix})
+                  use_cache=True, logits_to_keep=1, **{cache_kwarg(model): prefix})
         counts["prefix"] += int(pre_mask.sum())
     last_tok = torch.stack([u[-1] for u in u_ids]).to(dev)[row_to_u]
     row_pre_mask = pre_mask[row_to_u]
@@ -342,12 +350,12 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
                     patcher.deltas = None
             if vocab_head is not None:
                 hidden = model.base_model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, inp.shape[1]),
-                                          use_cache=True, **{_cache_kw(model.base_model): cache}).last_hidden_state
+                                          use_cache=True, **{cache_kwarg(model.base_model): cache}).last_hidden_state
                 # HF min_new_tokens = max_new_tokens: the EOS ids cannot be chosen.
                 nxt = vocab_head.greedy(hidden[:, -1], banned=None if spec.stop_at_eos else eos_t).to(dev)
             else:
                 out = model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, inp.shape[1]),
-                            use_cache=True, logits_to_keep=1, **{_cache_kw(model): cache})
+                            use_cache=True, logits_to_keep=1, **{cache_kwarg(model): cache})
                 logits = out.logits[:, -1, :].float()
                 if not spec.stop_at_eos and len(eos):
                     logits[:, eos_t] = -math.inf
@@ -399,7 +407,7 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
         cache = _copy_rows(prefix, row_to_u[u_dev])
         counts["scored_rows"] = counts.get("scored_rows", 0) + len(uniq)
         hidden = model.base_model(input_ids=inp, attention_mask=mask, position_ids=_positions(mask, steps),
-                                  use_cache=True, **{_cache_kw(model.base_model): cache}).last_hidden_state
+                                  use_cache=True, **{cache_kwarg(model.base_model): cache}).last_hidden_state
         timed["tokens"] = int(mask[:, -steps:].sum())
         timed["flops"] = timed["tokens"] * token_flops(loaded)
         counts["scoring"] += timed["tokens"]
@@ -427,3 +435,30 @@ def _run_batch(loaded, spec, rows, row_ids, dirs, share, eos, pad, new_tokens, d
             v = valid[s:e]
             scored[s:e] = (-(tok_lp * v).sum(1) / v.sum(1).clamp(min=1)).double().cpu().numpy()
         nll[rows] = scored[inverse.numpy()]
+
+
+ENGINES = ("auto", "fast", "nnsight")
+
+
+def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=None, *, engine: str | None = None,
+                     max_rows: int | None = None) -> GenerationResult:
+    """Patched generation: `directions` is a tensor [d] or [B, d] (or {layer: tensor}); None or
+    alpha == 0 means no patch.
+
+    ``engine`` (default ``$EMOCHECK_GENERATION_ENGINE``, else ``auto``): ``fast`` is the greedy engine
+    of `emocheck.patching.engine` (shared prompt prefix, dropped rows, the fluency NLL computed on the
+    shared prefix into ``meta["continuation_nll"]``), token-identical to ``nnsight`` (tests); ``nnsight``
+    is nnsight's generation interventions (`generate_patched_nnsight`); ``auto`` uses ``fast`` for
+    greedy decoding and ``nnsight`` for sampling.
+    """
+    import os
+
+    engine = engine or os.environ.get("EMOCHECK_GENERATION_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown generation engine {engine!r}; one of {', '.join(ENGINES)}")
+    if engine == "fast" and spec.do_sample:
+        raise ConfigError("the fast engine is greedy only; use engine='nnsight' (or 'auto') for sampling")
+    remote = remote_setting()
+    if engine == "nnsight" or spec.do_sample or remote:
+        return generate_patched_nnsight(loaded, prompts, spec, directions, remote=remote)
+    return generate_fast(loaded, prompts, spec, directions, max_rows=max_rows)

@@ -22,60 +22,42 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from emocheck.patching.conditions import EMOTIONS, Condition, claim_conditions, subset_of, sweep_conditions  # noqa: F401 (re-export)
+from emocheck.patching.conditions import Condition, claim_conditions, subset_of, sweep_conditions  # noqa: F401 (re-export)
 from emocheck.patching.directions import emotion_direction, random_directions  # noqa: F401 (re-export)
 from emocheck.patching.residual import PatchSpec
-from emocheck.patching.running import SCORE_COLUMNS, condition_key, empty_counts, run_conditions
+from emocheck.patching.running import condition_key, empty_counts, run_conditions
 from emocheck.patching.selection import (plot_random_fluency, plot_sweep, random_fluency, select_layer_alpha,
                                          sweep_layers, sweep_table)
 from emocheck.patching.splits import balance, split_prompts
-from emocheck.profiles import Profile, get_profile, results_dir
+from emocheck.profiles import SECONDARY_CONDITIONS, Profile, get_profile, results_dir
 from emocheck.storage import read_table_artifact, write_table_artifact
 from emocheck.storage import atomic_save_figure, atomic_write_dataframe, atomic_write_json, file_lock, stable_hash
+from emocheck.study import NLL_MARGIN, REP3_MARGIN, study_for  # noqa: F401 (re-export: the fluency margins)
 
 log = logging.getLogger(__name__)
 
-SWEEP_FRACTIONS = (0.25, 0.5, 0.75)
-#: Per profile: judged prompts (None = profile.generation_prompts), tuning prompts (disjoint), sweep
-#: grid, rows per batched generation, and the conditions run on the seeded half of the judged prompts.
-#: ci is sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null
-#: (random, label-permuted) still has K = 20 draws. rows_per_batch is the engine's CPU batch (192
-#: rows): a decode step reads every weight whatever the batch (Gemma's 262k x 640 unembedding alone is
-#: 670 MB), so larger batches cost less per row. Per row of generation + fluency (30 tokens), Gemma:
-#: 96 rows in batches of 32 / 96 0.60 / 0.48 s, 192 rows in batches of 96 / 192 0.48 / 0.36 s; SmolLM2,
-#: 192 rows in batches of 32 / 96 / 192: 0.27 / 0.18 / 0.18 s; identical greedy tokens
-#: (`python benchmarks/bench_batch_rows.py gemma3-270m --sizes 32 96 192`). full is sized for an hour on 2 cores
-#: (emocheck.patching.budget, README "full by design"; fixed before any full result existed): the
-#: emotion vectors and the baseline on all 200 judged prompts, the random and label-permuted draws on
-#: 100 of them (K = 100 fresh draws each), the secondary conditions on 40 (nested in the 100), and a
-#: 3-layer x 4-alpha sweep on 8 tuning prompts (the previous full design, 20 tuning prompts x 5 alphas,
-#: nulls and secondaries on 200 / 100, was 5,020 rows per model: about 1.5 h of phase 5 alone).
-ALL_SECONDARY = ("negated", "specific", "subspace", "prompt", "dose_matched")
-SETTINGS = {
-    "smoke": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
-              "rows_per_batch": 64, "secondary": ALL_SECONDARY},
-    "ci": {"judged_prompts": 20, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 1.0, 2.0, 4.0),
-           "rows_per_batch": 192, "secondary": ("subspace", "prompt", "dose_matched")},
-    "full": {"judged_prompts": None, "tuning_prompts": 8, "fractions": SWEEP_FRACTIONS,
-             "alphas": (0.5, 1.0, 2.0, 4.0), "rows_per_batch": 192, "secondary": ALL_SECONDARY,
-             "null_prompts": 100, "secondary_prompts": 40},
-}
+#: The secondary conditions of the design, in design order.
+ALL_SECONDARY = SECONDARY_CONDITIONS
+#: The sizes of phase 5 are the profile's `patching` fields (emocheck.profiles.PatchingSizes). ci is
+#: sized for a CPU shared by several jobs (about 20 rows/min): 20 judged prompts, so each null (random,
+#: label-permuted) still has K = 20 draws. rows_per_batch is the engine's CPU batch: a decode step reads
+#: every weight whatever the batch (Gemma's 262k x 640 unembedding alone is 670 MB), so larger batches
+#: cost less per row (`python benchmarks/bench_batch_rows.py gemma3-270m --sizes 32 96 192`). full is
+#: sized for an hour on 2 cores (emocheck.patching.budget): the emotion vectors and the baseline on all
+#: 200 judged prompts, the random and label-permuted draws on 100 of them (K = 100 fresh draws each),
+#: the secondary conditions on 40 (nested in the 100), and a 3-layer x 4-alpha sweep on 8 tuning prompts.
 DEFAULT_WINDOW = (0, 5)
-#: Fluency non-inferiority margins (the sweep's fluency thresholds, per prompt on average).
-NLL_MARGIN = float(np.log(1.5))
-REP3_MARGIN = 0.10
 
 
 def settings(profile: Profile) -> dict:
-    base = dict(SETTINGS.get(profile.name, SETTINGS["ci"]))
-    base.update(profile.extra.get("patching", {}) if isinstance(profile.extra, dict) else {})
-    return base
+    """The profile's phase-5 sizes as a dict (emocheck.profiles.PatchingSizes)."""
+    return asdict(profile.patching)
 
 
 def split_generation_prompts(profile: Profile, prompts: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,7 +75,7 @@ def random_seed_base(profile: Profile) -> int:
 
 
 def null_prompt_ids(profile: Profile, judged: pd.DataFrame) -> tuple:
-    """The judged prompts the random and label-permuted draws run on (SETTINGS `null_prompts`; all when
+    """The judged prompts the random and label-permuted draws run on (the profile's `null_prompts`; all when
     unset), in the claim design's seeded hash order: later phases that run their own random controls on
     a budget (circuit modulation) use the same nested subset, so their prompts pair with phase 5's."""
     return subset_of(judged["id"], settings(profile).get("null_prompts"), random_seed_base(profile))
@@ -129,18 +111,21 @@ def sweep(model_name: str, profile_name: str, progress: bool = True) -> dict:
 
     profile = get_profile(profile_name)
     st = settings(profile)
+    study = study_for(profile)
     loaded = load_model(model_name)
     vecs = _reps(model_name, profile).vectors
     layers = [l for l in sweep_layers(loaded.n_layers, st["fractions"]) if l in vecs.layers]
     _, tuning = split_generation_prompts(profile)
     spec = base_spec(profile, model_name)
-    conds = sweep_conditions(vecs, layers, st["alphas"], spec.site, random_seed_base(profile) + 999, tuning["id"])
+    conds = sweep_conditions(vecs, layers, st["alphas"], spec.site, random_seed_base(profile) + 999, tuning["id"],
+                             emotions=study.emotions)
     d = out_dir(profile, model_name, "sweep")
-    samples = run_conditions(loaded, tuning, conds, spec, d, rows_per_batch=st["rows_per_batch"], progress=progress)
-    table = sweep_table(samples)
+    samples = run_conditions(loaded, tuning, conds, spec, d, rows_per_batch=st["rows_per_batch"], progress=progress,
+                             score_columns=study.score_columns())
+    table = sweep_table(samples, study.targets())
     selection = select_layer_alpha(table, loaded.n_layers)
     rf = random_fluency(table)
-    selection["norms"] = {str(layer): {e: float(emotion_direction(vecs, e, layer, spec.site).norm()) for e in EMOTIONS}
+    selection["norms"] = {str(layer): {e: float(emotion_direction(vecs, e, layer, spec.site).norm()) for e in study.emotions}
                           for layer in layers}
     selection.update({"model": model_name, "profile": profile.name, "tuning_prompt_ids": tuning["id"].tolist(),
                       "tuning_topics": balance(tuning, "topic"), "tuning_genres": balance(tuning, "genre"),
@@ -149,7 +134,7 @@ def sweep(model_name: str, profile_name: str, progress: bool = True) -> dict:
     atomic_write_dataframe(d / "dose_response.csv", table)
     atomic_write_dataframe(d / "random_fluency.csv", rf)
     atomic_write_json(d / "selection.json", selection)
-    plot_sweep(table, d / "dose_response.png", f"{model_name} ({profile.name}): tuning-prompt sweep")
+    plot_sweep(table, d / "dose_response.png", f"{model_name} ({profile.name}): tuning-prompt sweep", study.targets())
     plot_random_fluency(rf, d / "random_fluency.png", f"{model_name}: fluency cost, random vs emotion vectors")
     return selection
 
@@ -157,11 +142,13 @@ def sweep(model_name: str, profile_name: str, progress: bool = True) -> dict:
 def _claim_conditions(model_name: str, profile: Profile, sel: dict, judged: pd.DataFrame):
     reps = _reps(model_name, profile)
     spec = base_spec(profile, model_name)
+    study = study_for(profile)
     return claim_conditions(reps.vectors, sel["layer"], sel["alpha"], spec.site, judged["id"], random_seed_base(profile),
                             null_source=null_source(reps), subspaces=reps.subspaces,
                             dose_alpha=sel.get("dose_matched_alpha"), secondary=settings(profile)["secondary"],
                             null_prompts=settings(profile).get("null_prompts"),
-                            secondary_prompts=settings(profile).get("secondary_prompts"))
+                            secondary_prompts=settings(profile).get("secondary_prompts"), emotions=study.emotions,
+                            prefixes={e: study.design(e).prompt_prefix for e in study.emotions})
 
 
 @lru_cache(maxsize=None)
@@ -176,14 +163,15 @@ def claims_samples(model_name: str, profile_name: str, progress: bool = True) ->
     conds = _claim_conditions(model_name, profile, sel, judged)
     d = out_dir(profile, model_name, "claims")
     samples = run_conditions(loaded, judged, conds, spec := base_spec(profile, model_name), d,
-                             rows_per_batch=settings(profile)["rows_per_batch"], progress=progress)
+                             rows_per_batch=settings(profile)["rows_per_batch"], progress=progress,
+                             score_columns=study_for(profile).score_columns())
     counts = samples.groupby("condition").size()
     atomic_write_json(d / "design.json", {
         "model": model_name, "profile": profile.name, "layer": sel["layer"], "alpha": sel["alpha"],
         "dose_matched_alpha": sel.get("dose_matched_alpha"), "site": spec.site, "judged_prompt_ids": judged["id"].tolist(),
         "judged_topics": balance(judged, "topic"), "judged_genres": balance(judged, "genre"),
         "rows_per_condition": {k: int(v) for k, v in counts.items()}, "n_rows": int(len(samples))})
-    write_summary(samples, d, model_name)
+    write_summary(samples, d, model_name, study_for(profile))
     return samples
 
 
@@ -201,7 +189,7 @@ def propagation(model_name: str, profile_name: str, progress: bool = True) -> pd
     vecs = _reps(model_name, profile).vectors
     site = base_spec(profile, model_name).site
     read = [l for l in vecs.layers if l >= sel["layer"]]
-    units = {e: {l: emotion_direction(vecs, e, l, site) for l in read} for e in EMOTIONS}
+    units = {e: {l: emotion_direction(vecs, e, l, site) for l in read} for e in study_for(profile).emotions}
     d = out_dir(profile, model_name, "propagation")
     key = stable_hash({"model": loaded.identity, "layer": sel["layer"], "site": site, "read": read,
                        "prompts": judged["id"].tolist(), "conds": [condition_key(c) for c in conds]})
@@ -216,9 +204,12 @@ def propagation(model_name: str, profile_name: str, progress: bool = True) -> pd
     return df
 
 
-def write_summary(samples: pd.DataFrame, d: Path, model_name: str) -> pd.DataFrame:
-    """summary.csv (per condition means), empty_counts.csv and a figure of score shift vs fluency shift."""
-    cols = [c for c in (*SCORE_COLUMNS, "nll", "ppl", "distinct2", "rep3", "n_tokens") if c in samples]
+def write_summary(samples: pd.DataFrame, d: Path, model_name: str, study=None) -> pd.DataFrame:
+    """summary.csv (per condition means), empty_counts.csv and a figure of score shift vs fluency shift
+    (on each emotion's target column)."""
+    study = study or study_for()
+    scores = study.score_columns()
+    cols = [c for c in (*scores, "nll", "ppl", "distinct2", "rep3", "n_tokens") if c in samples]
     summary = samples.groupby(["condition", "kind", "emotion"], as_index=False)[cols].mean()
     summary = summary.merge(empty_counts(samples), on=["condition", "kind", "emotion"])
     atomic_write_dataframe(d / "summary.csv", summary)
@@ -230,8 +221,10 @@ def write_summary(samples: pd.DataFrame, d: Path, model_name: str) -> pd.DataFra
         import matplotlib.pyplot as plt
 
         base = summary[summary["kind"] == "baseline"].iloc[0]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-        for ax, col in zip(axes, ("politeness", "sentiment", "emo_remorse")):
+        targets = list(dict.fromkeys(col for col, _ in study.targets().values())) or list(scores[:1])
+        fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.4), squeeze=False)
+        axes = axes[0]
+        for ax, col in zip(axes, targets):
             if col not in summary:
                 continue
             for kind, sub in summary[summary["kind"] != "baseline"].groupby("kind"):

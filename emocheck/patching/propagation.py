@@ -32,7 +32,7 @@ def last_position_residuals(loaded, texts: list[str], layer: int, site: str, del
     rounding (tests/test_patching_propagation.py)."""
     import copy
 
-    from emocheck.heads.prefix_cache import _cache_kwarg, _returned_cache
+    from emocheck.patching.engine import cache_kwarg, returned_cache
 
     if deltas.shape[0] != len(texts):
         raise ConfigError(f"{deltas.shape[0]} deltas for {len(texts)} prompts: give one delta per prompt")
@@ -42,7 +42,7 @@ def last_position_residuals(loaded, texts: list[str], layer: int, site: str, del
     out = torch.empty(len(texts), len(read), loaded.d_model, dtype=torch.float64)
     dtype = delta_dtype(loaded.dtype)
     body = loaded.model.base_model
-    kw = _cache_kwarg(body)
+    kw = cache_kwarg(body)
     state, captured = {}, {}
 
     def patch(h):
@@ -74,7 +74,7 @@ def last_position_residuals(loaded, texts: list[str], layer: int, site: str, del
         with torch.no_grad():
             for text, rows in by_text.items():
                 ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(loaded.device)
-                prefix = _returned_cache(body(input_ids=ids[:, :-1], use_cache=True)) if ids.shape[1] > 1 else None
+                prefix = returned_cache(body(input_ids=ids[:, :-1], use_cache=True)) if ids.shape[1] > 1 else None
                 for s in range(0, len(rows), rows_per_pass):
                     chunk = rows[s:s + rows_per_pass]
                     state["delta"] = deltas[chunk].to(device=loaded.device, dtype=dtype)

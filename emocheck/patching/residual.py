@@ -278,35 +278,6 @@ def _seed(spec: PatchSpec) -> None:
 # ---------------------------------------------------------------------------------------- nnsight
 
 
-ENGINES = ("auto", "fast", "nnsight")
-
-
-def generate_patched(loaded, prompts: list[str], spec: PatchSpec, directions=None, *, engine: str | None = None,
-                     max_rows: int | None = None) -> GenerationResult:
-    """Patched generation: `directions` is a tensor [d] or [B, d] (or {layer: tensor}); None or
-    alpha == 0 means no patch.
-
-    ``engine`` (default ``$EMOCHECK_GENERATION_ENGINE``, else ``auto``): ``fast`` is the greedy engine
-    of `emocheck.patching.engine` (shared prompt prefix, dropped rows, the fluency NLL computed on the
-    shared prefix into ``meta["continuation_nll"]``), token-identical to ``nnsight`` (tests); ``nnsight``
-    is nnsight's generation interventions (`generate_patched_nnsight`); ``auto`` uses ``fast`` for
-    greedy decoding and ``nnsight`` for sampling.
-    """
-    import os
-
-    engine = engine or os.environ.get("EMOCHECK_GENERATION_ENGINE") or "auto"
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown generation engine {engine!r}; one of {', '.join(ENGINES)}")
-    if engine == "fast" and spec.do_sample:
-        raise ConfigError("the fast engine is greedy only; use engine='nnsight' (or 'auto') for sampling")
-    remote = remote_setting()
-    if engine == "nnsight" or spec.do_sample or remote:
-        return generate_patched_nnsight(loaded, prompts, spec, directions, remote=remote)
-    from emocheck.patching.engine import generate_fast
-
-    return generate_fast(loaded, prompts, spec, directions, max_rows=max_rows)
-
-
 def remote_setting() -> bool | str:
     """``$EMOCHECK_REMOTE`` (set by ``--emocheck-remote``): '' / '0' = local, '1' = NDIF (nnsight's
     configured host and API key), 'local' = nnsight's local simulation of a remote run (the trace is

@@ -22,11 +22,14 @@ import torch
 from emocheck.errors import ConfigError
 from emocheck.patching.conditions import Condition
 from emocheck.patching.fluency import fluency_table
-from emocheck.patching.residual import PatchSpec, generate_patched, tokenize_prompts
+from emocheck.patching.engine import generate_patched
+from emocheck.patching.residual import PatchSpec, tokenize_prompts
 from emocheck.storage import file_lock, read_artifact, read_table_artifact, sidecar_path, stable_hash, write_table_artifact
+from emocheck.study import EMBEDDED_EMOTIONS, make_study
 
 RUNNER_VERSION = 2
-SCORE_COLUMNS = ("sentiment", "politeness", "emo_gratitude", "emo_anger", "emo_remorse")
+#: The embedded study's score columns (a run scores the active study's: Study.score_columns).
+SCORE_COLUMNS = make_study(EMBEDDED_EMOTIONS).score_columns()
 
 
 def condition_key(c: Condition) -> dict:
@@ -75,14 +78,18 @@ def delta_dtype(model_dtype: torch.dtype) -> torch.dtype:
 
 def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], spec: PatchSpec, out_dir: Path,
                    rows_per_batch: int = 96, evaluators: bool = True, progress: bool = True,
-                   generate=generate_patched) -> pd.DataFrame:
-    """Generate every design row, score it, and return (and write) the samples table (cached by key)."""
+                   generate=generate_patched, score_columns=SCORE_COLUMNS) -> pd.DataFrame:
+    """Generate every design row, score it (`score_columns`: the study's, Study.score_columns), and
+    return (and write) the samples table (cached by key)."""
     from emocheck.progress import tqdm
 
     out_dir = Path(out_dir)
+    score_columns = tuple(score_columns)
+    # the embedded study's columns are the key's default, so its cached tables stay valid
+    scored = {} if score_columns == SCORE_COLUMNS else {"scores": list(score_columns)}
     key = stable_hash({"v": RUNNER_VERSION, "model": getattr(loaded, "identity", {}), "spec": spec.to_dict(),
                        "prompts": prompts[["id", "text"]].values.tolist(), "rows": rows_per_batch,
-                       "conds": [condition_key(c) for c in conditions], "eval": evaluators})
+                       "conds": [condition_key(c) for c in conditions], "eval": evaluators, **scored})
     samples_path, meta_path = out_dir / "samples.parquet", out_dir / "samples.json"
     with file_lock(out_dir / "samples"):
         cached = read_table_artifact(samples_path, key=key, meta_path=meta_path, what="samples table")
@@ -91,8 +98,8 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
                 return cached
             # The generations are current but the instruments changed since they were scored (e.g. refitted
             # evaluator heads): re-score the cached texts instead of serving stale scores or regenerating.
-            base = cached.drop(columns=[c for c in (*SCORE_COLUMNS, "empty", "evaluator_ids") if c in cached])
-            samples = pd.concat([base, score_all(base["text"].tolist())], axis=1)
+            base = cached.drop(columns=[c for c in (*score_columns, "empty", "evaluator_ids") if c in cached])
+            samples = pd.concat([base, score_all(base["text"].tolist(), score_columns)], axis=1)
             found = read_artifact(samples_path, key=key, meta_path=meta_path, what="samples table")
             write_table_artifact(samples_path, samples, {**(found[1] if found else {}), "key": key,
                                                          "rescored_for": evaluator_ids()}, meta_path=meta_path)
@@ -146,7 +153,7 @@ def run_conditions(loaded, prompts: pd.DataFrame, conditions: list[Condition], s
         if "topic" in prompts:
             samples["topic"] = samples["sample_id"].map(dict(zip(prompts["id"], prompts["topic"])))
         if evaluators:
-            samples = pd.concat([samples, score_all(samples["text"].tolist())], axis=1)
+            samples = pd.concat([samples, score_all(samples["text"].tolist(), score_columns)], axis=1)
         else:
             samples["empty"] = [not str(t).strip() for t in samples["text"]]
         write_table_artifact(samples_path, samples, {
@@ -180,9 +187,10 @@ def _scored_by_current_instruments(samples: pd.DataFrame) -> bool:
     return "evaluator_ids" in samples and bool((samples["evaluator_ids"].astype(str) == evaluator_ids()).all())
 
 
-def score_all(texts: list[str]) -> pd.DataFrame:
-    """The T2 evaluators, unchanged: sentiment score, politeness score, GoEmotions labels; the
-    `evaluator_ids` column says which instruments scored them."""
+def score_all(texts: list[str], columns=SCORE_COLUMNS) -> pd.DataFrame:
+    """The T2 evaluators, unchanged: sentiment score, politeness score, and the GoEmotions labels of
+    `columns` (``emo_<label>``; the study's score columns); the `evaluator_ids` column says which
+    instruments scored them."""
     from emocheck.evaluators import get_evaluator
 
     out = pd.DataFrame(index=range(len(texts)))
@@ -191,7 +199,7 @@ def score_all(texts: list[str]) -> pd.DataFrame:
     p = get_evaluator("politeness").score(texts)
     out["politeness"] = p["score"].to_numpy()
     e = get_evaluator("emotion").score(texts)
-    for label in ("gratitude", "anger", "remorse"):
+    for label in (c[len("emo_"):] for c in columns if c.startswith("emo_")):
         out[f"emo_{label}"] = e[label].to_numpy()
     out["empty"] = s["empty"].to_numpy() if "empty" in s else [not t.strip() for t in texts]
     out["evaluator_ids"] = evaluator_ids()

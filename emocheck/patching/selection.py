@@ -24,8 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emocheck.patching.conditions import EMOTIONS, TARGETS
 from emocheck.patching.running import SCORE_COLUMNS
+from emocheck.study import EMBEDDED_EMOTIONS, make_study
+
+#: The embedded study's targets (a run passes the active study's: Study.targets)
+TARGETS = make_study(EMBEDDED_EMOTIONS).targets()
 from emocheck.patching.scoring import paired_d
 from emocheck.storage import atomic_save_figure
 
@@ -37,8 +40,10 @@ def sweep_layers(n_layers: int, fractions) -> list[int]:
     return sorted({min(n_layers - 1, max(0, int(round(f * (n_layers - 1))))) for f in fractions})
 
 
-def sweep_table(samples: pd.DataFrame) -> pd.DataFrame:
-    """Dose-response: per layer x alpha x condition, score shifts and fluency vs the baseline."""
+def sweep_table(samples: pd.DataFrame, targets: dict | None = None) -> pd.DataFrame:
+    """Dose-response: per layer x alpha x condition, score shifts and fluency vs the baseline, and each
+    emotion vector's signed d on its target (`targets`: emotion -> (column, sign); Study.targets)."""
+    targets = TARGETS if targets is None else targets
     base = samples[samples["kind"] == "baseline"].set_index("sample_id")
     rows = []
     for (layer, alpha), cell in samples[samples["kind"] != "baseline"].groupby(["layer", "alpha"]):
@@ -51,11 +56,11 @@ def sweep_table(samples: pd.DataFrame) -> pd.DataFrame:
                    "mean_distinct2": float(np.nanmean(sub["distinct2"])),
                    "n_empty": int(sub["empty"].sum()) if "empty" in sub else int((sub["text"].str.strip() == "").sum()),
                    "example": str(sub["text"].iloc[0])[:120]}
-            for col in SCORE_COLUMNS:
+            for col in dict.fromkeys([*SCORE_COLUMNS, *(c for c in sub.columns if c.startswith("emo_"))]):
                 if col in sub:
                     row[f"{col}_vs_baseline"] = float((sub[col] - base.loc[sub.index, col]).mean())
-            if emo in TARGETS and kind == "emotion":
-                col, sign = TARGETS[emo]
+            if emo in targets and kind == "emotion":
+                col, sign = targets[emo]
                 if col in sub:
                     row["target"] = col
                     row["target_d_vs_baseline"] = paired_d(sign * (sub[col] - base.loc[sub.index, col]))
@@ -130,14 +135,15 @@ def _alpha_axis(ax, alphas) -> None:
     ax.set_xscale("log", base=2)
 
 
-def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> None:
+def plot_sweep(table: pd.DataFrame, path: Path, title: str = "", targets: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     emo = table[table["kind"] == "emotion"]
-    emotions = [e for e in EMOTIONS if e in set(emo["emotion"])]
+    targets = TARGETS if targets is None else targets
+    emotions = [e for e in targets if e in set(emo["emotion"])]
     fig, axes = plt.subplots(1, len(emotions) + 1, figsize=(4 * (len(emotions) + 1), 3.4), squeeze=False)
     for ax, e in zip(axes[0], emotions):
         for layer, sub in emo[emo["emotion"] == e].groupby("layer"):
@@ -149,7 +155,7 @@ def plot_sweep(table: pd.DataFrame, path: Path, title: str = "") -> None:
                     va="center", fontsize=8, color="grey")
         ax.axhline(0, color="grey", lw=0.5)
         _alpha_axis(ax, table["alpha"])
-        ax.set_title(f"{e}: {TARGETS[e][0]} (signed) d vs baseline", fontsize=9)
+        ax.set_title(f"{e}: {targets[e][0]} (signed) d vs baseline", fontsize=9)
         ax.set_xlabel("alpha (x ||emotion vector||)")
     ax = axes[0][-1]
     for (layer, kind), sub in table.groupby(["layer", "kind"]):

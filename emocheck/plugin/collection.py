@@ -184,9 +184,7 @@ def pytest_runtest_setup(item) -> None:
 def _short_error(excinfo) -> str:
     """An EmocheckError as pytest shows an exception line ('E   Type: message'), then the place in the
     user's code (test or fixture) it came from; library frames are left out."""
-    import emocheck
-
-    library = Path(emocheck.__file__).resolve().parent
+    library = Path(__file__).resolve().parents[1]        # the emocheck package folder
     where = ""
     for entry in reversed(excinfo.traceback):
         path = Path(str(entry.path))

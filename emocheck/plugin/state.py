@@ -90,3 +90,9 @@ CLAIM_ID_KEY = pytest.StashKey[str]()
 
 def _state(config) -> _State:
     return config.stash[STATE_KEY]
+
+
+def session_profile(config):
+    """The active Profile of a pytest session (after --emocheck-profile, --emocheck-models and the data
+    options): what a conftest's or fixture module's `pytest_generate_tests` parametrizes over."""
+    return _state(config).profile

@@ -15,12 +15,10 @@ import numpy as np
 import torch
 
 from emocheck.errors import ConfigError
+from emocheck.study import EMBEDDED
 
-EMOTION_WORDS = {
-    "gratitude": ["thank", "thanks", "grateful", "appreciate", "appreciated", "gratitude"],
-    "anger": ["angry", "furious", "outraged", "annoyed", "anger", "rage"],
-    "apology": ["sorry", "apologize", "apologise", "apologies", "apology", "regret"],
-}
+#: The embedded study's read-out words (emocheck.study); a study's own lists are passed as `words`.
+EMOTION_WORDS = {e: list(d.readout_words) for e, d in EMBEDDED.items()}
 
 
 def word_token_ids(tokenizer, words) -> list[int]:
@@ -50,14 +48,16 @@ def readout_scores(w_u: torch.Tensor, directions: torch.Tensor, own: list[int], 
 
 
 def readout_test(model, direction: torch.Tensor, emotion: str, emotions: list[str], *, draws: int = 1000,
-                 seed: int = 0) -> dict:
-    """Observed read-out score of `direction`, the null of random directions, and the top tokens."""
-    known = [e for e in emotions if e in EMOTION_WORDS]
-    if emotion not in EMOTION_WORDS or len(known) < 2:
+                 seed: int = 0, words: dict | None = None) -> dict:
+    """Observed read-out score of `direction`, the null of random directions, and the top tokens.
+    `words`: emotion -> read-out words (default the embedded study's; Study.design(e).readout_words)."""
+    words = EMOTION_WORDS if words is None else {e: list(w) for e, w in words.items() if w}
+    known = [e for e in emotions if e in words]
+    if emotion not in words or len(known) < 2:
         raise ConfigError(f"no read-out word lists for {emotion!r} and another emotion; "
-                          f"known: {', '.join(EMOTION_WORDS)}")
-    own = word_token_ids(model.tokenizer, EMOTION_WORDS[emotion])
-    others = sorted(set(i for e in known if e != emotion for i in word_token_ids(model.tokenizer, EMOTION_WORDS[e]))
+                          f"known: {', '.join(words)}")
+    own = word_token_ids(model.tokenizer, words[emotion])
+    others = sorted(set(i for e in known if e != emotion for i in word_token_ids(model.tokenizer, words[e]))
                     - set(own))
     w_u = unembedding(model)
     observed = float(readout_scores(w_u, direction[None], own, others)[0])
