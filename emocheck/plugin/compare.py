@@ -133,13 +133,13 @@ def format_comparison(r: SessionComparison, *, top: int = 10, d_tolerance: float
     if r.verdict_changes:
         rows = [(k, va, vb, _fmt_d(_finite(r.a[k].get("d"))), _fmt_d(_finite(r.b[k].get("d"))))
                 for k, va, vb in r.verdict_changes]
-        lines += ["", "verdict changes:", tabulate(rows, headers=["claim", "verdict A", "verdict B", "d A", "d B"])]
+        lines += ["", "verdict changes:", tabulate(rows, headers=["claim", "verdict A", "verdict B", "d A", "d B"], disable_numparse=True)]
     big = [row for row in r.d_changes if row[3] > d_tolerance][:max(top, 0)]
     if big:
         rows = [(k, _fmt_d(da), _fmt_d(db), "inf" if math.isinf(diff) else f"{diff:.2e}",
                  r.a[k].get("verdict"), r.b[k].get("verdict")) for k, da, db, diff in big]
         lines += ["", f"largest d changes (top {len(big)} of {len(r.d_changes)}):",
-                  tabulate(rows, headers=["claim", "d A", "d B", "|d B - d A|", "verdict A", "verdict B"])]
+                  tabulate(rows, headers=["claim", "d A", "d B", "|d B - d A|", "verdict A", "verdict B"], disable_numparse=True)]
     for side, ids in (("A", r.only_a), ("B", r.only_b)):
         if ids:
             lines += ["", f"only in {side} ({len(ids)}):", *[f"  {k}" for k in ids]]

@@ -208,9 +208,15 @@ def alias_xdist_lastfailed(config: pytest.Config) -> None:
     if not isinstance(lastfailed, dict):
         return
     for nodeid in list(lastfailed):
-        base, sep, group = nodeid.rpartition("@")
+        base, sep, group = str(nodeid).rpartition("@")
         if sep and base.endswith("]") and group and not any(c in group for c in "[]/:"):
-            lastfailed.setdefault(base, lastfailed[nodeid])
+            # pytest >= 9.2 keys the cache by NodeId objects, earlier versions by strings
+            parse = getattr(type(nodeid), "parse", None)
+            try:
+                key = parse(base) if parse is not None and not isinstance(nodeid, str) else base
+            except Exception:  # noqa: BLE001 - an id pytest cannot parse back is left as it was
+                continue
+            lastfailed.setdefault(key, lastfailed[nodeid])
 
 
 def pytest_configure(config: pytest.Config) -> None:
