@@ -229,7 +229,7 @@ def summarise(entries: list[Entry]) -> list[dict]:
         key = (str(e.root), e.profile or "-", e.kind, e.model or "-")
         row = rows.setdefault(key, {"root": key[0], "profile": key[1], "kind": key[2], "model": key[3],
                                     "files": 0, "bytes": 0})
-        row["files"] += sum(1 for p in e.paths for _ in ([p] if p.is_file() else p.rglob("*")))
+        row["files"] += sum(1 for p in e.paths for q in ([p] if p.is_file() else p.rglob("*")) if q.is_file())
         row["bytes"] += e.size
     return [rows[k] for k in sorted(rows)]
 
