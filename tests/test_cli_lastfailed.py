@@ -47,20 +47,48 @@ def test_g(model_name, evidence):
 FAILING = ["test_fam.py::test_f[m1-0.0]", "test_fam.py::test_f[m1-0.25]"]
 
 
-@pytest.fixture
-def study(tmp_path):
-    (tmp_path / "test_fam.py").write_text(FAMILY)
-    (tmp_path / "test_other.py").write_text(OTHER)
+def _env():
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMOCHECK_") and k != "GITHUB_STEP_SUMMARY"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return env
 
+
+def _runner(folder: Path):
     def run(*args):
         cmd = [sys.executable, "-m", "emocheck.cli", *args]
         if "--" not in args:
             cmd.append("--")
         cmd += ["--emocheck-results", "results", "--emocheck-models", "m1", "-p", "no:hypothesispytest", "-rA"]
-        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(cmd, cwd=folder, env=_env(), capture_output=True, text=True, timeout=300)
     return run
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """The study after one full `emocheck claims` run (two claims failed and were recorded)."""
+    folder = tmp_path_factory.mktemp("study")
+    (folder / "test_fam.py").write_text(FAMILY)
+    (folder / "test_other.py").write_text(OTHER)
+    result = _runner(folder)("claims", "test_fam.py", "test_other.py")
+    return folder, result
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A fresh copy of the study with no run yet; returns run(*args)."""
+    (tmp_path / "test_fam.py").write_text(FAMILY)
+    (tmp_path / "test_other.py").write_text(OTHER)
+    return _runner(tmp_path)
+
+
+@pytest.fixture
+def after_first_run(first_run, tmp_path):
+    """A copy of the study as the first run left it (results and .pytest_cache); returns run(*args)."""
+    import shutil
+
+    folder, _ = first_run
+    shutil.copytree(folder, tmp_path / "study")
+    return tmp_path / "study", _runner(tmp_path / "study")
 
 
 def _effects(tmp_path) -> pd.DataFrame:
@@ -71,16 +99,17 @@ def _ran(result) -> set[str]:
     return {ln.split()[1] for ln in result.stdout.splitlines() if ln.startswith(("PASSED ", "FAILED "))}
 
 
-def test_lf_reruns_only_the_failed_claims_and_keeps_the_family_size(study, tmp_path):
-    first = study("claims", "test_fam.py", "test_other.py")
+def test_lf_reruns_only_the_failed_claims_and_keeps_the_family_size(first_run, after_first_run):
+    _, first = first_run
     assert first.returncode == 1, first.stdout + first.stderr
     assert len(_ran(first)) == 5
-    recorded = json.loads((tmp_path / ".pytest_cache" / "v" / "cache" / "lastfailed").read_text())
+    folder, run = after_first_run
+    recorded = json.loads((folder / ".pytest_cache" / "v" / "cache" / "lastfailed").read_text())
     assert sorted(recorded) == FAILING
-    again = study("claims", "test_fam.py", "test_other.py", "--", "--lf")
+    again = run("claims", "test_fam.py", "test_other.py", "--", "--lf")
     assert again.returncode == 1, again.stdout + again.stderr
     assert _ran(again) == set(FAILING)
-    eff = _effects(tmp_path)
+    eff = _effects(folder)
     assert sorted(eff.index) == FAILING
     # the family is still the four declared claims: the two not rerun enter the correction as p = 1
     assert set(eff["family_declared"]) == {4} and set(eff["family_run"]) == {2}
@@ -103,20 +132,18 @@ def test_preregister_and_status_refuse_the_cache_flags(study, tmp_path, command)
     assert not (tmp_path / ".pytest_cache").exists() and not (tmp_path / "preregistration.json").exists()
 
 
-def test_the_plugin_refuses_a_lock_written_under_lf(study, tmp_path):
+def test_the_plugin_refuses_a_lock_written_under_lf(after_first_run):
     """Through pytest itself: --lf would skip test_other.py at collection and drop its claim from the lock."""
-    assert study("claims", "test_fam.py", "test_other.py").returncode == 1
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMOCHECK_")}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    folder, run = after_first_run
     r = subprocess.run([sys.executable, "-m", "pytest", "test_fam.py", "test_other.py", "--lf", "--emocheck-preregister",
                         "--emocheck-results", "results", "--emocheck-models", "m1", "-p", "no:hypothesispytest"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=folder, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 4, r.stdout + r.stderr   # usage error
     assert "--emocheck-preregister must see every claim; drop --lf" in r.stderr
-    assert not (tmp_path / "preregistration.json").exists()
-    ok = study("preregister", "test_fam.py", "test_other.py", "--force")
+    assert not (folder / "preregistration.json").exists()
+    ok = run("preregister", "test_fam.py", "test_other.py", "--force")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    lock = json.loads((tmp_path / "preregistration.json").read_text())
+    lock = json.loads((folder / "preregistration.json").read_text())
     assert len(lock["profiles"]["ci"]["claims"]) == 5
 
 
