@@ -337,8 +337,10 @@ def clear(entries: list[Entry], *, dry_run: bool = False) -> ClearReport:
 
     An artefact is removed under its payload's lock (``storage.write_artifact`` / ``cached_artifact``
     hold it while writing, ``read_artifact`` while reading); vectors and subspaces under the vectors
-    file's lock (``build_representations`` writes the pair under it); a model copy under its folder's
-    lock (``load_model`` holds it while checking or rebuilding the copy)."""
+    file's lock (``build_representations`` writes the pair under it); the statistics folder under
+    ``<profile>/.statistics`` and an alignment folder under its ``summary.json`` lock (their writers'
+    locks); a model copy under its folder's lock (``load_model`` holds it while checking or rebuilding
+    the copy)."""
     report = ClearReport()
     roots: dict[Path, Path] = {}
     for e in entries:
@@ -353,6 +355,10 @@ def clear(entries: list[Entry], *, dry_run: bool = False) -> ClearReport:
             continue
         if e.kind == MODEL_COPY:
             lock_target = e.paths[0]
+        elif e.kind == "statistics":     # the session writes and prunes the folder under this lock
+            lock_target = e.root / e.profile / ".statistics"
+        elif e.kind == "alignment":      # run_alignment writes a folder under its summary's lock
+            lock_target = e.paths[0].parent / "summary.json"
         elif e.kind == "emotion_subspaces":
             name = e.paths[0].name.replace("_subspaces.safetensors", "_vectors_token_based.safetensors")
             lock_target = e.paths[0].parent.parent / "emotion_vectors" / name

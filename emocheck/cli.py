@@ -212,9 +212,12 @@ def run_export(ns: argparse.Namespace) -> int:
     import os
 
     from emocheck import export
-    from emocheck.models.registry import model_config
+    from emocheck.dataset import emotions_of
+    from emocheck.errors import ConfigError
+    from emocheck.models.architectures import check_layer
+    from emocheck.models.registry import model_config, model_n_layers
     from emocheck.profiles import get_profile
-    from emocheck.representations.build import build_representations
+    from emocheck.representations.build import build_representations, prompts_for_profile
 
     if ns.results:
         os.environ["EMOCHECK_RESULTS_DIR"] = str(ns.results)
@@ -222,8 +225,13 @@ def run_export(ns: argparse.Namespace) -> int:
     index = (export.llamacpp_layer(ns.layer, ns.site) if ns.fmt == "gguf"
              else export.steering_vectors_layer(ns.layer, ns.site))
     profile = get_profile(ns.profile)
-    reps = build_representations(ns.model, profile, progress=False)
+    # An emotion the dataset lacks or a layer the model lacks is refused before anything is extracted.
+    emotions = emotions_of(prompts_for_profile(profile))
+    if ns.emotion not in emotions:
+        raise ConfigError(f"unknown emotion {ns.emotion!r}; the profile's dataset has {', '.join(emotions)}")
     config = model_config(ns.model)
+    check_layer(ns.layer, model_n_layers(ns.model))
+    reps = build_representations(ns.model, profile, progress=False)
     path = export.export_vector(reps.vectors, ns.emotion, ns.layer, ns.out, fmt=ns.fmt, model_type=config.model_type,
                                 kind=ns.kind, site=ns.site, position=ns.position, subspaces=reps.subspaces,
                                 subspace_k=ns.subspace_k, scale=ns.scale)

@@ -242,4 +242,12 @@ def test_the_export_command_builds_or_reads_the_cached_vectors(tiny_dir, tmp_pat
     # a layer llama.cpp cannot steer is refused before any model is loaded
     assert cli.main(args[:6] + ["0"] + args[7:]) == 2
     assert "rejects direction.0" in capsys.readouterr().err
+    # an emotion the dataset lacks, or a layer the model lacks: one error before any extraction
+    _MEMO.clear()
+    other = tmp_path / "other-results"
+    assert cli.main(args[:4] + ["awe"] + args[5:8] + ["smoke", "--results", str(other), "--out", str(out)]) == 2
+    assert "unknown emotion 'awe'; the profile's dataset has anger, apology, gratitude" in capsys.readouterr().err
+    assert cli.main(args[:6] + ["3"] + args[7:8] + ["smoke", "--results", str(other), "--out", str(out)]) == 2
+    assert "layer 3 is out of range: this model has layers 0..2" in capsys.readouterr().err
+    assert not other.exists() or not list(other.rglob("*.safetensors"))
     assert os.path.exists(out)
