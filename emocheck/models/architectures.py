@@ -96,13 +96,37 @@ MODEL_TYPES: dict[str, str] = {
 }
 
 
+def register_architecture(arch: ArchitectureMap, model_types=(), *, replace: bool = False) -> None:
+    """Make `architecture_for` map each of `model_types` (HF ``config.model_type``; default: the map's
+    family name) to `arch`. From outside the package: call this before loading the model, or declare
+    an ``emocheck.architectures`` entry point (emocheck.extensions), loaded when the model_type is met."""
+    if not isinstance(arch, ArchitectureMap):
+        raise ConfigError(f"register_architecture takes an ArchitectureMap, got {type(arch).__name__}")
+    model_types = list(model_types) or [arch.family]
+    known = FAMILIES.get(arch.family)
+    if known is not None and known != arch and not replace:
+        raise ConfigError(f"architecture family {arch.family!r} is already registered with another map (pass replace=True)")
+    taken = [t for t in model_types if MODEL_TYPES.get(t, arch.family) != arch.family]
+    if taken and not replace:
+        raise ConfigError(f"model_type(s) {', '.join(taken)} already map to another family (pass replace=True)")
+    FAMILIES[arch.family] = arch
+    for t in model_types:
+        MODEL_TYPES[t] = arch.family
+
+
 def architecture_for(config) -> ArchitectureMap:
     model_type = getattr(config, "model_type", None)
     family = MODEL_TYPES.get(model_type)
+    if family is None and isinstance(model_type, str):
+        from emocheck.extensions import load_architecture
+
+        if load_architecture(model_type):      # an installed plugin maps it (entry point group emocheck.architectures)
+            family = MODEL_TYPES.get(model_type)
     if family is None:
         raise ConfigError(
             f"no architecture mapping for model_type {model_type!r}; known: {', '.join(sorted(MODEL_TYPES))}. "
-            "Add one ArchitectureMap row to emocheck/models/architectures.py (FAMILIES and MODEL_TYPES)."
+            "Register one (emocheck.models.architectures.register_architecture, or an entry point in the group "
+            "'emocheck.architectures' named after the model_type; see docs/extending.md)."
         )
     return FAMILIES[family]
 

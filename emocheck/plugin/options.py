@@ -126,6 +126,14 @@ def _resolve(config: pytest.Config) -> _State:
         raise pytest.UsageError("--emocheck-preregister-force only goes with --emocheck-preregister")
     if state.registration_status and state.preregister:
         raise pytest.UsageError("--emocheck-registration-status only reads the lock; drop --emocheck-preregister")
+    if state.preregister or state.registration_status:
+        # pytest's --lf skips, at collection, every file without a recorded failure: a lock written (or
+        # a status checked) then would silently leave out the claims of those files.
+        narrowing = [flag for flag, dest in CACHE_SELECTION_OPTIONS if opt(dest, None)]
+        if narrowing:
+            which = "--emocheck-preregister" if state.preregister else "--emocheck-registration-status"
+            raise pytest.UsageError(f"{which} must see every claim; drop {', '.join(narrowing)} (they select "
+                                    "the claims of the last run, and skip whole files at collection)")
     if opt("--emocheck-preregistration"):
         lock = Path(config.invocation_params.dir, opt("--emocheck-preregistration"))
     elif config.getini("emocheck_preregistration"):
@@ -184,6 +192,33 @@ def _resolve_data_files(config: pytest.Config, state: _State) -> None:
         state.profile = replace(state.profile, **{field_name: str(path)})
 
 
+# pytest's cacheprovider options that select or reorder tests from the last run: (flag, dest).
+CACHE_SELECTION_OPTIONS = (("--lf", "lf"), ("--ff", "failedfirst"), ("--nf", "newfirst"), ("--sw", "stepwise"),
+                           ("--sw-skip", "stepwise_skip"))
+
+
+def alias_xdist_lastfailed(config: pytest.Config) -> None:
+    """Make ``--lf`` find the claims a ``-n N`` run recorded as failed when this run has no workers.
+
+    Under ``--dist loadgroup`` the reports' node ids carry xdist's ``@<group>`` suffix, so that is how
+    the cacheprovider records them; a run without ``-n`` collects the ids without the suffix and would
+    find no previous failure (and rerun everything). Each suffixed entry gets its plain id beside it."""
+    lfplugin = config.pluginmanager.get_plugin("lfplugin")
+    lastfailed = getattr(lfplugin, "lastfailed", None)
+    if not isinstance(lastfailed, dict):
+        return
+    for nodeid in list(lastfailed):
+        base, sep, group = str(nodeid).rpartition("@")
+        if sep and base.endswith("]") and group and not any(c in group for c in "[]/:"):
+            # pytest >= 9.2 keys the cache by NodeId objects, earlier versions by strings
+            parse = getattr(type(nodeid), "parse", None)
+            try:
+                key = parse(base) if parse is not None and not isinstance(nodeid, str) else base
+            except Exception:  # noqa: BLE001 - an id pytest cannot parse back is left as it was
+                continue
+            lastfailed.setdefault(key, lastfailed[nodeid])
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -196,6 +231,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.hasplugin("xdist"):
         config.addinivalue_line("markers", "xdist_group(name): run tests of one group on one xdist worker")
     state = _resolve(config)
+    alias_xdist_lastfailed(config)
     if state.mlflow and not state.is_worker:
         from emocheck.plugin.tracking import require_mlflow
 
