@@ -8,8 +8,11 @@ training prompts; every claim here is judged on HELD-OUT prompts only.
 - Writers: the top-8 heads by training direct effect, as a set, against the null of 1000 random sets
   of 8 heads with the same layer profile (emocheck.heads.nulls): the statistic is the set's mean
   first-order (direct-path) contribution to the final-layer projection on held-out emotion prompts,
-  relative to the neutral mean it would be ablated to. Judged by `evidence.record_null` (Monte-Carlo
-  p; min_d in null SDs). This is a statement about what the heads WRITE, not about what removing them
+  relative to the HELD-OUT neutral mean it would be ablated to (the ranking's training neutral mean
+  would carry its noise into the judgement: tests/test_heads_calibration.py). Judged by
+  `evidence.record_null` (Monte-Carlo p; min_d in null SDs): the chosen set must lie outside the
+  distribution of the random sets, which, given the training data, it is exchangeable with when no
+  head carries emotion. This is a statement about what the heads WRITE, not about what removing them
   does downstream (that is Q3, tests/hypotheses/test_q3_heads.py, with exact patching).
 - Trigger readers: the head with the largest training d of last-token -> trigger attention attends
   more to the trigger on held-out emotion prompts than on held-out neutral prompts (neutral prompts
