@@ -127,7 +127,8 @@ def test_modulation_pipeline_end_to_end_on_a_tiny_model(monkeypatch, results_tmp
     judged = pd.DataFrame({"id": [f"g{i}" for i in range(n)], "text": [f"hello number {i} there" for i in range(n)],
                            "topic": ["a", "b"] * 3})
     train = pd.DataFrame({"text": [f"{e} words {i}" for e in EMOTIONS for i in range(8)],
-                          "emotion": [e for e in EMOTIONS for _ in range(8)], "split": "train"})
+                          "emotion": [e for e in EMOTIONS for _ in range(8)],
+                          "split": ["train", "held_out"] * (4 * len(EMOTIONS))})   # the written means are held-out
     reps = types.SimpleNamespace(prompts=train, vectors=types.SimpleNamespace(meta={"key": "v"}))
     spec = PatchSpec(layers=(0,), window=(0, 3), max_new_tokens=5, model="tiny")
     scores = lambda texts: pd.DataFrame({c: np.linspace(0, 1, len(texts)) for c in  # noqa: E731

@@ -14,7 +14,7 @@ Design (fixed before any judged result; everything at the last prompt token):
               reaches SHARE (emocheck.circuits.discovery)
   judged      on a seeded sample of HELD-OUT emotion prompts, mean-ablating to each component's mean
               over a seeded sample of HELD-OUT neutral prompts: faithfulness and completeness of the
-              circuit and of K random circuits with its type-and-layer profile (the same heads per layer,
+              circuit and of K random circuits with its type-and-layer profile (as many heads per layer,
               the same MLPs), minimality of each member
 
 Selection apart from evaluation: the ranking subtracts the training neutral mean; a held-out judgement
