@@ -8,31 +8,30 @@ anything the ranking saw that also enters the judged statistic makes the chosen 
 random sets. The simulation writes per-head vectors, builds the final-layer direction u from the
 TRAINING residuals (the sum of the heads' writes, as `build_representations` does), projects every
 head's write on u (the screen's `direct` measure) and then runs the project's functions: `score_heads`
-(the ranking), `first_order_null` (the chosen set, its 1000 random sets and the held-out statistic with
-its neutral reference, `intervention_rows`), `compare_to_null` with the claim's declared alternative and
-min_d, and `adjust_pvalues` / `verdict` at the family's size.
+(the ranking), `writers_null` (the chosen set, its 1000 random sets and the judged statistic with its
+references, `first_order_null` / `intervention_rows`), `compare_to_null` with the claim's declared
+alternative and min_d, and `adjust_pvalues` / `verdict` at the family's size.
 
 * No signal, heads alike: every head's write is noise on emotion and neutral prompts alike. The landed
-  design measured the held-out effect against the TRAINING neutral mean, the same mean the ranking
-  subtracted, so the noise that made a head look good in training stayed in its judged effect.
-* No signal, heads of different sizes (log-normal scale): the ranking prefers large heads (the more so
-  as the direction is built from the same training prompts, so a head's own training noise is part of
-  u), and a large head's held-out statistic spreads more than a random set's. This the held-out
-  references do not remove: the raw Monte-Carlo p is anti-conservative (p <= .05 in 0.14 of 400 data
-  sets at scale SD 0.5), while the claim's rule (min_d 1 null SD at alpha / 6) supports none. Removing
-  it needs a null that re-runs the selection (labels permuted among the training prompts, the
-  direction rebuilt from them, top-8 re-ranked, judged on the same held-out prompts), which needs the
-  heads' full writes per prompt, not only their projections on u; not built.
+  claim measured the set's held-out mean effect against the TRAINING neutral mean, the same mean the
+  ranking subtracted, so the noise that made a head look good in training stayed in its judged effect:
+  raw p <= .05 in 0.43 and mean d 1.4 null SDs (40 data sets, landed code); now about alpha.
+* No signal, heads of different sizes (log-normal scale SD 0.5 and 1): the ranking prefers large heads
+  (the more so as u is built from the same training prompts, so a head's own training noise is part of
+  u), and a large set's held-out MEAN spreads more than a random set's: with held-out references but the
+  mean as the statistic, raw p <= .05 in 0.14 (SD 0.5) and 0.24 (SD 1, supported 0.02 per claim) of
+  the data sets (landed code: 0.65 at SD 0.5). The claim's statistic is the set's held-out Welch t,
+  which every set has on the same scale.
 * Planted: four heads (one per layer) write `PLANTED_MU` along a fixed direction on emotion prompts.
   Power has a ceiling set by the null, not by n: a random set with the chosen set's layer profile holds
-  each planted head with probability (chosen heads in its layer) / (heads per layer), which spreads the
-  null, so with m planted heads each held with probability q, d cannot exceed m (1 - q) / sqrt(m q (1 - q))
-  however strong they are (3.9 for three heads at q = 1/6), while min_d 1 at alpha / 6 needs d of about
-  3.4. With 4 heads per layer (Gemma 3 270M) few planted writers can be supported at all.
+  each planted head with probability q = (chosen heads in its layer) / (heads per layer), which spreads
+  the null, so with m planted heads d cannot exceed about m (1 - q) / sqrt(m q (1 - q)) however strong
+  they are (3.9 for three heads at q = 1/6), while min_d 1 at alpha / 6 needs d of about 3.4. With 4
+  heads per layer (Gemma 3 270M) few planted writers can be supported at all.
 
 Monte-Carlo tolerance: R data sets per scenario; a raw rejection rate is calibrated when it is at most
-alpha + 3 sqrt(alpha (1 - alpha) / R). `python tests/test_heads_calibration.py` prints every scenario's
-rates with more data sets.
+alpha + 3 sqrt(alpha (1 - alpha) / R), a supported rate when at most alpha / m + 3 sqrt(...) for the
+family's m. `python tests/test_heads_calibration.py` prints every scenario with more data sets.
 """
 from __future__ import annotations
 
@@ -46,7 +45,7 @@ import pandas as pd
 import torch
 
 from emocheck.heads.experiment import SCREEN_PROMPTS, ScreenSample
-from emocheck.heads.growth import CLAIM_N, first_order_null
+from emocheck.heads.growth import writers_null
 from emocheck.heads.screening import MEASURES, score_heads
 from emocheck.profiles import get_profile
 from emocheck.stats import adjust_pvalues, compare_to_null, verdict
@@ -60,7 +59,7 @@ LAYERS, HEADS, DIM = 4, 16, 16
 PER_CLASS = SCREEN_PROMPTS["ci"]               # prompts screened per class at ci
 HELD_OUT = 0.3                                 # the dataset's held-out fraction
 PLANTED = ((0, 1), (1, 3), (2, 5), (3, 7))
-PLANTED_MU = 2.5
+PLANTED_MU = 3.0
 
 
 def declared_claim() -> dict:
@@ -101,7 +100,7 @@ def simulate_claim(rng, seed: int, claim: dict, scales: np.ndarray, mu: float = 
     reps = ScreenSample("sim", prompts, None)
     screen = score_heads(scores, prompts, [EMOTION], "sim", n_boot=20, seed=seed)
     profile = dataclasses.replace(PROFILE, seed=seed)                  # seeds the random head sets
-    r = first_order_null(screen, scores, reps, [EMOTION], profile, EMOTION, "ablate", CLAIM_N)
+    r = writers_null(screen, scores, reps, [EMOTION], profile, EMOTION)
     return compare_to_null(r["observed"], r["null"], alternative=claim["alternative"], min_d=claim["min_d"],
                            alpha=ALPHA)
 
@@ -133,37 +132,33 @@ def mc_se(p: float, reps: int) -> float:
 # --------------------------------------------------------------------------------------------- tests
 
 def test_no_signal_heads_alike_is_calibrated():
-    """Landed design (the training neutral mean as the judged reference): raw p <= .05 in 0.4 of the data
-    sets, mean d 1.4 null SDs; with held-out references about alpha."""
-    res = run_scenario(80, seed=1)
+    res = run_scenario(60, seed=1)
     print(f"no signal, heads alike: {res}")
     assert res["raw"] <= ALPHA + 3 * mc_se(ALPHA, res["reps"]), res
     assert res["supported"] <= ALPHA / FAMILY_SIZE + 3 * mc_se(ALPHA / FAMILY_SIZE, res["reps"]), res
 
 
-def test_no_signal_heads_of_different_sizes_is_not_supported():
-    """The verdict stays calibrated; the raw p does not (module docstring): its rate is bounded loosely
-    here so that a change making it worse fails (landed design: 0.65)."""
-    res = run_scenario(80, seed=2, hetero=0.5)
-    print(f"no signal, log-normal head scales (sd 0.5): {res}")
+def test_no_signal_heads_of_different_sizes_is_calibrated():
+    res = run_scenario(60, seed=2, hetero=1.0)
+    print(f"no signal, log-normal head scales (sd 1): {res}")
+    assert res["raw"] <= ALPHA + 3 * mc_se(ALPHA, res["reps"]), res
     assert res["supported"] <= ALPHA / FAMILY_SIZE + 3 * mc_se(ALPHA / FAMILY_SIZE, res["reps"]), res
-    assert res["raw"] <= 0.14 + 3 * mc_se(0.14, res["reps"]), res
 
 
 def test_planted_writers_are_supported():
-    """Four planted writers: supported in about 0.7 of the data sets (main(): the rate over 200)."""
-    res = run_scenario(30, seed=3, mu=PLANTED_MU)
+    """Four planted writers: supported in most data sets (main(): the rate over 200)."""
+    res = run_scenario(24, seed=3, mu=PLANTED_MU)
     print(f"planted (4 heads, mu {PLANTED_MU}): {res}")
     assert res["supported"] >= 0.5, res
     assert res["d"] > 3.0, res
 
 
 def main() -> None:
-    for name, kw, reps in (("no signal, heads alike", {}, 400),
-                           ("no signal, head scales log-normal sd 0.5", {"hetero": 0.5}, 400),
-                           ("no signal, head scales log-normal sd 1.0", {"hetero": 1.0}, 200),
+    for name, kw, reps in (("no signal, heads alike", {}, 300),
+                           ("no signal, head scales log-normal sd 0.5", {"hetero": 0.5}, 300),
+                           ("no signal, head scales log-normal sd 1.0", {"hetero": 1.0}, 300),
                            (f"planted mu {PLANTED_MU}", {"mu": PLANTED_MU}, 200),
-                           ("planted mu 1.5", {"mu": 1.5}, 200)):
+                           ("planted mu 2.0", {"mu": 2.0}, 200)):
         res = run_scenario(reps, seed=11, **kw)
         print(f"{name}: raw p<=.05 {res['raw']:.3f} (SE {mc_se(max(res['raw'], ALPHA), reps):.3f}), supported "
               f"{res['supported']:.3f} (SE {mc_se(max(res['supported'], ALPHA / FAMILY_SIZE), reps):.3f}), "

@@ -105,8 +105,15 @@ def first_order(scores: dict, reps, emotion: str, kind: str, chosen, n_sets: int
     run, source = intervention_rows(reps, emotion, kind)
     replacement = direct[source].double().mean(0)
     sets = [tuple(chosen)] + random_head_sets(chosen, direct.shape[2], n_sets, seed)
-    eff = sign(kind) * direct_path_effects(direct[run], replacement, set_masks(sets, *direct.shape[1:]))
-    return {"effects": eff.numpy(), "sets": sets}
+    masks = set_masks(sets, *direct.shape[1:])
+    eff = sign(kind) * direct_path_effects(direct[run], replacement, masks)
+    # each set's summed write on the run and on the source prompts: its Welch t (run vs source)
+    flat = masks.double().reshape(len(sets), -1).T
+    on_run = direct[run].double().reshape(len(run), -1) @ flat
+    on_src = direct[source].double().reshape(len(source), -1) @ flat
+    se = torch.sqrt(on_run.var(0) / len(run) + on_src.var(0) / len(source))
+    t = -sign(kind) * (on_run.mean(0) - on_src.mean(0)) / se
+    return {"effects": eff.numpy(), "sets": sets, "t": t.numpy()}
 
 
 def first_order_null(screen, scores, reps, emotions, profile: Profile, emotion: str, kind: str, n: int) -> dict:
@@ -119,7 +126,26 @@ def first_order_null(screen, scores, reps, emotions, profile: Profile, emotion: 
     fo = first_order(scores, reps, emotion, kind, chosen, k, seed, list(emotions))
     means = fo["effects"].mean(0)
     return {"observed": float(means[0]), "null": means[1:], "chosen": chosen, "n_prompts": fo["effects"].shape[0],
-            "overlap": overlap(chosen, fo["sets"][1:])}
+            "overlap": overlap(chosen, fo["sets"][1:]), "observed_t": float(fo["t"][0]), "null_t": fo["t"][1:]}
+
+
+def writers_null(screen, scores, reps, emotions, profile: Profile, emotion: str) -> dict:
+    """What the Q1 writers claim judges: the top-CLAIM_N set's held-out Welch t (its summed direct write
+    on held-out emotion prompts against held-out neutral prompts) and the same t of `direct_sets`
+    random sets of its layers; the mean effects in residual units ride along as metrics.
+
+    Why a t and not the mean effect: the ranking prefers heads with large writes (their training noise
+    is large, and the direction is built from the same training prompts), and a large head's held-out
+    mean effect spreads more than a random set's, so with no emotion in any head but heads of different
+    sizes the chosen set's mean lands in its random sets' upper tail too often (raw p <= .05 in 0.14 of
+    data sets at log-scale SD 0.5, 0.24 at SD 1; tests/test_heads_calibration.py). Each set's t is
+    scaled by its own spread, so under that null it is distributed alike for every set."""
+    r = first_order_null(screen, scores, reps, emotions, profile, emotion, "ablate", CLAIM_N)
+    return {"observed": r["observed_t"], "null": r["null_t"], "chosen": r["chosen"],
+            "metrics": {"n_prompts": r["n_prompts"], "mean_effect": r["observed"],
+                        "mean_effect_random_mean": float(np.mean(r["null"])),
+                        "mean_effect_rank": int(1 + np.sum(r["null"] >= r["observed"])),
+                        "mean_overlap_with_random": float(r["overlap"].mean())}}
 
 
 def growth_table(screen, scores, reps, emotions, profile: Profile, kind: str) -> pd.DataFrame:
