@@ -6,6 +6,7 @@ held-out numbers, to compare with an earlier run's circuit_<emotion>.json."""
 import sys, time, tempfile, functools
 import numpy as np
 from emocheck.profiles import get_profile
+from emocheck.study import study_for
 import emocheck.circuits.experiment as E
 from emocheck.models.registry import load_model
 from emocheck.representations.build import build_representations
@@ -22,10 +23,9 @@ for n in ("mean_activations", "attribute_metrics", "exact_effects", "discover", 
     wrap(E, n)
 reps = build_representations(model, profile, progress=False)
 loaded = load_model(model)
-cfg = E.settings(profile); seed = profile.seed + 80021 + 97 * E.EMOTIONS.index(emo)
-rng = np.random.default_rng(seed); pr = reps.prompts
-a = E.sample_texts(pr, emo, "train", cfg["attr_prompts"], rng); n = E.sample_texts(pr, "neutral", "train", cfg["neutral_prompts"], rng)
-h = E.sample_texts(pr, emo, "held_out", cfg["held_out"], rng)
+cfg = E.settings(profile); seed = E.circuit_seed(profile, study_for(profile), emo)
+texts = E.design_texts(reps.prompts, emo, cfg, seed)
 t = time.time()
-r = E._compute(loaded, reps, emo, cfg, seed, a, n, h, __import__("pathlib").Path(tempfile.mkdtemp()), False)
+r = E._compute(loaded, reps, emo, cfg, seed, texts, __import__("pathlib").Path(tempfile.mkdtemp()), False,
+               study_for(profile).design(emo).target_words)
 print(f"total {time.time()-t:.1f}s", {k: round(v, 1) for k, v in T.items()}, "size", r["size"], "faith", round(r["faithfulness"], 6), "compl", round(r["completeness"], 6), "nullmean", round(float(np.mean(r["null_faithfulness"])), 6))

@@ -6,10 +6,14 @@ trigger tokens, and its direct effect on the final layer's emotion direction. He
 training prompts; every claim here is judged on HELD-OUT prompts only.
 
 - Writers: the top-8 heads by training direct effect, as a set, against the null of 1000 random sets
-  of 8 heads with the same layer profile (emocheck.heads.nulls): the statistic is the set's mean
-  first-order (direct-path) contribution to the final-layer projection on held-out emotion prompts,
-  relative to the neutral mean it would be ablated to. Judged by `evidence.record_null` (Monte-Carlo
-  p; min_d in null SDs). This is a statement about what the heads WRITE, not about what removing them
+  of 8 heads with the same layer profile (emocheck.heads.nulls): the statistic is the Welch t of the
+  set's summed first-order (direct-path) contribution to the final-layer projection between held-out
+  emotion prompts and HELD-OUT neutral prompts (`emocheck.heads.growth.writers_null`). Held-out
+  references: the ranking's training neutral mean would carry its noise into the judgement; a t, not
+  the mean in residual units: the ranking prefers large heads, whose mean spreads more than a random
+  set's (tests/test_heads_calibration.py has both nulls). The mean effect is reported beside it.
+  Judged by `evidence.record_null` (Monte-Carlo p; min_d in null SDs): the chosen set must lie outside
+  the distribution of the random sets. This is a statement about what the heads WRITE, not about what removing them
   does downstream (that is Q3, tests/hypotheses/test_q3_heads.py, with exact patching).
 - Trigger readers: the head with the largest training d of last-token -> trigger attention attends
   more to the trigger on held-out emotion prompts than on held-out neutral prompts (neutral prompts
@@ -18,7 +22,7 @@ training prompts; every claim here is judged on HELD-OUT prompts only.
 import pytest
 
 from emocheck import claim
-from emocheck.heads.growth import CLAIM_N, KINDS, first_order_null, growth_table, out_dir, plot_growth
+from emocheck.heads.growth import KINDS, growth_table, out_dir, plot_growth, writers_null
 from emocheck.storage import atomic_write_dataframe
 from emocheck.study import study_for
 
@@ -26,18 +30,19 @@ EMOTIONS = study_for().emotions
 
 
 @claim(
-    "heads: the top-8 {emotion} heads (ranked on training prompts) write more of the final-layer {emotion} "
-    "direction on held-out {emotion} prompts than random sets of 8 heads from the same layers",
+    "heads: the top-8 {emotion} heads (ranked on training prompts) separate held-out {emotion} prompts from "
+    "held-out neutral prompts by what they write on the final-layer {emotion} direction (Welch t) more than "
+    "random sets of 8 heads from the same layers",
     family="q1_heads_writers", alternative="greater", min_d=1.0,
 )
 @pytest.mark.parametrize("emotion", EMOTIONS)
 def test_heads_top_writers_beat_random_sets(model_name, emotion, head_screen, emocheck_profile, evidence):
     h = head_screen
-    r = first_order_null(h.screen, h.scores, h.reps, list(EMOTIONS), emocheck_profile, emotion, "ablate", CLAIM_N)
+    r = writers_null(h.screen, h.scores, h.reps, list(EMOTIONS), emocheck_profile, emotion)
     evidence.record_null(
         observed=r["observed"], null=r["null"],
-        metrics={"heads": ";".join(f"L{a}H{b}" for a, b in r["chosen"]), "n_prompts": r["n_prompts"],
-                 "mean_overlap_with_random": float(r["overlap"].mean()), "estimate": "first-order direct path"},
+        metrics={"heads": ";".join(f"L{a}H{b}" for a, b in r["chosen"]), **r["metrics"],
+                 "estimate": "first-order direct path, Welch t held-out emotion vs held-out neutral"},
     )
 
 

@@ -1,13 +1,18 @@
 """Q1-Q3, phase 8: is there a small circuit of heads and MLPs that carries the emotion, more than
-random circuits of the same size and layer profile?
+random circuits of the same size, component types and layers?
 
 Design (emocheck.circuits.experiment; fixed before any judged result): every head (hook_z) and MLP
 (hook_mlp_out) is ranked on TRAINING emotion prompts by first-order attribution patching (metric: the
 final layer's resid_post at the last token projected on the final-layer emotion vector; source:
 mean over training neutral prompts). The circuit is the smallest prefix of that ranking that
 recovers SHARE = 80% of the effect on training prompts when every other component is mean-ablated at
-the last token. Judged on HELD-OUT emotion prompts against K random circuits with the circuit's
-layer profile (`evidence.record_null`, emocheck.stats.nulls.compare_to_null, Monte-Carlo p):
+the last token. Judged on HELD-OUT emotion prompts, mean-ablating to HELD-OUT neutral means (the
+ranking's training neutral mean would carry its noise into the judgement), against K random circuits
+with the circuit's type-and-layer profile: as many heads per layer, drawn among that layer's heads, and
+the same MLPs (`evidence.record_null`, emocheck.stats.nulls.compare_to_null, Monte-Carlo p: the circuit
+must lie outside the random circuits' distribution). Matched on type, the claim compares the circuit's
+heads with other heads of their layers; a circuit made of MLPs alone equals all its random circuits
+and is not supported (tests/test_circuits_calibration.py simulates both nulls):
 
 - faithfulness: share of the effect the circuit recovers alone (others mean-ablated), greater;
 - completeness: share left when only the circuit is mean-ablated, less.
@@ -50,7 +55,7 @@ def _metrics(r: dict) -> dict:
 @claim(
     "circuits: the {emotion} circuit (smallest attribution-ranked set of heads and MLPs reaching 80% "
     "faithfulness on training prompts) recovers more of the final-layer {emotion} projection on held-out "
-    "{emotion} prompts, with everything else mean-ablated, than random circuits of the same size and layer profile",
+    "{emotion} prompts, with everything else mean-ablated, than random circuits of the same size, component types and layers",
     family="q8_circuits_faithfulness", alternative="greater", min_d=1.0,
 )
 @pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
@@ -62,7 +67,7 @@ def test_circuits_faithfulness_beats_random_circuits(emotion, emotion_circuit, e
 @declared_for(CLAIM_EMOTIONS)
 @claim(
     "circuits: mean-ablating only the {emotion} circuit leaves less of the final-layer {emotion} projection "
-    "effect on held-out {emotion} prompts than ablating random circuits of the same size and layer profile",
+    "effect on held-out {emotion} prompts than ablating random circuits of the same size, component types and layers",
     family="q8_circuits_completeness", alternative="less", min_d=1.0,
 )
 @pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
@@ -79,8 +84,10 @@ def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, e
 # 0-4) and compared on the same prompts and instruments with phase 5's residual steering (the emotion
 # vector at the phase-5 selected layer and alpha) and prompting (the emotional prefix, phase 5's half of
 # the prompts). Target: politeness up (gratitude), sentiment down (anger), remorse up (apology), signed
-# so that "raises" means toward the emotion. Random circuits (same size and layer profile, K = n/2, two
-# per prompt) are a random effect; fluency is a claim of its own (phase 5's margins).
+# so that "raises" means toward the emotion. Random circuits (same size, component types and layers,
+# K = n/2, two per prompt) are a random effect judged under the exchangeable null (the circuit must lie
+# outside their distribution: prediction interval, emocheck.stats.directions); fluency is a claim of its
+# own (phase 5's margins). Members' written means come from held-out emotion prompts.
 #
 # Power of the rule at ci (n = 20 prompts, 10 for prompting; Holm's first step alpha/m as the planning
 # level, m = 12 for the modulation and fluency families, 18 for the comparisons), from
@@ -120,7 +127,7 @@ def _paired(evidence, table, treated, control, emotion, extra=None, shift=0.0):
 
 @declared_for(TARGETED)
 @claim("circuits: patching the {emotion} circuit into neutral generations moves the {emotion} target score "
-       "more than patching random circuits of the same size and layer profile (random effect)",
+       "more than patching random circuits of the same size, component types and layers (random effect)",
        family=MODULATION, paired=True, alternative="greater", min_d=0.2)
 @pytest.mark.parametrize("emotion", TARGETED)
 def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, evidence):

@@ -72,9 +72,16 @@ def finalize_share(comparisons, family_size: int = 1, correction: str = "holm", 
 # ----------------------------------------------------------------------------------------------
 
 
-def phase5_draw(rng, n=48, k=20, tau=0.5, effect=0.0, nan_frac=0.0, sd_prompt=1.0, sd_noise=1.0):
-    """One claim's data: treated[n] and control[n, k] with prompt effects a_i, direction effects b_j."""
+def phase5_draw(rng, n=48, k=20, tau=0.5, effect=0.0, nan_frac=0.0, sd_prompt=1.0, sd_noise=1.0,
+                exchangeable=False):
+    """One claim's data: treated[n] and control[n, k] with prompt effects a_i, direction effects b_j.
+
+    exchangeable=False: the treated direction's effect is exactly `effect` (the population-mean null at
+    effect 0); True: it is one more draw of the direction population shifted by `effect`,
+    b_t ~ N(effect, tau^2) (the exchangeable null at effect 0: the treated direction is an ordinary draw)."""
     a = rng.normal(0, sd_prompt, n)
+    if exchangeable:
+        effect = effect + rng.normal(0, tau)
     control = a[:, None] + rng.normal(0, tau, k)[None, :] + rng.normal(0, sd_noise, (n, k))
     if nan_frac:
         mask = rng.random((n, k)) < nan_frac
@@ -89,12 +96,13 @@ def phase5_sigma1(tau, sd_noise=1.0):
     return math.sqrt(2 * sd_noise**2 + tau**2)
 
 
-def phase5_power(d, min_d, n, k, tau, alpha, sd_noise=1.0):
-    """Analytic power of the direction-level rule at true d (complete design, true variances)."""
+def phase5_power(d, min_d, n, k, tau, alpha, sd_noise=1.0, null="population_mean"):
+    """Analytic power of the direction-level rule at true d (complete design, true variances); under
+    null="exchangeable" the treated direction carries its own draw, b_t ~ N(d sigma_1, tau^2)."""
     sigma1 = phase5_sigma1(tau, sd_noise)
     # Var of treated_i - mean_j control_ij across prompts: noise of the treated + mean of k controls.
     var_prompt = sd_noise**2 * (1 + 1 / k)
-    a, b = var_prompt / n, tau**2 / k
+    a, b = var_prompt / n, tau**2 * ((1 + 1 / k) if null == "exchangeable" else 1 / k)
     se = math.sqrt(a + b)
     df = (a + b) ** 2 / (a**2 / (n - 1) + (b**2 / (k - 1) if b > 0 else 0))
     ratio = sigma1 / se
@@ -106,7 +114,8 @@ def phase5_power(d, min_d, n, k, tau, alpha, sd_noise=1.0):
 def test_directions_null_is_calibrated(tau, nan_frac):
     rng = np.random.default_rng([11, int(tau * 10), int(nan_frac * 10)])
     reps = 1500
-    comps = [stats.compare_directions(*phase5_draw(rng, tau=tau, nan_frac=nan_frac), interval=False) for _ in range(reps)]
+    comps = [stats.compare_directions(*phase5_draw(rng, tau=tau, nan_frac=nan_frac), interval=False,
+                                      null="population_mean") for _ in range(reps)]
     share, _ = supported_share(comps)
     assert share <= ALPHA + mc_bound(ALPHA, reps), share
     # not grossly conservative either (the test must keep its power)
@@ -118,7 +127,8 @@ def test_directions_min_effect_boundary_is_calibrated(tau):
     rng = np.random.default_rng([12, int(tau * 10)])
     reps, min_d = 1500, 0.3
     effect = min_d * phase5_sigma1(tau)  # true d exactly at min_d
-    comps = [stats.compare_directions(*phase5_draw(rng, tau=tau, effect=effect), min_d=min_d, interval=False)
+    comps = [stats.compare_directions(*phase5_draw(rng, tau=tau, effect=effect), min_d=min_d, interval=False,
+                                      null="population_mean")
              for _ in range(reps)]
     share, _ = supported_share(comps)
     assert share <= ALPHA + mc_bound(ALPHA, reps), share
@@ -130,7 +140,7 @@ def test_directions_power_matches_the_analytic_power(tau, d, min_d):
     reps, n, k = 1200, 48, 20
     effect = d * phase5_sigma1(tau)
     comps = [stats.compare_directions(*phase5_draw(rng, n=n, k=k, tau=tau, effect=effect), min_d=min_d,
-                                      interval=False)
+                                      interval=False, null="population_mean")
              for _ in range(reps)]
     share, _ = supported_share(comps)
     expected = phase5_power(d, min_d, n, k, tau, ALPHA)
@@ -143,10 +153,54 @@ def test_directions_power_matches_the_analytic_power(tau, d, min_d):
 def test_directions_holm_family_wise_error_under_the_global_null():
     rng = np.random.default_rng(14)
     families, m = 400, 4
-    comps = [stats.compare_directions(*phase5_draw(rng, tau=1.0), interval=False) for _ in range(families * m)]
+    comps = [stats.compare_directions(*phase5_draw(rng, tau=1.0, exchangeable=True), interval=False)
+             for _ in range(families * m)]
     per_claim, fwer = supported_share(comps, family_size=m)
     assert fwer <= ALPHA + mc_bound(ALPHA, families), fwer
     assert per_claim <= ALPHA / m + mc_bound(ALPHA / m, families * m)
+
+
+@pytest.mark.parametrize("n, k, tau", [(48, 20, 0.5), (48, 20, 2.0), (12, 30, 1.0), (12, 30, 0.25)])
+def test_directions_exchangeable_null_is_calibrated_and_the_population_mean_rule_is_not(n, k, tau):
+    """The treated direction is one more draw of the control population (b_t ~ N(0, tau^2)): the
+    default rule (prediction interval) supports at most alpha; the population-mean rule, which asks
+    only whether the treated beats the AVERAGE control, supports an ordinary draw far more often
+    (0.15-0.35 at these tau), so it may only be used by claims that say "than the average"."""
+    rng = np.random.default_rng([16, n, k, int(tau * 100)])
+    reps = 1200
+    draws = [phase5_draw(rng, n=n, k=k, tau=tau, exchangeable=True) for _ in range(reps)]
+    share, _ = supported_share([stats.compare_directions(t, c, interval=False) for t, c in draws])
+    assert share <= ALPHA + mc_bound(ALPHA, reps), share
+    old, _ = supported_share([stats.compare_directions(t, c, interval=False, null="population_mean") for t, c in draws])
+    if tau >= 0.5:
+        assert old > ALPHA + mc_bound(ALPHA, reps), old
+    assert old >= share
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.5])
+def test_directions_exchangeable_min_effect_boundary_is_calibrated(tau):
+    """The treated direction is a draw of the control population shifted by exactly min_d sigma_1."""
+    rng = np.random.default_rng([17, int(tau * 10)])
+    reps, min_d = 1200, 0.3
+    comps = [stats.compare_directions(*phase5_draw(rng, tau=tau, effect=min_d * phase5_sigma1(tau), exchangeable=True),
+                                      min_d=min_d, interval=False) for _ in range(reps)]
+    share, _ = supported_share(comps)
+    assert share <= ALPHA + mc_bound(ALPHA, reps), share
+
+
+@pytest.mark.parametrize("tau, d, min_d", [(0.5, 0.6, 0.0), (0.5, 0.8, 0.2)])
+def test_directions_exchangeable_power_matches_the_analytic_power(tau, d, min_d):
+    """Planted: the treated direction is a draw shifted by d sigma_1; power as the prediction-interval
+    rule's analytic power (true variances; tau^2 is estimated, hence one point of slack)."""
+    rng = np.random.default_rng([18, int(tau * 10), int(d * 100)])
+    reps, n, k = 1200, 48, 20
+    comps = [stats.compare_directions(*phase5_draw(rng, n=n, k=k, tau=tau, effect=d * phase5_sigma1(tau),
+                                                   exchangeable=True), min_d=min_d, interval=False)
+             for _ in range(reps)]
+    share, _ = supported_share(comps)
+    expected = phase5_power(d, min_d, n, k, tau, ALPHA, null="exchangeable")
+    assert 0.2 < expected < 0.95
+    assert abs(share - expected) <= mc_bound(expected, reps) + 0.02, (share, expected)
 
 
 def test_averaging_three_fixed_directions_is_not_calibrated_for_a_random_direction():

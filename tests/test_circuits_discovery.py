@@ -116,6 +116,8 @@ def test_random_circuits_keep_size_and_layer_profile():
     circuit = [0, 5, 6, len(comps) - 1]
     sets = random_circuits(circuit, comps, 50, seed=3)
     assert all(layer_profile(s, comps) == layer_profile(circuit, comps) for s in sets)
+    # matched on type: the circuit's one MLP is every random circuit's MLP, and its heads are heads
+    assert all([c for c in s if comps[c].kind == "mlp"] == [len(comps) - 1] for s in sets)
     assert len({tuple(s) for s in sets}) > 10
     assert sets == random_circuits(circuit, comps, 50, seed=3)
     with pytest.raises(ConfigError):
@@ -212,3 +214,30 @@ def test_edge_attribution_is_the_first_order_limit_of_exact_edges():
         assert np.corrcoef(exact, eap)[0, 1] > 0.95
     assert errors[1] < 0.5 * errors[0] + 1e-3, errors            # the error shrinks with eps: first order
     assert errors[1] < 0.1, errors
+
+
+def test_design_texts_rank_and_judge_on_disjoint_prompts():
+    """The ranking's neutral sample is training, the judgement's is held-out; the first three samples are
+    drawn as before (same generator, same order), so a circuit's ranking prompts do not move."""
+    import pandas as pd
+
+    from emocheck.circuits.experiment import design_texts, sample_texts, settings
+    from emocheck.profiles import get_profile
+
+    rng = np.random.default_rng(0)
+    prompts = pd.DataFrame({"text": [f"{e}-{i}" for e in ("gratitude", "neutral") for i in range(60)],
+                            "emotion": ["gratitude"] * 60 + ["neutral"] * 60,
+                            "split": np.where(rng.random(120) < 0.3, "held_out", "train")})
+    split = dict(zip(prompts.text, prompts.split))
+    t = design_texts(prompts, "gratitude", settings(get_profile("ci")), seed=7)
+    assert {split[x] for x in t["attr"] + t["neutral"]} == {"train"}
+    assert {split[x] for x in t["held_out"] + t["held_out_neutral"]} == {"held_out"}
+    assert all(x.startswith("neutral") for x in t["neutral"] + t["held_out_neutral"])
+    assert not set(t["neutral"]) & set(t["held_out_neutral"])
+    assert t == design_texts(prompts, "gratitude", settings(get_profile("ci")), seed=7)
+    g = np.random.default_rng(7)
+    cfg = settings(get_profile("ci"))
+    assert [t["attr"], t["neutral"], t["held_out"]] == [
+        sample_texts(prompts, "gratitude", "train", cfg["attr_prompts"], g),
+        sample_texts(prompts, "neutral", "train", cfg["neutral_prompts"], g),
+        sample_texts(prompts, "gratitude", "held_out", cfg["held_out"], g)]

@@ -1,5 +1,5 @@
 """Circuit modulation design: the random-circuit assignment is connected and balanced, the verdict rule on
-it (compare_directions with 2 of K draws per prompt) is calibrated by simulation, the summary pairs by
+it (compare_directions with 2 of K draws per prompt, the exchangeable null) is calibrated by simulation, the summary pairs by
 prompt against the right baseline."""
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def test_draw_assignment_is_connected_and_balanced(n):
     assert len({find(x) for x in range(k)}) == 1                         # additive fit identifiable
 
 
-def _simulate(delta, tau, reps, seed, n=20, alpha=0.05):
+def _simulate(delta, tau, reps, seed, n=20, alpha=0.05, null="exchangeable"):
+    """Share of raw p < alpha on the modulation design; the circuit's own effect is one more draw of the
+    random-circuit population shifted by delta (b_t ~ N(delta, tau^2): at delta 0 the exchangeable null,
+    the circuit is an ordinary random circuit)."""
     k = n_random(n)
     asg = draw_assignment(n, k)
     rng = np.random.default_rng(seed)
@@ -43,19 +46,25 @@ def _simulate(delta, tau, reps, seed, n=20, alpha=0.05):
         for j, pair in enumerate(asg):
             for q in pair:
                 c[j, q] = prompt[j] + b[q] + rng.normal(0, 1)
-        treated = prompt + delta + rng.normal(0, 1, n)
-        hits += compare_directions(treated, c, alternative="greater", interval=False).p_value < alpha
+        treated = prompt + delta + rng.normal(0, tau) + rng.normal(0, 1, n)
+        hits += compare_directions(treated, c, alternative="greater", interval=False, null=null).p_value < alpha
     return hits / reps
 
 
 @pytest.mark.parametrize("tau", [0.0, 1.0])
 def test_random_circuit_rule_is_calibrated_on_this_design(tau):
-    """Planted null (the circuit scores like the average random circuit): at most alpha supported
-    within 4 Monte Carlo SEs; a planted effect of 1.5 prompt SDs is found most of the time."""
+    """Planted exchangeable null (the circuit is one more random circuit): at most alpha supported
+    within 4 Monte Carlo SEs; the population-mean rule (beats the AVERAGE random circuit) supports such a
+    circuit far more often when circuits differ (tau 1: about 0.23). A planted effect is found most of
+    the time: 1.5 prompt SDs without circuit-to-circuit variance, 3 with tau = 1 (the prediction
+    interval carries the circuit's own draw, so it needs about 2 tau more)."""
     reps, alpha = 300, 0.05
+    bound = alpha + 4 * np.sqrt(alpha * (1 - alpha) / reps)
     rate = _simulate(0.0, tau, reps, seed=11 + int(tau))
-    assert rate <= alpha + 4 * np.sqrt(alpha * (1 - alpha) / reps), rate
-    assert _simulate(1.5, tau, 100, seed=5) > 0.6
+    assert rate <= bound, rate
+    if tau > 0:
+        assert _simulate(0.0, tau, reps, seed=11 + int(tau), null="population_mean") > bound
+    assert _simulate(1.5 if tau == 0 else 3.0, tau, 100, seed=5) > 0.6
 
 
 def _table():
@@ -118,7 +127,8 @@ def test_modulation_pipeline_end_to_end_on_a_tiny_model(monkeypatch, results_tmp
     judged = pd.DataFrame({"id": [f"g{i}" for i in range(n)], "text": [f"hello number {i} there" for i in range(n)],
                            "topic": ["a", "b"] * 3})
     train = pd.DataFrame({"text": [f"{e} words {i}" for e in EMOTIONS for i in range(8)],
-                          "emotion": [e for e in EMOTIONS for _ in range(8)], "split": "train"})
+                          "emotion": [e for e in EMOTIONS for _ in range(8)],
+                          "split": ["train", "held_out"] * (4 * len(EMOTIONS))})   # the written means are held-out
     reps = types.SimpleNamespace(prompts=train, vectors=types.SimpleNamespace(meta={"key": "v"}))
     spec = PatchSpec(layers=(0,), window=(0, 3), max_new_tokens=5, model="tiny")
     scores = lambda texts, columns=None: pd.DataFrame({c: np.linspace(0, 1, len(texts)) for c in  # noqa: E731

@@ -58,20 +58,24 @@ def test_without_direction_variance_it_is_the_paired_t_against_the_row_means():
     assert comp.mean_difference == pytest.approx(np.mean(t - c.mean(axis=1)), rel=1e-12)
 
 
-def test_direction_variance_enters_the_standard_error_with_satterthwaite_df():
+@pytest.mark.parametrize("null, share", [("population_mean", lambda k: 1 / k), ("exchangeable", lambda k: 1 + 1 / k)])
+def test_direction_variance_enters_the_standard_error_with_satterthwaite_df(null, share):
+    """population_mean: SE^2 = s^2/n + tau^2/K (the average control direction); exchangeable (the
+    default): SE^2 = s^2/n + tau^2 (1 + 1/K) (the treated direction as one more draw)."""
     t, c = _design(3, tau=2.0, effect=1.0)
-    comp = stats.compare_directions(t, c)
+    comp = stats.compare_directions(t, c, null=null)
     n, k = c.shape
     d_i = t - c.mean(axis=1)
     col = c.mean(axis=0)
     resid = c - c.mean(axis=1, keepdims=True) - col[None, :] + c.mean()
     mse = (resid**2).sum() / ((n - 1) * (k - 1))
     tau2 = max(0.0, col.var(ddof=1) - mse / n)
-    a, b = d_i.var(ddof=1) / n, tau2 / k
+    a, b = d_i.var(ddof=1) / n, tau2 * share(k)
     assert comp.extra["tau_direction"] == pytest.approx(np.sqrt(tau2), rel=1e-9)
+    assert comp.extra["direction_null"] == null
     assert comp.t == pytest.approx(d_i.mean() / np.sqrt(a + b), rel=1e-9)
     assert comp.df == pytest.approx((a + b) ** 2 / (a**2 / (n - 1) + b**2 / (k - 1)), rel=1e-9)
-    assert n - 1 > comp.df > k - 1
+    assert n - 1 > comp.df >= k - 1
     sigma1 = np.sqrt(np.mean(np.var(t[:, None] - c, axis=0, ddof=1)) + tau2)
     assert comp.d == pytest.approx(d_i.mean() / sigma1, rel=1e-9)
 
@@ -138,3 +142,5 @@ def test_bad_input_is_one_clear_error():
         stats.compare_directions(t_bad, c)
     with pytest.raises(ValueError, match="alternative"):
         stats.compare_directions(t, c, alternative="bigger")
+    with pytest.raises(EvidenceError, match="null must be one of 'exchangeable', 'population_mean'"):
+        stats.compare_directions(t, c, null="average")

@@ -80,7 +80,7 @@ def test_exact_growth_and_specificity(monkeypatch, results_tmp):
     assert len(ids) == reps.rows("gratitude", "held_out").sum() and not np.allclose(own, other)
     # the own set's column equals the mean-ablation effect of that set on those prompts
     from emocheck.heads.growth import _final_unit, exact_effects
-    src = np.flatnonzero(reps.rows("neutral", "train"))
+    src = np.flatnonzero(reps.rows("neutral", "held_out"))
     texts = reps.prompts.set_index("id").loc[ids, "text"].tolist()
     want = exact_effects(m, texts, [tuple(_Screen().top_heads("gratitude", 4))], scores["z_last"][src].double().mean(0).float(),
                          _final_unit(reps, "gratitude", 2), "ablate")[0]

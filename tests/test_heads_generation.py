@@ -1,5 +1,5 @@
 """The head patch-in generation design (emocheck.heads.generation): a fresh random set per prompt with
-the chosen set's layer profile, the training means as values, one cached samples table end to end."""
+the chosen set's layer profile, the held-out means as values (the ranking saw the training prompts), one cached samples table end to end."""
 from collections import Counter
 
 import numpy as np
@@ -54,7 +54,7 @@ def test_design_fresh_random_set_per_prompt():
         assert all(r["heads"] == chosen for r in top)
         assert all(layer_counts(r["heads"]) == layer_counts(chosen) for r in rnd)
         assert len({r["heads"] for r in rnd}) > 6            # fresh sets, not one set reused
-        mean = scores["z_last"][np.flatnonzero(reps.rows(e, "train"))].double().mean(0).float()
+        mean = scores["z_last"][np.flatnonzero(reps.rows(e, "held_out"))].double().mean(0).float()
         for i, r in enumerate(rows):
             if r["emotion"] == e:
                 torch.testing.assert_close(torch.stack([values[layer][i] for layer in range(3)]), mean)

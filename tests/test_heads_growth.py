@@ -94,3 +94,21 @@ def test_resample_ablation_is_what_it_says():
     a = resample_sources(src, ["p1", "p2", "p3", "p4"], seed=1)
     assert set(a) <= set(src) and list(resample_sources(src, ["p3", "p1"], seed=1)) == [a[2], a[0]]
     assert any(list(resample_sources(src, ["p1", "p2", "p3", "p4"], seed=s)) != list(a) for s in range(2, 6))
+
+
+def test_interventions_run_on_and_reference_held_out_prompts_only():
+    """Selection apart from evaluation: the ranking saw the training prompts, so the rows an effect runs
+    on AND the rows whose mean it writes are held-out, of the two classes."""
+    from emocheck.heads.experiment import ScreenSample
+    from emocheck.heads.growth import EXACT_KINDS, intervention_rows
+
+    prompts = pd.DataFrame({"id": [f"p{i}" for i in range(40)],
+                            "emotion": ["gratitude", "neutral"] * 20,
+                            "split": np.where(np.arange(40) % 5 < 2, "held_out", "train")})
+    reps = ScreenSample("m", prompts, None)
+    for kind in EXACT_KINDS:
+        run, source = intervention_rows(reps, "gratitude", kind)
+        assert set(prompts.split.iloc[np.r_[run, source]]) == {"held_out"}
+        emotion_rows, neutral_rows = (run, source) if kind.startswith("ablate") else (source, run)
+        assert set(prompts.emotion.iloc[emotion_rows]) == {"gratitude"}
+        assert set(prompts.emotion.iloc[neutral_rows]) == {"neutral"}

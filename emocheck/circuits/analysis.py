@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from emocheck.circuits.components import all_components
-from emocheck.circuits.experiment import circuit_seed, neutral_means, out_dir, run_circuit, sample_texts, settings
+from emocheck.circuits.experiment import circuit_seed, design_texts, neutral_means, out_dir, run_circuit, settings
 from emocheck.profiles import Profile
 from emocheck.storage import file_lock, read_table_artifact, write_table_artifact
 from emocheck.study import study_for
@@ -26,10 +26,8 @@ def _inputs(model_name: str, profile: Profile, emotion: str, progress: bool):
     from emocheck.representations.build import build_representations
 
     reps = build_representations(model_name, profile, progress=progress)
-    cfg = settings(profile)
-    rng = np.random.default_rng(circuit_seed(profile, study_for(profile), emotion))
-    attr_texts = sample_texts(reps.prompts, emotion, "train", cfg["attr_prompts"], rng)
-    neutral_texts = sample_texts(reps.prompts, "neutral", "train", cfg["neutral_prompts"], rng)
+    texts = design_texts(reps.prompts, emotion, settings(profile), circuit_seed(profile, study_for(profile), emotion))
+    attr_texts, neutral_texts = texts["attr"], texts["neutral"]
     loaded = load_model(model_name)
     direction = reps.vectors.vector(emotion, loaded.n_layers - 1, kind="vs_neutral", site="hook_resid_post",
                                     position="last").float()

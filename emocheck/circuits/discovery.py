@@ -15,8 +15,10 @@ component's mean over neutral training prompts keeps activations on-distribution
 
 `discover` grows S along a ranking (attribution on TRAINING prompts) and keeps the smallest prefix
 whose training faithfulness reaches `share`; the held-out prompts then judge it against random
-circuits with the same layer profile (as many components per layer, drawn uniformly among that
-layer's heads and MLP, seeded).
+circuits with the same type-and-layer profile (as many heads per layer, drawn uniformly among that
+layer's heads, and the same MLPs, one per layer; seeded). Matching on type matters: MLP writes are
+larger than a head's, so a random circuit that may swap the circuit's MLPs for heads is beaten by
+construction; matched, the comparison is between the circuit's heads and other heads of their layers.
 """
 from __future__ import annotations
 
@@ -155,24 +157,27 @@ def ablation_ranking(attribution) -> list[int]:
     return torch.argsort(drop, descending=True, stable=True).tolist()
 
 
-def layer_profile(circuit, components) -> dict[int, int]:
-    return dict(sorted(Counter(components[c].layer for c in circuit).items()))
+def layer_profile(circuit, components) -> dict[tuple[int, str], int]:
+    """{(layer, kind): members of that kind in that layer}, in (layer, kind) order."""
+    return dict(sorted(Counter((components[c].layer, components[c].kind) for c in circuit).items()))
 
 
 def random_circuits(circuit, components, k: int, seed: int) -> list[list[int]]:
-    """k random circuits with the layer profile of `circuit`: per layer, as many components as the
-    circuit has there, drawn without replacement among that layer's heads and MLP."""
+    """k random circuits with the type-and-layer profile of `circuit`: per layer and component type, as
+    many components as the circuit has there, drawn without replacement among that layer's components
+    of that type (a layer's single MLP is therefore in every random circuit exactly when it is in the
+    circuit)."""
     if k < 1:
         raise ConfigError(f"need at least one random circuit, got k={k}")
-    by_layer: dict[int, list[int]] = {}
+    pools: dict[tuple[int, str], list[int]] = {}
     for i, c in enumerate(components):
-        by_layer.setdefault(c.layer, []).append(i)
+        pools.setdefault((c.layer, c.kind), []).append(i)
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(k):
         s = []
-        for layer, count in layer_profile(circuit, components).items():
-            s.extend(int(x) for x in rng.choice(by_layer[layer], size=count, replace=False))
+        for group, count in layer_profile(circuit, components).items():
+            s.extend(int(x) for x in rng.choice(pools[group], size=count, replace=False))
         out.append(sorted(s))
     return out
 

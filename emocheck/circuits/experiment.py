@@ -5,14 +5,24 @@ patching, the circuit, and the circuit against random circuits on held-out promp
 
 Design (fixed before any judged result; everything at the last prompt token):
   direction   the final layer's vs_neutral emotion vector (resid_post, last token), training prompts
-  source      each component's mean over a seeded sample of TRAINING neutral prompts (mean ablation)
+  source      each component's mean over a seeded sample of TRAINING neutral prompts (mean ablation
+              for the ranking and the discovery)
   attribution on a seeded sample of TRAINING emotion prompts, two metrics: the final-layer projection
               on the direction, and the log-probability of the emotion's words as the next token
   validation  exact patching of EVERY component alone on a few training prompts, both metrics
   circuit     the smallest prefix of the (projection) attribution ranking whose TRAINING faithfulness
               reaches SHARE (emocheck.circuits.discovery)
-  judged      on a seeded sample of HELD-OUT emotion prompts: faithfulness and completeness of the
-              circuit and of K random circuits with its layer profile, minimality of each member
+  judged      on a seeded sample of HELD-OUT emotion prompts, mean-ablating to each component's mean
+              over a seeded sample of HELD-OUT neutral prompts: faithfulness and completeness of the
+              circuit and of K random circuits with its type-and-layer profile (as many heads per layer,
+              the same MLPs), minimality of each member
+
+Selection apart from evaluation: the ranking subtracts the training neutral mean; a held-out judgement
+against that same mean would keep the noise that ranked a component high (with no signal in any
+component the circuit beat its random circuits in most data sets: tests/test_circuits_calibration.py),
+so the judged means come from held-out neutral prompts (`design_texts`). Random circuits are matched on
+component type as well as layer: an MLP and a head are not exchangeable (an MLP's write is larger), and
+a random circuit that swaps the circuit's MLPs for heads loses by construction.
 
 Edges and head roles of a circuit: emocheck.circuits.analysis. Outputs under results/<profile>/circuits/<model>/: attribution_<emotion>.csv, validation_<emotion>.csv,
 circuit_<emotion>.json (cached by a key over everything that determines it; checksummed in
@@ -43,7 +53,7 @@ from emocheck import timing
 #: The embedded study's emotions and next-token words (emocheck.study); a run reads the active study's.
 EMOTIONS = EMBEDDED_EMOTIONS
 SHARE = 0.8
-CODE_VERSION = "circuits-v2"   # v2: train_curve has None past the first block reaching SHARE
+CODE_VERSION = "circuits-v3"   # v3: held-out neutral means for the judgement; type-matched random circuits
 EMOTION_WORDS = {e: d.target_words for e, d in EMBEDDED.items()}
 
 
@@ -72,6 +82,19 @@ def sample_texts(prompts: pd.DataFrame, label: str, split_name: str, n: int, rng
     return prompts.text.to_numpy()[pick].tolist()
 
 
+def design_texts(prompts: pd.DataFrame, emotion: str, cfg: dict, seed: int) -> dict[str, list[str]]:
+    """The circuit design's prompt samples, drawn in this order by one seeded generator (analysis and
+    modulation redraw them the same way): 'attr' (training emotion prompts: attribution, discovery),
+    'neutral' (training neutral prompts: the ranking's ablation means), 'held_out' (held-out emotion
+    prompts: judged), 'held_out_neutral' (held-out neutral prompts: the judgement's ablation means,
+    disjoint from everything the ranking saw)."""
+    rng = np.random.default_rng(seed)
+    return {"attr": sample_texts(prompts, emotion, "train", cfg["attr_prompts"], rng),
+            "neutral": sample_texts(prompts, "neutral", "train", cfg["neutral_prompts"], rng),
+            "held_out": sample_texts(prompts, emotion, "held_out", cfg["held_out"], rng),
+            "held_out_neutral": sample_texts(prompts, "neutral", "held_out", cfg["neutral_prompts"], rng)}
+
+
 @timing.timed("circuits")
 def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool = True) -> dict:
     """The whole design above; returns the circuit summary (also written as circuit_<emotion>.json)."""
@@ -86,14 +109,10 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
     reps = build_representations(model_name, profile, progress=progress)
     cfg = settings(profile)
     seed = circuit_seed(profile, study, emotion)
-    rng = np.random.default_rng(seed)
-    prompts = reps.prompts
-    attr_texts = sample_texts(prompts, emotion, "train", cfg["attr_prompts"], rng)
-    neutral_texts = sample_texts(prompts, "neutral", "train", cfg["neutral_prompts"], rng)
-    held_texts = sample_texts(prompts, emotion, "held_out", cfg["held_out"], rng)
+    texts = design_texts(reps.prompts, emotion, cfg, seed)
     key = stable_hash({"code": CODE_VERSION, "model": model_name, "emotion": emotion, "cfg": cfg,
                        "vectors": reps.vectors.meta.get("key"), "share": SHARE, "words": words,
-                       "texts": [attr_texts, neutral_texts, held_texts]}, 24)
+                       "texts": [texts["attr"], texts["neutral"], texts["held_out"], texts["held_out_neutral"]]}, 24)
     out = out_dir(profile, model_name)
     path = out / f"circuit_{emotion}.json"
     with file_lock(path):
@@ -101,8 +120,7 @@ def run_circuit(model_name: str, profile: Profile, emotion: str, progress: bool 
         if cached is not None:
             return cached
         loaded = load_model(model_name)
-        result = _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress,
-                          words)
+        result = _compute(loaded, reps, emotion, cfg, seed, texts, out, progress, words)
         result["key"] = key
         write_circuit(path, result)
     return result
@@ -149,9 +167,10 @@ def read_circuit(path, key: str) -> dict | None:
         return None
 
 
-def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_texts, out, progress,
-             words) -> dict:
+def _compute(loaded, reps, emotion, cfg, seed, texts, out, progress, words) -> dict:
     from emocheck.circuits.figures import plot_circuit, plot_faithfulness
+
+    attr_texts, neutral_texts, held_texts = texts["attr"], texts["neutral"], texts["held_out"]
 
     comps = all_components(loaded)
     last = loaded.n_layers - 1
@@ -196,7 +215,8 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
     circuit = found["circuit"]
     rand = random_circuits(circuit, comps, cfg["random"], seed)
     sets = [circuit] + rand + minimality_sets(circuit)
-    ev = evaluate_sets(loaded, held_texts, source, sets, direction=direction, progress=progress,
+    judge_source = neutral_means(loaded, texts["held_out_neutral"])       # disjoint from the ranking's means
+    ev = evaluate_sets(loaded, held_texts, judge_source, sets, direction=direction, progress=progress,
                        runs=LastTokenRun.many(loaded, held_texts))
     faith, compl = ev.faithfulness(), ev.completeness()
     k = len(rand)
@@ -211,6 +231,7 @@ def _compute(loaded, reps, emotion, cfg, seed, attr_texts, neutral_texts, held_t
         "size_fraction": len(circuit) / len(comps), "reached_on_train": found["reached"],
         "train_curve": found["curve"], "train_total_effect": found["total_effect"],
         "held_out_total_effect": ev.total / len(ev.full), "n_held_out": len(held_texts),
+        "n_held_out_neutral": len(texts["held_out_neutral"]),
         "faithfulness": float(faith[0]), "completeness": float(compl[0]),
         "null_faithfulness": faith[1:k + 1].tolist(), "null_completeness": compl[1:k + 1].tolist(),
         "random_overlap_mean": float(np.mean(overlap)),

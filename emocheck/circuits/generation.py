@@ -8,13 +8,15 @@ Design (fixed before any judged result was seen):
   training emotion prompts) is patched into generations from phase 5's JUDGED neutral openings: at
   generation steps 0-4 (phase 5's window) every member's activation at the current token (heads'
   ``hook_z`` slices, MLPs' ``hook_mlp_out``) is REPLACED by its mean last-token activation over a
-  seeded sample of training prompts of that emotion (`emocheck.circuits.modulation`, the fast
+  seeded sample of HELD-OUT prompts of that emotion (the circuit was ranked on training prompts) (`emocheck.circuits.modulation`, the fast
   shared-prefix engine; greedy; phase 5's number of new tokens). Nothing is tuned: no scale exists.
 * **Random circuits** (control, a random effect): K = n_prompts / 2 circuits with the circuit's size
-  and layer profile (a seed disjoint from discovery's), each patched the same way with ITS members'
+  and type-and-layer profile (the same MLPs, as many heads per layer; a seed disjoint from discovery's), each patched the same way with ITS members'
   emotion means. Prompt j gets circuits j mod K and (j + 1 + j // K) mod K, so every prompt has 2
   draws, every draw 4 prompts, and the design is connected; judged with
-  `emocheck.stats.compare_directions` (``evidence.record(treated=[n], control=[n, K])``, NaN cells).
+  `emocheck.stats.compare_directions` (``evidence.record(treated=[n], control=[n, K])``, NaN cells),
+  exchangeable null: the circuit must lie outside the random circuits' distribution (prediction
+  interval), not only above their average.
 * **Prompts:** phase 5's judged prompts that its random and label-permuted nulls run on
   (`emocheck.patching.experiment.null_prompt_ids`: all of them at ci, a nested seeded 100 of the 200 at
   full, for the time budget; the prompting rows, on phase 5's secondary subset, are nested in it).
@@ -73,9 +75,11 @@ def n_random(n_prompts: int) -> int:
 
 
 def _emotion_means(loaded, reps, emotion, profile):
+    """Members' mean activations over HELD-OUT prompts of the emotion: the circuit was ranked on training
+    emotion prompts, and their mean would write the noise that ranked its members high."""
     cfg = settings(profile)
     rng = np.random.default_rng(circuit_seed(profile, study_for(profile), emotion) + 1)
-    texts = sample_texts(reps.prompts, emotion, "train", cfg["neutral_prompts"], rng)
+    texts = sample_texts(reps.prompts, emotion, "held_out", cfg["neutral_prompts"], rng)
     return mean_activations(loaded, texts), texts
 
 

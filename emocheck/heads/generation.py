@@ -11,8 +11,14 @@ Design (fixed before any judged result was looked at):
   set of 8 heads with the same layer profile, drawn FRESH for every prompt from a seed of (profile
   seed, emotion, prompt id), so the paired difference carries the set-to-set variance: random sets
   are a random effect exactly as phase 5's fresh random directions). Both write the heads' mean
-  `hook_z` over TRAINING prompts of e (the screen's last-token z) at the last prompt token (step 0)
-  and the next 4 generated tokens (window (0, 5), phase 5's window), greedy, profile.new_tokens.
+  `hook_z` over HELD-OUT prompts of e (the screen's last-token z; the ranking saw the training prompts,
+  and a mean over them would carry the noise that ranked the heads: `emocheck.heads.growth`,
+  `intervention_rows`) at the last prompt token (step 0) and the next 4 generated tokens (window
+  (0, 5), phase 5's window), greedy, profile.new_tokens.
+* What the claim asserts: the top set raises the evaluator more than the AVERAGE random set of its
+  layer profile (one fresh draw per prompt: the paired t tests the population mean of the random
+  sets; the set-to-set variance tau^2 cannot be separated from the prompt noise, so whether the top
+  set is outside the random sets' distribution is not tested here).
 * All rows of a model are one batched generation on the fast engine (shared prompt prefix, dropped
   rows; `emocheck.heads.fast_generation`, token-identical to nnsight and plain hooks), scored with
   the T2 evaluators (`emocheck.patching.running.score_all`) and phase 5's fluency measures
@@ -30,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emocheck.heads.growth import CLAIM_N, out_dir
+from emocheck.heads.growth import CLAIM_N, intervention_rows, out_dir
 from emocheck.heads.nulls import random_head_sets
 from emocheck.heads.specs import HeadPatchSpec
 from emocheck.profiles import Profile
@@ -41,7 +47,7 @@ from emocheck.study import EMBEDDED_EMOTIONS, make_study, study_for
 
 log = logging.getLogger(__name__)
 
-GENERATION_CODE_VERSION = "head-generation-v1"
+GENERATION_CODE_VERSION = "head-generation-v2"     # v2: written means from held-out prompts
 WINDOW = (0, 5)
 #: emotion -> the evaluator column that should rise: the embedded study's labels (Study.labels; apology
 #: reads as remorse); a run reads the active study's
@@ -80,7 +86,7 @@ def design(screen_result, scores, reps, emotions, prompts: pd.DataFrame, seed: i
     n_layers, n_heads = scores["z_last"].shape[1:3]
     means = {}
     for e in emotions:
-        src = np.flatnonzero(reps.rows(e, "train"))
+        src = intervention_rows(reps, e, "patch_in")[1]                      # held-out prompts of e
         means[e] = scores["z_last"][src].double().mean(0).float()            # [L, H, hd]
     blank = torch.full_like(means[emotions[0]], float("nan"))
     for pid in prompts["id"]:

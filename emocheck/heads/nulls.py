@@ -46,9 +46,10 @@ def random_head_sets(heads, n_heads: int, k: int, seed: int) -> list[tuple[tuple
 def set_masks(sets, n_layers: int, n_heads: int) -> torch.Tensor:
     """[n_sets, n_layers, n_heads] float masks."""
     m = torch.zeros(len(sets), n_layers, n_heads)
-    for i, s in enumerate(sets):
-        for layer, head in s:
-            m[i, layer, head] = 1.0
+    rows = [i for i, s in enumerate(sets) for _ in s]
+    if rows:
+        layer, head = zip(*(lh for s in sets for lh in s))
+        m[rows, list(layer), list(head)] = 1.0
     return m
 
 
@@ -67,7 +68,7 @@ def direct_path_effects(direct: torch.Tensor, replacement: torch.Tensor, masks: 
     """
     rep = replacement.double()
     delta = (rep if rep.dim() == 3 else rep[None]) - direct.double()  # [n, L, H]
-    return torch.einsum("nlh,slh->ns", delta, masks.double())
+    return delta.reshape(delta.shape[0], -1) @ masks.double().reshape(masks.shape[0], -1).T
 
 
 def monte_carlo_p(observed: float, null, alternative: str = "greater") -> float:

@@ -11,9 +11,13 @@ beside each claim as a sensitivity metric, never as the verdict.
 
 Controls drawn fresh per prompt (random:e, permuted:e, randsub:e) give one control value per prompt,
 so the paired differences are independent and carry the direction-to-direction variance: the paired
-t-test on them is the exact random-effects test for this nested design (one draw per prompt). The
-crossed model of emocheck.stats.directions (record(control=[n, K])) needs each direction on two or
-more prompts; here it would not be identifiable, and is not needed.
+t-test on them is the exact test that the treated direction beats the AVERAGE control direction
+(population-mean null). It is not a test that the treated direction lies outside the controls'
+distribution (the exchangeable null: the treated vector as one more draw), which needs the
+direction-to-direction variance tau^2 apart from the prompt noise: the crossed model of
+emocheck.stats.directions (record(control=[n, K]), each direction on two or more prompts). With one
+draw per prompt tau^2 is not identifiable, so phase 5's claims state "the average random direction";
+under the exchangeable null this rule supports 7-35% of ordinary draws (tests/test_patching_scoring.py).
 
 Topic heterogeneity: the judged prompts come from ~20 topics (2-3 each); each claim also reports a
 cluster-robust (by topic) p-value of the mean difference with G - 1 df.
@@ -106,11 +110,11 @@ def paired_scores(samples: pd.DataFrame, treated: str, control: str, column: str
         "n": len(ids), "n_paired_prompts": int(len(present)), "n_empty_treated": empty_t, "n_empty_control": empty_c,
         "n_dropped": int(len(present) - len(ids)),
         "raw_mean_diff": float(np.mean(diff)) if len(ids) else math.nan, "raw_d": paired_d(diff),
+        # sign shares of the per-prompt differences: descriptive, NOT a permutation p (each control
+        # draw meets the treated direction on one prompt only, so prompt noise decides the sign; the
+        # share stays near 0.5 whether or not the treated direction is special)
         "share_treated_above_control": float(np.mean(diff > 0)) if len(ids) else math.nan,
-        # where the treated direction falls among the per-prompt null draws (each compared with it on
-        # its own prompt): (1 + #{draws at least as good}) / (K + 1), per claimed direction
-        "direction_perm_p_greater": float((1 + np.sum(c >= t)) / (len(ids) + 1)) if len(ids) else math.nan,
-        "direction_perm_p_less": float((1 + np.sum(c <= t)) / (len(ids) + 1)) if len(ids) else math.nan,
+        "share_treated_below_control": float(np.mean(diff < 0)) if len(ids) else math.nan,
         "fluency_nll_diff": float(np.mean(fdiff)) if len(ids) else math.nan,
         "fluency_ppl_ratio": float(np.exp(np.mean(fdiff))) if len(ids) else math.nan,
         "rep3_diff": float(np.nanmean(r.loc[ids, treated].to_numpy(float) - r.loc[ids, control].to_numpy(float)))

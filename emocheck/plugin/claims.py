@@ -333,7 +333,9 @@ class Evidence:
             paired claim both have the same length and position i of each belongs to sample i.
             Paired claims may pass a 2-D ``control`` [n_prompts, K]: K control directions, each
             scored on the same prompts (NaN where a direction was not run on a prompt), judged with
-            directions as a random effect (:func:`emocheck.stats.compare_directions`).
+            directions as a random effect (:func:`emocheck.stats.compare_directions`, exchangeable
+            null: the treated direction must lie outside its controls' distribution, not only above
+            their average; every control direction needs at least two prompts).
         metrics: extra numbers/strings for the report (AUC, chosen layer, ...); shown as
             ``metric_<name>`` columns in effect_sizes.csv.
         sample_ids: ids written next to the values in ``samples/<claim>.csv``. Paired: one id per
