@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emocheck.heads.experiment import SCREEN_PROMPTS, ScreenSample
+from emocheck.heads.experiment import ScreenSample
 from emocheck.heads.growth import writers_null
 from emocheck.heads.screening import MEASURES, score_heads
 from emocheck.profiles import get_profile
@@ -56,7 +56,7 @@ EMOTION = "gratitude"
 PROFILE = get_profile("ci")
 FAMILY_SIZE = 3 * len(PROFILE.models)          # 3 emotions x the ci models, as declared
 LAYERS, HEADS, DIM = 4, 16, 16
-PER_CLASS = SCREEN_PROMPTS["ci"]               # prompts screened per class at ci
+PER_CLASS = PROFILE.heads.screen_prompts     # prompts screened per class at ci
 HELD_OUT = 0.3                                 # the dataset's held-out fraction
 PLANTED = ((0, 1), (1, 3), (2, 5), (3, 7))
 PLANTED_MU = 3.0
