@@ -38,7 +38,7 @@ from emocheck import timing
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT_CODE_VERSION = "alignment-v4"
+ALIGNMENT_CODE_VERSION = "alignment-v5"
 OUTLIER_DIMS = 5
 TABLES = ("layer_pairs", "overlaps", "transfer", "transfer_scores", "variants", "k_selection")
 
@@ -118,7 +118,7 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
     # removed, three maps. Fewer null draws (these are reported, not claimed).
     variant_rows = []
     light = dict(permutations=min(cfg.permutations, 200), pairing_draws=min(cfg.pairing_draws, 50),
-                 random_draws=min(cfg.random_draws, 200))
+                 random_draws=min(cfg.random_draws, 200), group_draws=min(cfg.group_draws, 200))
     for fit_on in FIT_ON:
         for drop in (0, OUTLIER_DIMS):
             for kind in MAP_KINDS:
@@ -133,6 +133,9 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
                                          "label_permuted_score": r.label_permuted_score, "label_permuted_p": r.label_permuted_p,
                                          "shuffled_pairing_score": r.shuffled_pairing_score,
                                          "shuffled_pairing_p": r.shuffled_pairing_p,
+                                         "random_groups_mean": r.random_groups_mean,
+                                         "random_groups_score": r.random_groups_score,
+                                         "random_groups_p": r.random_groups_p,
                                          "source_outlier_dims": " ".join(map(str, v.reducers[0].dropped)),
                                          "target_outlier_dims": " ".join(map(str, v.reducers[1].dropped))})
                 for _, r in v.transfer.iterrows():
@@ -141,7 +144,9 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
                                          "observed": r.mapped_auc, "chance_k_over_d": 0.5,
                                          "label_permuted_mean": np.nan, "label_permuted_score": np.nan,
                                          "label_permuted_p": r.random_auc_p, "shuffled_pairing_score": np.nan,
-                                         "shuffled_pairing_p": np.nan, "source_outlier_dims": "", "target_outlier_dims": ""})
+                                         "shuffled_pairing_p": np.nan, "random_groups_mean": np.nan,
+                                         "random_groups_score": np.nan, "random_groups_p": np.nan,
+                                         "source_outlier_dims": "", "target_outlier_dims": ""})
     variants = pd.DataFrame(variant_rows).assign(**pair_cols)
 
     held = ~train
