@@ -42,7 +42,7 @@ def test_emotion_claim_is_calibrated_when_models_share_only_content():
 def test_shuffled_pairing_measures_the_map_not_the_emotion():
     n = 20
     r = simulate_overlap_claims([MAP_NULL], n_sets=n, spectrum="flat", min_d=MAP_MIN_D, seed=100)[MAP_NULL]
-    # measured: 0.9 of families, 0.27 of claims (10 data sets); without emotion structure
+    # measured: 0.75 of families, 0.38 of claims (100 data sets, seed 7000) without emotion structure
     assert r["families"] >= 0.5, r
 
 
@@ -59,7 +59,7 @@ def test_planted_shared_emotion_has_power_and_unshared_emotion_does_not():
     assert unshared["families"] <= _bound(n), unshared
 
 
-POWER_SHARED_8 = 0.7
+POWER_SHARED_8 = 0.49   # 49 of 100 data sets (seed 5000), emotion_shift 8, flat spectrum
 
 
 @pytest.mark.skipif(not os.environ.get("EMOCHECK_SLOW_TESTS"), reason="the review's design: set EMOCHECK_SLOW_TESTS=1")

@@ -607,3 +607,34 @@ def test_filler(evidence):
     assert weak.reason.startswith("raw interval clears min_d = 0.2, but after bonferroni over 2 declared claims")
     md = (_stats_dir(pytester) / "report.md").read_text()
     assert "supported (treated < control)" in md and "but after bonferroni over 2 declared claims" in md
+
+
+DEGENERATE = '''
+import numpy as np
+from emocheck.plugin.claims import claim
+
+@claim("a patch that changed nothing", family="toy_same", paired=True, min_d=0.2)
+def test_same(evidence):
+    x = np.linspace(0, 1, 20)
+    evidence.record(treated=x, control=x.copy())
+
+@claim("every prompt moved by exactly one", family="toy_shift", paired=True, min_d=0.2)
+def test_shift(evidence):
+    x = np.linspace(0, 1, 20)
+    evidence.record(treated=x + 1.0, control=x)
+'''
+
+
+def test_identical_outcomes_are_a_verdict_not_an_error(pytester, run):
+    """Identical paired outcomes (as a label-shuffled run produced for one specificity claim) are
+    judged: no difference -> d 0, p 1, not supported; one identical non-zero difference on every
+    prompt -> the exact sign test (p = 0.5^20), supported; files and report are written."""
+    pytester.makepyfile(test_ecp_same=DEGENERATE)
+    result = run("--emocheck-models", "a")
+    result.assert_outcomes(passed=1, failed=1)
+    eff = _effects(pytester)
+    same, shift = eff.loc["test_ecp_same.py::test_same"], eff.loc["test_ecp_same.py::test_shift"]
+    assert same["status"] == "ok" and same["verdict"] == "not supported"
+    assert same["d"] == 0 and same["p_value"] == 1
+    assert shift["status"] == "ok" and shift["verdict"] == "supported"
+    assert shift["d"] == np.inf and shift["p_value"] == pytest.approx(0.5 ** 20)
