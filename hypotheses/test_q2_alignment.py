@@ -63,6 +63,7 @@ def _overlap_metrics(alignment, emotion, contrast):
     "subspaces of random groups of the same prompts (the emotion group's size, in both models) do, at k=2: the "
     "emotion is shared beyond the prompt content the models share",
     family="q2_alignment_emotion_vs_random_groups", alternative="greater", min_d=EMOTION_MIN_D,
+    null_draws="emocheck.alignment.run:judged_null_draws",
 )
 @pytest.mark.parametrize("contrast", CONTRASTS)
 @pytest.mark.parametrize("emotion", EMOTIONS)
@@ -76,6 +77,7 @@ def test_alignment_emotion_overlap_beats_random_groups(model_pair, emotion, cont
     "{model_pair}: the map learned a prompt-specific relation: the {emotion} ({contrast}) subspaces overlap more "
     "through it than through maps fitted on shuffled prompt pairings, at k=2 (map quality, not shared emotion)",
     family="q2_alignment_overlap_vs_shuffled_pairing", alternative="greater", min_d=MAP_MIN_D,
+    null_draws="emocheck.alignment.run:judged_null_draws",
 )
 @pytest.mark.parametrize("contrast", CONTRASTS)
 @pytest.mark.parametrize("emotion", EMOTIONS)

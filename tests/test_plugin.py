@@ -638,3 +638,36 @@ def test_identical_outcomes_are_a_verdict_not_an_error(pytester, run):
     assert same["d"] == 0 and same["p_value"] == 1
     assert shift["status"] == "ok" and shift["verdict"] == "supported"
     assert shift["d"] == np.inf and shift["p_value"] == pytest.approx(0.5 ** 20)
+
+
+FLOOR = '''
+import numpy as np
+import pytest
+from emocheck.plugin.claims import claim
+
+K = 39
+
+@claim("beats a small null on {model_name} ({i})", family="toy_floor", null_draws=K)
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_floor(model_name, i, evidence):
+    evidence.record_null(observed=10.0, null=np.linspace(0, 1, K))
+
+@claim("undeclared small null on {model_name} ({i})", family="toy_floor_undeclared")
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_floor_undeclared(model_name, i, evidence):
+    evidence.record_null(observed=10.0, null=np.linspace(0, 1, 39))
+'''
+
+
+def test_a_family_that_can_never_be_supported_is_a_usage_error(pytester, run):
+    """3 claims against 39 null draws: 3 / 40 = 0.075 >= alpha, said at collection with the K needed;
+    undeclared, the same floor errors each claim at judgement instead of reading 'not supported'."""
+    pytester.makepyfile(test_ecp_floor=FLOOR)
+    result = run("--emocheck-models", "a", "-k", "test_floor")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*family 'toy_floor'*3 claim(s) judged against 39 null draws*0.075 >= alpha 0.05*"
+                                 "at least 119 null draws*"])
+    pytester.makepyfile(test_ecp_floor=FLOOR.replace("K = 39", "K = 119"))
+    result = run("--emocheck-models", "a")
+    result.assert_outcomes(passed=3, errors=3)
+    result.stdout.fnmatch_lines(["*toy_floor_undeclared' can never be supported*"])

@@ -74,6 +74,35 @@ class AlignmentResult:
         return draws[:, k - 1] if k is not None else draws
 
 
+#: The claims judged per model pair against each overlap null (emotions x contrasts); the pairs of a
+#: profile (the first model against each other) share one family, so its size is this times the pairs.
+CLAIMED_EMOTIONS = ("gratitude", "anger", "apology")
+CLAIMS_PER_PAIR = len(CLAIMED_EMOTIONS) * len(CONTRASTS)
+
+
+def family_size(profile: Profile) -> int:
+    """Claims in one Q2 overlap family under the profile (every pair of the profile together)."""
+    return CLAIMS_PER_PAIR * max(1, len(profile.models) - 1)
+
+
+def alignment_config(profile: Profile, alpha: float = 0.05) -> AlignConfig:
+    """The profile's configuration, with every judged null drawn often enough for its family to be
+    supportable (emocheck.stats.nulls.null_draws_for): K + 1 >= 2 m / alpha, m = family_size(profile);
+    the defaults (1000 draws, 200 shuffled-pairing maps) where they are already larger."""
+    from emocheck.stats.nulls import null_draws_for
+
+    base = AlignConfig(seed=profile.seed)
+    k = null_draws_for(family_size(profile), alpha)
+    return replace(base, permutations=max(base.permutations, k), pairing_draws=max(base.pairing_draws, k),
+                   group_draws=max(base.group_draws, k), random_draws=max(base.random_draws, k))
+
+
+def judged_null_draws(profile: Profile) -> int:
+    """The fewest draws of any judged overlap null under the profile (the claims declare it)."""
+    cfg = alignment_config(profile)
+    return min(cfg.pairing_draws, cfg.group_draws)
+
+
 def pair_name(reference: str, other: str) -> str:
     return f"{reference}_vs_{other}"
 
@@ -84,7 +113,7 @@ _MEMO: dict[str, AlignmentResult] = {}
 @timing.timed("alignment", model=lambda reference, other, *a, **k: pair_name(reference, other))
 def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig | None = None, *,
                   progress: bool = True) -> AlignmentResult:
-    cfg = cfg or AlignConfig(seed=profile.seed)
+    cfg = cfg or alignment_config(profile)
     if reference == other:
         raise ConfigError(f"alignment needs two different models, got {reference!r} twice")
     paired = paired_activations(other, reference, profile, position=cfg.position, site=cfg.site, progress=progress)

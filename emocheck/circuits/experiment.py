@@ -62,7 +62,18 @@ SETTINGS = {
 
 
 def settings(profile: Profile) -> dict:
-    return SETTINGS.get(profile.name, SETTINGS["ci"])
+    """The profile's sample sizes; `random` raised where the family (one claim per emotion and model)
+    needs more draws to be supportable at all (emocheck.stats.nulls.null_draws_for: K + 1 >= 2 m / alpha)."""
+    from emocheck.stats.nulls import null_draws_for
+
+    cfg = dict(SETTINGS.get(profile.name, SETTINGS["ci"]))
+    cfg["random"] = max(cfg["random"], null_draws_for(len(EMOTIONS) * len(profile.models)))
+    return cfg
+
+
+def circuit_null_draws(profile: Profile) -> int:
+    """The random circuits a faithfulness / completeness claim is judged against (the claims declare it)."""
+    return settings(profile)["random"]
 
 
 def out_dir(profile: Profile, model_name: str):
