@@ -127,9 +127,10 @@ def test_alignment_mapped_direction_beats_random_directions(model_pair, emotion,
 @pytest.mark.parametrize("contrast", CONTRASTS)
 def test_alignment_best_k_beats_its_neighbours(model_pair, contrast, alignment, emocheck_profile):
     """The k selection (prompt bootstrap of the calibrated overlap, written to
-    results/<profile>/statistics/k_selection.csv with the curves in k_curves.png): the best k's score
-    must exceed each neighbour's in at least 95% of the resamples, and lie above the null band. The
-    seed expects k = 2; which k wins, and whether it is distinguishable at all, is the finding."""
+    results/<profile>/statistics/k_selection.csv with the curves in k_curves.png): the best k is
+    chosen on one random half of the held-out prompts and must beat each neighbour on the OTHER half
+    (one-sided p < 0.05), and lie above the null band. The seed expects k = 2; which k wins, and
+    whether it is distinguishable at all, is the finding."""
     from emocheck.profiles import results_dir
 
     path = results_dir(emocheck_profile, "statistics") / "k_selection.csv"
