@@ -14,23 +14,21 @@ recompute subspaces, so it is applied only to the per-emotion curves as a second
 A resample repeats prompts, which lowers the effective number of prompts and biases subspace
 overlaps (on planted data the observed value at the largest k fell below its whole percentile band;
 on the embedded pair plain percentiles made k = 1 "win" 83% of resamples although k = 2 had the
-higher observed score). So every statistic uses the bias-reflected replicates 2 * observed - boot
-(the basic bootstrap): bands are basic-bootstrap intervals, p_best and the neighbour tests are
-computed on reflected replicates.
+higher observed score). So the bands and p_best use the bias-reflected replicates 2 * observed - boot
+(the basic bootstrap).
 
 best k vs its neighbours, with the selection apart from the test: each label group's held-out
 prompts are split at random into two halves. The best k is the argmax of the calibrated score on the
-SELECTION half; the test of that k against its neighbours runs on the TEST half only (its own
-observed scores and basic-bootstrap replicates): p_vs_smaller / p_vs_larger = fraction of test-half
-the one-sided p of the selected k's test-half score minus the neighbour's, over the SD of that
-difference across test-half resamples (normal; NaN where there is no neighbour). Not the share of
-reflected resamples below zero: with no structure the subspaces are poorly determined, resamples of
-the same prompts keep their directions, and that share was anti-conservative (8.5% at 5%). Each half is calibrated against its own label-permuted null mean
-(subspaces from fewer prompts overlap more by chance, by an amount that depends on k, so the full
-data's null mean would favour some k in both halves alike). Testing the argmax against its
-neighbours on the bootstrap it was picked from passed 42% of simulated data sets with no best k
-(tests/test_alignment_kselect.py); with the split, 2%. The curve columns (mean, ci_low,
-ci_high, p_best) describe all held-out prompts.
+SELECTION half; its test against each neighbour runs on the TEST half only: p_vs_smaller /
+p_vs_larger = the one-sided normal p of the selected k's test-half score minus the neighbour's, over
+the SD of that difference across test-half resamples (NaN where there is no neighbour). Not the
+share of reflected resamples below zero: with no structure the subspaces are poorly determined,
+resamples of the same prompts keep their directions, and that share was anti-conservative (8.5% at
+a 5% level). Each half is calibrated against its own label-permuted null mean (subspaces from fewer
+prompts overlap more by chance, by an amount that depends on k, so the full data's null mean would
+favour some k in both halves alike). Testing the argmax against its neighbours on the bootstrap it
+was picked from passed 42% of simulated data sets with no best k (tests/test_alignment_kselect.py);
+with the split, 2%. The curve columns (mean, ci_low, ci_high, p_best) describe all held-out prompts.
 """
 from __future__ import annotations
 
