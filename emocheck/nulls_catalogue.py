@@ -118,7 +118,7 @@ FAMILIES: tuple[Family, ...] = (
            "Two models that share prompt content and no emotion structure (random labels): map quality and shared "
            "content are held fixed by the null itself, whose draws are exchangeable with the emotion groups then.",
            "tests/test_alignment_shared_content.py::test_emotion_claim_is_calibrated_when_models_share_only_content "
-           "(0/50 families supported); power: ::test_planted_shared_emotion_has_power_and_unshared_emotion_does_not "
+           "(2/50 families supported, alpha 0.05); power: ::test_planted_shared_emotion_has_power_and_unshared_emotion_does_not "
            "(49/100 families at a shared emotion shift of 8 content SDs); the review's design: ::test_review_design",
            "calibrated", "", True),
     Family("q2_alignment_overlap_vs_shuffled_pairing", "hypotheses/test_q2_alignment.py",
@@ -321,7 +321,7 @@ def render_markdown() -> str:
         "is reported as a metric, not claimed.",
         "- **random groups** (one random group of the same held-out prompts, the emotion group's size, taken "
         "in BOTH models and passed through the same map) is exchangeable with the emotion groups under this "
-        "null: 0 of 50 families supported. It is the emotion-sharing claim's null. Its claim has min_d 0 (a "
+        "null: 2 of 50 families supported (alpha 0.05). It is the emotion-sharing claim's null. Its claim has min_d 0 (a "
         "rank test): overlaps are at most 1, and with random groups' overlaps near 0.6 +- 0.13 one null SD "
         "above the mean at alpha / 6 is out of reach. Power at a shared emotion (a shift of 8 content SDs and "
         "a spread of 4 along a second direction, the same in both models): 49 of 100 families (17 of 100 at "
