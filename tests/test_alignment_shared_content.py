@@ -14,7 +14,8 @@ rows, overlap at k = 2; `calibration.judge_family`: compare_to_null, Holm over t
 
 The small design (120 prompts per group, 16-dim content, p = 24, 199 draws) runs in the default
 suite; the verdict review's design (210 per group, 40-dim content, p = 64, both spectra, 80 data sets)
-runs with EMOCHECK_SLOW_TESTS=1.
+runs with EMOCHECK_SLOW_TESTS=1 (about 14 minutes on a shared 2-core machine; measured: random groups
+1 of 80 families in each spectrum, shuffled pairing 91% (flat) and 98% (decaying) of claims).
 """
 import math
 import os
