@@ -119,7 +119,7 @@ FAMILIES: tuple[Family, ...] = (
            "content are held fixed by the null itself, whose draws are exchangeable with the emotion groups then.",
            "tests/test_alignment_shared_content.py::test_emotion_claim_is_calibrated_when_models_share_only_content "
            "(2/50 families supported, alpha 0.05); power: ::test_planted_shared_emotion_has_power_and_unshared_emotion_does_not "
-           "(49/100 families at a shared emotion shift of 8 content SDs); the review's design: ::test_review_design",
+           "(49/100 families at a shared emotion shift of length 8, content SDs 3 to 1); the review's design: ::test_review_design",
            "calibrated", "", True),
     Family("q2_alignment_overlap_vs_shuffled_pairing", "hypotheses/test_q2_alignment.py",
            "The map learned a prompt-specific relation: the overlap through it beats maps fitted on shuffled "
@@ -324,7 +324,7 @@ def render_markdown() -> str:
         "in BOTH models and passed through the same map) is exchangeable with the emotion groups under this "
         "null: 2 of 50 families supported (alpha 0.05; 1 of 80 in each spectrum of the review's design). It is the emotion-sharing claim's null. Its claim has min_d 0 (a "
         "rank test): overlaps are at most 1, and with random groups' overlaps near 0.6 +- 0.13 one null SD "
-        "above the mean at alpha / 6 is out of reach. Power at a shared emotion (a shift of 8 content SDs and "
+        "above the mean at alpha / 6 is out of reach. Power at a shared emotion (a shift of length 8, against content SDs from 3 to 1, and "
         "a spread of 4 along a second direction, the same in both models): 49 of 100 families (17 of 100 at "
         "a shift of 4); the same emotion structure NOT shared stays at the null. With a perfect map (identical "
         "models up to rotation) every group overlaps fully and nothing can be supported: the data cannot tell "

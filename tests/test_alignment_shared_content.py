@@ -8,8 +8,8 @@ rows, overlap at k = 2; `calibration.judge_family`: compare_to_null, Holm over t
   tolerance: 3 Monte-Carlo SEs of the share over the simulated data sets (stated in each assert).
 * The shuffled-pairing null is beaten in most of these data sets: it shows that the map learned a
   prompt-specific relation, which is what its claim now says, not that emotion is shared.
-* A planted shared emotion (shift 8 along a content direction, spread 4 along another, the same in
-  both models) is found with the power stated below; the same emotion structure NOT shared (each
+* A planted shared emotion (a shift of length 8 along a content direction, whose SDs run from 3 to 1,
+  spread 4 along another, the same in both models) is found with the power stated below; the same emotion structure NOT shared (each
   model its own directions) stays at the null.
 
 The small design (120 prompts per group, 16-dim content, p = 24, 199 draws) runs in the default

@@ -26,7 +26,7 @@ from emocheck.alignment.synthetic import shared_content_pair
 REVIEW_DESIGN = dict(n_per_group=210, latent=40, d_a=96, d_b=128, noise=0.5)
 REVIEW_CONFIG = AlignConfig(p=64, k_max=2, k_claim=2, permutations=199, pairing_draws=199, random_draws=199,
                             group_draws=199)
-# A small version of it (the same structure, seconds per hundred data sets) for the default suite.
+# A small version of it (the same structure, about half a second per data set) for the default suite.
 SMALL_DESIGN = dict(n_per_group=120, latent=16, d_a=32, d_b=40, noise=0.5)
 SMALL_CONFIG = AlignConfig(p=24, k_max=2, k_claim=2, permutations=199, pairing_draws=199, random_draws=19,
                            group_draws=199)
@@ -47,13 +47,12 @@ def simulate_overlap_claims(null_names, *, n_sets: int, spectrum: str = "flat", 
                             min_d: float | dict = 1.0, alpha: float = 0.05, seed: int = 0) -> dict[str, dict]:
     """Per null name: the share of claims supported ('claims'), of data sets with at least one claim
     supported ('families'), and the counts behind them. min_d: one for all, or {null name: min_d}."""
-    min_ds = min_d if isinstance(min_d, dict) else {name: min_d for name in null_names}
     from threadpoolctl import threadpool_limits
 
+    min_ds = min_d if isinstance(min_d, dict) else {name: min_d for name in null_names}
     design = {**SMALL_DESIGN, **(design or {})}
     cfg = cfg or SMALL_CONFIG
     k = cfg.k_claim
-    hits = {name: np.zeros((n_sets, 0), dtype=bool) for name in null_names}
     rows = {name: [] for name in null_names}
     with threadpool_limits(limits=1, user_api="blas"):
         for s in range(n_sets):
