@@ -659,6 +659,14 @@ def test_floor_undeclared(model_name, i, evidence):
 '''
 
 
+def test_null_draws_are_validated_at_decoration():
+    assert claim("s", family="f", null_draws=119).mark.kwargs["null_draws"] == 119
+    assert claim("s", family="f", null_draws="pkg.mod:fn").mark.kwargs["null_draws"] == "pkg.mod:fn"
+    for bad in (0, True, 2.5, "nocolon", "a:b:c"):
+        with pytest.raises(ConfigError, match="null_draws"):
+            claim("s", family="f", null_draws=bad)
+
+
 def test_a_family_that_can_never_be_supported_is_a_usage_error(pytester, run):
     """3 claims against 39 null draws: 3 / 40 = 0.075 >= alpha, said at collection with the K needed;
     undeclared, the same floor errors each claim at judgement instead of reading 'not supported'."""

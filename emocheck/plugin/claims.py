@@ -125,7 +125,10 @@ def claim(
     report. Raises ConfigError for an unknown ``alternative``, a negative ``min_d`` or a bad alpha.
     """
     spec = _validate(statement, family, paired, alternative, min_d, alpha, null_draws)
-    return getattr(pytest.mark, MARKER)(**spec.to_dict())
+    kwargs = spec.to_dict()
+    if kwargs["null_draws"] is None:
+        del kwargs["null_draws"]     # the marker of a claim that does not declare its draws is as before
+    return getattr(pytest.mark, MARKER)(**kwargs)
 
 
 def claim_spec(item) -> ClaimSpec | None:
