@@ -19,8 +19,8 @@ and is not supported (tests/test_circuits_calibration.py simulates both nulls):
 
 The circuit's size, its fraction of all components, its held-out faithfulness and the attribution
 vs exact-patching agreement are reported as metrics (they are not what is judged). At `ci`: 12 held-out
-prompts, K = 199 random circuits (Monte-Carlo p >= 1/200 = 0.005, below Holm's smallest threshold
-0.05 / 6 for a family of 3 emotions x 2 models).
+prompts, K random circuits sized to the family (emocheck.circuits.experiment.settings: K + 1 >= 2 m / alpha,
+m = 3 emotions x the profile's models: 239 for the two embedded models, 119 at smoke).
 """
 import numpy as np
 import pytest
@@ -57,6 +57,7 @@ def _metrics(r: dict) -> dict:
     "faithfulness on training prompts) recovers more of the final-layer {emotion} projection on held-out "
     "{emotion} prompts, with everything else mean-ablated, than random circuits of the same size, component types and layers",
     family="q8_circuits_faithfulness", alternative="greater", min_d=1.0,
+    null_draws="emocheck.circuits.experiment:circuit_null_draws",
 )
 @pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
 def test_circuits_faithfulness_beats_random_circuits(emotion, emotion_circuit, evidence):
@@ -69,6 +70,7 @@ def test_circuits_faithfulness_beats_random_circuits(emotion, emotion_circuit, e
     "circuits: mean-ablating only the {emotion} circuit leaves less of the final-layer {emotion} projection "
     "effect on held-out {emotion} prompts than ablating random circuits of the same size, component types and layers",
     family="q8_circuits_completeness", alternative="less", min_d=1.0,
+    null_draws="emocheck.circuits.experiment:circuit_null_draws",
 )
 @pytest.mark.parametrize("emotion", CLAIM_EMOTIONS)
 def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, evidence):

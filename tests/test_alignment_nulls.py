@@ -122,3 +122,19 @@ def test_fast_ridge_pairing_null_equals_refitting(rotation_setup):
     finally:
         nulls_mod.refit_like = orig
     np.testing.assert_allclose(fast, slow, atol=1e-10)
+
+
+def test_random_group_null_takes_the_same_group_in_both_models():
+    """Identical models through the identity map: every random group's subspaces coincide (overlap 1),
+    where the label-permuted null (source permuted, target's true group) stays below 1."""
+    from emocheck.alignment.maps import identity_map
+    from emocheck.alignment.nulls import label_permuted_null, random_group_null
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["gratitude", "anger", "apology", "neutral"], 20)
+    z = rng.standard_normal((80, 6))
+    emotions = ["gratitude", "anger", "apology"]
+    same = random_group_null(identity_map(6), z, z, labels, "anger", "vs_other", emotions, 2, 30, seed=1)
+    other = label_permuted_null(identity_map(6), z, z, labels, "anger", "vs_other", emotions, 2, 30, seed=1)
+    assert same.shape == (30, 2) and np.allclose(same, 1.0)
+    assert other[:, 1].max() < 1.0 - 1e-6

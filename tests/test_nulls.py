@@ -98,3 +98,39 @@ def test_a_tie_goes_through_the_report_and_its_forest_plot(tmp_path):
     assert rows[0]["verdict"] == "not supported"
     paths = rep.write_statistics([r], rows, families, {"correction": "holm", "alpha": 0.05}, tmp_path)
     assert any(k.startswith("forest_plot:") for k in paths)
+
+
+# ----------------------------------------------------------------------------------------------
+# Null draws sized to the family
+# ----------------------------------------------------------------------------------------------
+
+
+def test_null_draws_follow_the_family_size():
+    from emocheck.stats.nulls import null_draws_for, unsupportable_reason
+
+    for m in (1, 3, 6, 12, 80):
+        k = null_draws_for(m, 0.05)
+        assert (k + 1) >= 2 * m / 0.05 and k < 2 * m / 0.05
+        # an observation beyond every draw is supported after Holm over m claims
+        assert m / (k + 1) < 0.05 and unsupportable_reason(m, k, 0.05) is None
+    # the review's two cases: Q2 with three models at K = 200, circuits at smoke at K = 39
+    assert "0.0597 >= alpha 0.05" in unsupportable_reason(12, 200, 0.05)
+    assert "0.075 >= alpha 0.05" in unsupportable_reason(3, 39, 0.05)
+
+
+def test_q2_and_circuits_draw_enough_for_their_families():
+    from dataclasses import replace
+
+    from emocheck.alignment.run import alignment_config, family_size, judged_null_draws
+    from emocheck.circuits.experiment import circuit_null_draws, settings
+    from emocheck.profiles import get_profile
+    from emocheck.stats.nulls import unsupportable_reason
+
+    three = replace(get_profile("ci"), models=("gpt2", "pythia-160m", "gpt-neo-125m"))
+    assert family_size(three) == 12 and judged_null_draws(three) == 479
+    assert alignment_config(three).group_draws == 1000                   # the default where already larger
+    assert unsupportable_reason(12, judged_null_draws(three), 0.05) is None
+    smoke = get_profile("smoke")
+    assert settings(smoke)["random"] == circuit_null_draws(smoke) == 119
+    assert unsupportable_reason(3 * len(smoke.models), circuit_null_draws(smoke), 0.05) is None
+    assert circuit_null_draws(get_profile("ci")) == 239

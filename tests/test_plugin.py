@@ -607,3 +607,75 @@ def test_filler(evidence):
     assert weak.reason.startswith("raw interval clears min_d = 0.2, but after bonferroni over 2 declared claims")
     md = (_stats_dir(pytester) / "report.md").read_text()
     assert "supported (treated < control)" in md and "but after bonferroni over 2 declared claims" in md
+
+
+DEGENERATE = '''
+import numpy as np
+from emocheck.plugin.claims import claim
+
+@claim("a patch that changed nothing", family="toy_same", paired=True, min_d=0.2)
+def test_same(evidence):
+    x = np.linspace(0, 1, 20)
+    evidence.record(treated=x, control=x.copy())
+
+@claim("every prompt moved by exactly one", family="toy_shift", paired=True, min_d=0.2)
+def test_shift(evidence):
+    x = np.linspace(0, 1, 20)
+    evidence.record(treated=x + 1.0, control=x)
+'''
+
+
+def test_identical_outcomes_are_a_verdict_not_an_error(pytester, run):
+    """Identical paired outcomes (as a label-shuffled run produced for one specificity claim) are
+    judged: no difference -> d 0, p 1, not supported; one identical non-zero difference on every
+    prompt -> the exact sign test (p = 0.5^20), supported; files and report are written."""
+    pytester.makepyfile(test_ecp_same=DEGENERATE)
+    result = run("--emocheck-models", "a")
+    result.assert_outcomes(passed=1, failed=1)
+    eff = _effects(pytester)
+    same, shift = eff.loc["test_ecp_same.py::test_same"], eff.loc["test_ecp_same.py::test_shift"]
+    assert same["status"] == "ok" and same["verdict"] == "not supported"
+    assert same["d"] == 0 and same["p_value"] == 1
+    assert shift["status"] == "ok" and shift["verdict"] == "supported"
+    assert shift["d"] == np.inf and shift["p_value"] == pytest.approx(0.5 ** 20)
+
+
+FLOOR = '''
+import numpy as np
+import pytest
+from emocheck.plugin.claims import claim
+
+K = 39
+
+@claim("beats a small null on {model_name} ({i})", family="toy_floor", null_draws=K)
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_floor(model_name, i, evidence):
+    evidence.record_null(observed=10.0, null=np.linspace(0, 1, K))
+
+@claim("undeclared small null on {model_name} ({i})", family="toy_floor_undeclared")
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_floor_undeclared(model_name, i, evidence):
+    evidence.record_null(observed=10.0, null=np.linspace(0, 1, 39))
+'''
+
+
+def test_null_draws_are_validated_at_decoration():
+    assert claim("s", family="f", null_draws=119).mark.kwargs["null_draws"] == 119
+    assert claim("s", family="f", null_draws="pkg.mod:fn").mark.kwargs["null_draws"] == "pkg.mod:fn"
+    for bad in (0, True, 2.5, "nocolon", "a:b:c"):
+        with pytest.raises(ConfigError, match="null_draws"):
+            claim("s", family="f", null_draws=bad)
+
+
+def test_a_family_that_can_never_be_supported_is_a_usage_error(pytester, run):
+    """3 claims against 39 null draws: 3 / 40 = 0.075 >= alpha, said at collection with the K needed;
+    undeclared, the same floor errors each claim at judgement instead of reading 'not supported'."""
+    pytester.makepyfile(test_ecp_floor=FLOOR)
+    result = run("--emocheck-models", "a", "-k", "test_floor")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*family 'toy_floor'*3 claim(s) judged against 39 null draws*0.075 >= alpha 0.05*"
+                                 "at least 119 null draws*"])
+    pytester.makepyfile(test_ecp_floor=FLOOR.replace("K = 39", "K = 119"))
+    result = run("--emocheck-models", "a")
+    result.assert_outcomes(passed=3, errors=3)
+    result.stdout.fnmatch_lines(["*toy_floor_undeclared' can never be supported*"])

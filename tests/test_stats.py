@@ -639,10 +639,9 @@ def test_compare_errors():
         es.compare([1.0, np.nan, 2.0, 3.0], good)
     with pytest.raises(EvidenceError, match="non-finite"):
         es.compare(good, [1.0, np.inf, 2.0])
-    with pytest.raises(EvidenceError, match="zero variance"):
-        es.compare([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
-    with pytest.raises(EvidenceError, match="zero variance"):
-        es.compare([1.0, 2.0, 3.0], [0.0, 1.0, 2.0], paired=True)
+    # No spread to standardise by is judged, not refused (test_identical_outcomes_are_judged).
+    assert es.compare([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]).extra["degenerate"] == "both samples constant"
+    assert es.compare([1.0, 2.0, 3.0], [0.0, 1.0, 2.0], paired=True).extra["degenerate"] == "identical differences"
     # One constant group is fine for independent samples (pooled SD > 0).
     assert np.isfinite(es.compare([1.0, 1.0, 1.0], [0.0, 0.5, 0.2]).d)
     with pytest.raises(ValueError):
@@ -684,3 +683,31 @@ def test_verdict_min_effect_equivalent_to_ci_bound(seed):
     for min_d in np.linspace(0, 1.2, 13):
         c = es.compare(x, y, min_d=float(min_d))
         assert (c.p_min_effect < c.alpha) == (c.d_ci_low > min_d)
+
+
+def test_identical_outcomes_are_judged():
+    """Identical paired outcomes (a patch that changed nothing) are a verdict: d = 0, p = 1."""
+    same = [0.2, 0.7, 0.1, 0.9, 0.4]
+    for alt in ("greater", "less", "two-sided"):
+        c = es.compare(same, same, paired=True, alternative=alt, min_d=0.2)
+        assert (c.d, c.p_value, c.p_min_effect) == (0.0, 1.0, 1.0)
+        assert c.d_ci_low == -np.inf and c.d_ci_high == np.inf
+        assert es.verdict(c, c.p_value, c.p_min_effect) == "not supported"
+    c = es.compare([3.0] * 4, [3.0] * 5)
+    assert (c.d, c.p_value) == (0.0, 1.0)
+
+
+def test_identical_nonzero_differences_use_the_exact_sign_and_rank_tests():
+    base = np.arange(12, dtype=float)
+    c = es.compare(base + 1.0, base, paired=True, alternative="greater", min_d=0.5)
+    assert c.d == np.inf and c.p_value == c.p_min_effect == 0.5 ** 12
+    assert es.verdict(c, c.p_value, c.p_min_effect) == "supported"
+    assert es.compare(base + 1.0, base, paired=True, alternative="less").p_value == 1.0
+    assert es.compare(base + 1.0, base, paired=True, alternative="two-sided").p_value == 2 * 0.5 ** 12
+    # three identical differences are not enough: 0.125 > alpha
+    c3 = es.compare([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], paired=True)
+    assert c3.p_value == 0.125 and es.verdict(c3, c3.p_value, c3.p_min_effect) == "not supported"
+    # independent constant samples: every treated above every control, 1 / C(7, 3)
+    ci = es.compare([2.0] * 3, [1.0] * 4, alternative="greater")
+    assert ci.d == np.inf and ci.p_value == pytest.approx(1 / 35)
+    assert es.Comparison.from_dict(ci.to_dict()) == ci

@@ -24,7 +24,8 @@ import pandas as pd
 
 from emocheck import stats
 from emocheck.alignment.maps import LinearMap, fit_map
-from emocheck.alignment.nulls import calibrate, label_permuted_null, random_subspace_null, shuffled_pairing_null
+from emocheck.alignment.nulls import (calibrate, label_permuted_null, random_group_null, random_subspace_null,
+                                      shuffled_pairing_null)
 from emocheck.alignment.overlap import chance_overlap, overlap_curve
 from emocheck.alignment.reduce import Reducer, fit_reducer
 from emocheck.alignment.subspaces import CONTRASTS, contrast_subspace
@@ -32,6 +33,7 @@ from emocheck.alignment.transfer import groups, mean_direction, project, random_
 from emocheck.errors import ConfigError
 
 FIT_ON = ("neutral", "all")
+NULL_NAMES = ("random", "label_permuted", "shuffled_pairing", "random_groups")
 
 
 def single_blas_thread(fn):
@@ -59,6 +61,7 @@ class AlignConfig:
     fit_on: str = "neutral"
     drop_outliers: int = 0
     permutations: int = 1000     # label-permuted null draws for the judged pair
+    group_draws: int = 1000      # random prompt groups (both models) for the judged pair
     pairing_draws: int = 200     # shuffled-pairing maps
     random_draws: int = 1000     # random subspaces / random mapped directions
     heat_permutations: int = 50  # label-permuted draws per layer pair in the heat map
@@ -95,7 +98,11 @@ class PairAnalysis:
 @single_blas_thread
 def analyse_pair(xs: np.ndarray, xt: np.ndarray, labels: np.ndarray, train: np.ndarray, emotions: list[str],
                  cfg: AlignConfig, *, ids=None, reducers: tuple[Reducer, Reducer] | None = None,
-                 contrasts=CONTRASTS, with_nulls: bool = True) -> PairAnalysis:
+                 contrasts=CONTRASTS, with_nulls: bool = True, null_names=NULL_NAMES,
+                 with_transfer: bool = True) -> PairAnalysis:
+    unknown = sorted(set(null_names) - set(NULL_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown null(s) {unknown}; one of {', '.join(NULL_NAMES)}")
     labels, train = np.asarray(labels), np.asarray(train, dtype=bool)
     if reducers is None:
         reducers = (fit_reducer(xs[train], cfg.p, drop_outliers=cfg.drop_outliers),
@@ -124,14 +131,19 @@ def analyse_pair(xs: np.ndarray, xt: np.ndarray, labels: np.ndarray, train: np.n
                 from emocheck.alignment.overlap import orthonormal_rows
 
                 target_basis = orthonormal_rows(fitted.target(ub))
-                draws = {
-                    "random": random_subspace_null(target_basis, cfg.random_draws, seed + 1),
-                    "label_permuted": label_permuted_null(fitted, zs[held], zt[held], hl, emotion, contrast, emotions,
-                                                          cfg.k_max, cfg.permutations, seed + 2),
-                    "shuffled_pairing": shuffled_pairing_null(fitted, zs[fit], zt[fit], ua, ub, cfg.pairing_draws,
-                                                              seed + 3),
+                make = {
+                    "random": lambda: random_subspace_null(target_basis, cfg.random_draws, seed + 1),
+                    "label_permuted": lambda: label_permuted_null(fitted, zs[held], zt[held], hl, emotion, contrast,
+                                                                  emotions, cfg.k_max, cfg.permutations, seed + 2),
+                    "shuffled_pairing": lambda: shuffled_pairing_null(fitted, zs[fit], zt[fit], ua, ub,
+                                                                      cfg.pairing_draws, seed + 3),
+                    "random_groups": lambda: random_group_null(fitted, zs[held], zt[held], hl, emotion, contrast,
+                                                               emotions, cfg.k_max, cfg.group_draws, seed + 4),
                 }
-                for name, d in draws.items():
+                for name in NULL_NAMES:
+                    if name not in null_names:
+                        continue
+                    d = make[name]()
                     nulls[f"{emotion}/{contrast}/{name}"] = d
                     cal = calibrate(observed, d)
                     rec.update({f"{name}_mean": cal["null_mean"], f"{name}_sd": cal["null_sd"],
@@ -139,7 +151,10 @@ def analyse_pair(xs: np.ndarray, xt: np.ndarray, labels: np.ndarray, train: np.n
                                 f"{name}_score": cal["score"], f"{name}_p": cal["p_value"]})
             rows.append(pd.DataFrame(rec))
     overlaps = pd.concat(rows, ignore_index=True)
-    transfer, scores = _transfer(fitted, zs, zt, labels, train, emotions, cfg, ids, with_nulls, nulls)
+    if with_transfer:
+        transfer, scores = _transfer(fitted, zs, zt, labels, train, emotions, cfg, ids, with_nulls, nulls)
+    else:
+        transfer, scores = pd.DataFrame(), pd.DataFrame()
     return PairAnalysis(overlaps, transfer, scores, nulls, reducers, fitted, (zs, zt))
 
 

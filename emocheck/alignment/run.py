@@ -38,7 +38,7 @@ from emocheck import timing
 
 log = logging.getLogger(__name__)
 
-ALIGNMENT_CODE_VERSION = "alignment-v4"
+ALIGNMENT_CODE_VERSION = "alignment-v5"
 OUTLIER_DIMS = 5
 TABLES = ("layer_pairs", "overlaps", "transfer", "transfer_scores", "variants", "k_selection")
 
@@ -74,6 +74,34 @@ class AlignmentResult:
         return draws[:, k - 1] if k is not None else draws
 
 
+#: The claims judged per model pair against each overlap null (emotions x contrasts); the pairs of a
+#: profile (the first model against each other) share one family, so its size is this times the pairs.
+def family_size(profile: Profile) -> int:
+    """Claims in one Q2 overlap family under the profile (every pair of the profile together): the
+    study's emotions x contrasts per pair."""
+    from emocheck.study import study_for
+
+    return len(study_for(profile).emotions) * len(CONTRASTS) * max(1, len(profile.models) - 1)
+
+
+def alignment_config(profile: Profile, alpha: float = 0.05) -> AlignConfig:
+    """The profile's configuration, with every judged null drawn often enough for its family to be
+    supportable (emocheck.stats.nulls.null_draws_for): K + 1 >= 2 m / alpha, m = family_size(profile);
+    the defaults (1000 draws, 200 shuffled-pairing maps) where they are already larger."""
+    from emocheck.stats.nulls import null_draws_for
+
+    base = AlignConfig(seed=profile.seed)
+    k = null_draws_for(family_size(profile), alpha)
+    return replace(base, permutations=max(base.permutations, k), pairing_draws=max(base.pairing_draws, k),
+                   group_draws=max(base.group_draws, k), random_draws=max(base.random_draws, k))
+
+
+def judged_null_draws(profile: Profile) -> int:
+    """The fewest draws of any judged overlap null under the profile (the claims declare it)."""
+    cfg = alignment_config(profile)
+    return min(cfg.pairing_draws, cfg.group_draws)
+
+
 def pair_name(reference: str, other: str) -> str:
     return f"{reference}_vs_{other}"
 
@@ -84,7 +112,7 @@ _MEMO: dict[str, AlignmentResult] = {}
 @timing.timed("alignment", model=lambda reference, other, *a, **k: pair_name(reference, other))
 def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig | None = None, *,
                   progress: bool = True) -> AlignmentResult:
-    cfg = cfg or AlignConfig(seed=profile.seed)
+    cfg = cfg or alignment_config(profile)
     if reference == other:
         raise ConfigError(f"alignment needs two different models, got {reference!r} twice")
     paired = paired_activations(other, reference, profile, position=cfg.position, site=cfg.site, progress=progress)
@@ -118,30 +146,34 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
     # removed, three maps. Fewer null draws (these are reported, not claimed).
     variant_rows = []
     light = dict(permutations=min(cfg.permutations, 200), pairing_draws=min(cfg.pairing_draws, 50),
-                 random_draws=min(cfg.random_draws, 200))
+                 random_draws=min(cfg.random_draws, 200), group_draws=min(cfg.group_draws, 200))
     for fit_on in FIT_ON:
         for drop in (0, OUTLIER_DIMS):
             for kind in MAP_KINDS:
                 vcfg = replace(cfg, fit_on=fit_on, drop_outliers=drop, map_kind=kind, **light)
-                v = analyse_pair(xs, xt, labels, train, emotions, vcfg, ids=ids)
+                # the label-permuted null is neither claimed nor checked on the variants: not drawn
+                v = analyse_pair(xs, xt, labels, train, emotions, vcfg, ids=ids,
+                                 null_names=("random", "shuffled_pairing", "random_groups"))
                 o = v.overlaps[v.overlaps.k == cfg.k_claim]
                 for _, r in o.iterrows():
                     variant_rows.append({"fit_on": fit_on, "outlier_dims_removed": drop, "map": kind,
                                          "emotion": r.emotion, "contrast": r.contrast, "k": cfg.k_claim,
                                          "observed": r.observed, "chance_k_over_d": r.chance_k_over_d,
-                                         "label_permuted_mean": r.label_permuted_mean,
-                                         "label_permuted_score": r.label_permuted_score, "label_permuted_p": r.label_permuted_p,
                                          "shuffled_pairing_score": r.shuffled_pairing_score,
                                          "shuffled_pairing_p": r.shuffled_pairing_p,
+                                         "random_groups_mean": r.random_groups_mean,
+                                         "random_groups_score": r.random_groups_score,
+                                         "random_groups_p": r.random_groups_p,
                                          "source_outlier_dims": " ".join(map(str, v.reducers[0].dropped)),
                                          "target_outlier_dims": " ".join(map(str, v.reducers[1].dropped))})
                 for _, r in v.transfer.iterrows():
                     variant_rows.append({"fit_on": fit_on, "outlier_dims_removed": drop, "map": kind,
                                          "emotion": r.emotion, "contrast": "transfer_auc", "k": np.nan,
                                          "observed": r.mapped_auc, "chance_k_over_d": 0.5,
-                                         "label_permuted_mean": np.nan, "label_permuted_score": np.nan,
-                                         "label_permuted_p": r.random_auc_p, "shuffled_pairing_score": np.nan,
-                                         "shuffled_pairing_p": np.nan, "source_outlier_dims": "", "target_outlier_dims": ""})
+                                         "random_direction_auc_p": r.random_auc_p, "shuffled_pairing_score": np.nan,
+                                         "shuffled_pairing_p": np.nan, "random_groups_mean": np.nan,
+                                         "random_groups_score": np.nan, "random_groups_p": np.nan,
+                                         "source_outlier_dims": "", "target_outlier_dims": ""})
     variants = pd.DataFrame(variant_rows).assign(**pair_cols)
 
     held = ~train

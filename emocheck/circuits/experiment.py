@@ -59,10 +59,18 @@ EMOTION_WORDS = {e: d.target_words for e, d in EMBEDDED.items()}
 
 def settings(profile: Profile) -> dict:
     """The profile's phase-8 sizes (emocheck.profiles.CircuitSizes) as the dict the circuit's cache key
-    hashes. The ci values were set by a 2-core CPU shared by 8 engineers, not by statistics. random: 199
-    circuits in the Monte-Carlo null at full too: the smallest p is 1/200 = 0.005, below Holm's first
-    threshold for the 6 claims of a family over the two embedded models (0.05 / 6 = 0.0083)."""
-    return asdict(profile.circuits)
+    hashes; `random` raised where the family (one claim per emotion and model) needs more draws to be
+    supportable at all (emocheck.stats.nulls.null_draws_for: K + 1 >= 2 m / alpha)."""
+    from emocheck.stats.nulls import null_draws_for
+
+    cfg = asdict(profile.circuits)
+    cfg["random"] = max(cfg["random"], null_draws_for(len(study_for(profile).emotions) * len(profile.models)))
+    return cfg
+
+
+def circuit_null_draws(profile: Profile) -> int:
+    """The random circuits a faithfulness / completeness claim is judged against (the claims declare it)."""
+    return settings(profile)["random"]
 
 
 def circuit_seed(profile: Profile, study, emotion: str) -> int:

@@ -49,6 +49,10 @@ class ClaimSpec:
     alternative: str = "greater"
     min_d: float = 0.0
     alpha: float | None = None
+    # the number of null draws a record_null claim is judged on, when known before it runs: an int,
+    # or 'module:function' naming a function of the Profile that returns it (collection checks the
+    # family can be supported with it: emocheck.stats.nulls.unsupportable_reason)
+    null_draws: int | str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +61,7 @@ class ClaimSpec:
         return float(self.alpha) if self.alpha is not None else float(session_alpha)
 
 
-def _validate(statement, family, paired, alternative, min_d, alpha) -> ClaimSpec:
+def _validate(statement, family, paired, alternative, min_d, alpha, null_draws=None) -> ClaimSpec:
     if not isinstance(statement, str) or not statement.strip():
         raise ConfigError("@claim needs a non-empty statement string as its first argument")
     if not isinstance(family, str) or not family.strip():
@@ -84,6 +88,11 @@ def _validate(statement, family, paired, alternative, min_d, alpha) -> ClaimSpec
                 f"(0, {upper:g}) for alternative={alternative!r}, got {alpha!r}"
             )
         alpha = float(alpha)
+    if null_draws is not None and not (
+            (isinstance(null_draws, int) and not isinstance(null_draws, bool) and null_draws >= 1)
+            or (isinstance(null_draws, str) and null_draws.count(":") == 1 and all(null_draws.split(":")))):
+        raise ConfigError(f"@claim({statement!r}): null_draws must be a positive int or 'module:function' "
+                          f"(a function of the Profile returning the number of null draws), got {null_draws!r}")
     # Fail now, not at report time, on a statement that str.format cannot parse.
     try:
         list(string.Formatter().parse(statement))
@@ -96,6 +105,7 @@ def _validate(statement, family, paired, alternative, min_d, alpha) -> ClaimSpec
         alternative=alternative,
         min_d=float(min_d),
         alpha=alpha,
+        null_draws=null_draws,
     )
 
 
@@ -107,14 +117,18 @@ def claim(
     alternative: str = "greater",
     min_d: float = 0.0,
     alpha: float | None = None,
+    null_draws: int | str | None = None,
 ):
     """Declare a test as a research claim; returns the ``emocheck_claim`` marker decorator.
 
     ``statement`` is formatted with the test's parameters (``{emotion}``, ``{model_name}``) for the
     report. Raises ConfigError for an unknown ``alternative``, a negative ``min_d`` or a bad alpha.
     """
-    spec = _validate(statement, family, paired, alternative, min_d, alpha)
-    return getattr(pytest.mark, MARKER)(**spec.to_dict())
+    spec = _validate(statement, family, paired, alternative, min_d, alpha, null_draws)
+    kwargs = spec.to_dict()
+    if kwargs["null_draws"] is None:
+        del kwargs["null_draws"]     # the marker of a claim that does not declare its draws is as before
+    return getattr(pytest.mark, MARKER)(**kwargs)
 
 
 def claim_spec(item) -> ClaimSpec | None:
@@ -134,6 +148,7 @@ def claim_spec(item) -> ClaimSpec | None:
         kwargs.get("alternative", "greater"),
         kwargs.get("min_d", 0.0),
         kwargs.get("alpha"),
+        kwargs.get("null_draws"),
     )
 
 

@@ -132,9 +132,47 @@ def pytest_collection_modifyitems(session, config, items) -> None:
             "the claim a family of its own:\n" + "\n".join(lines)
         )
     state.family_sizes = sizes
+    _check_null_floors(state, sizes)
     claims = [item for item in items if item.get_closest_marker(MARKER) is not None]
     if claims:
         _preflight(state, claims)
+
+
+def resolve_null_draws(declared, profile: Profile) -> int:
+    """A claim's declared null_draws: the int, or 'module:function' called with the profile."""
+    if isinstance(declared, int):
+        return declared
+    import importlib
+
+    module, _, name = declared.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"null_draws={declared!r}: cannot import it ({exc})") from None
+    return int(fn(profile))
+
+
+def _check_null_floors(state: _State, sizes: Counter) -> None:
+    """A family judged against K null draws that no data could support is a usage error, now."""
+    from emocheck.stats.nulls import unsupportable_reason
+
+    problems, resolved = [], {}
+    for members in state.declared.values():
+        for nodeid, family in members.items():
+            item = state.declared_items.get(nodeid)
+            spec = claim_spec(item) if item is not None else None
+            if spec is None or spec.null_draws is None or family in resolved:
+                continue
+            try:
+                k = resolve_null_draws(spec.null_draws, state.profile)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"emocheck: {nodeid}: {exc}") from None
+            resolved[family] = k
+            why = unsupportable_reason(sizes[family], k, spec.effective_alpha(state.alpha))
+            if why:
+                problems.append(f"  family {family!r} (profile {state.profile.name!r}): {why}")
+    if problems:
+        raise pytest.UsageError("emocheck: a claim family can never be supported:\n" + "\n".join(problems))
 
 
 # Fixtures (fixtures/) that load a model or read the prompt tables: a claim that uses one of them

@@ -146,6 +146,14 @@ def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | 
     else:
         result["samples"] = {"treated": ev.treated, "control": ev.control, "sample_ids": ev.sample_ids}
     s = result["settings"]
+    if ev.kind == "vs_null":
+        from emocheck.stats.nulls import unsupportable_reason
+
+        why = unsupportable_reason(result["family_size"], len(ev.null), s["alpha"])
+        if why:
+            msg = f"family {spec.family!r} can never be supported: {why}"
+            result.update(status="error", error=msg)
+            return result, EvidenceError(msg)
     from emocheck import timing
 
     try:

@@ -194,8 +194,9 @@ def compare(
     * t, df, p_value: Welch t (independent) or paired t, in the claimed direction.
 
     Raises ValueError for bad settings (alternative, alpha, min_d, ci_method, paired lengths)
-    and EvidenceError when a sample has < 3 values or non-finite values, or when there is no
-    variance to standardise by (both samples constant; constant differences when paired).
+    and EvidenceError when a sample has < 3 values or non-finite values. Data with no variance to
+    standardise by (identical paired differences; both samples constant) are judged, not refused:
+    see :func:`_degenerate`.
     """
     check_settings(alternative, alpha, min_d)
     if ci_method not in CI_METHODS:
@@ -206,13 +207,8 @@ def compare(
         raise ValueError(
             f"paired comparison needs equal lengths: treated has {tr.size} values, control has {co.size}"
         )
-    if paired:
-        if np.ptp(tr - co) == 0:
-            raise EvidenceError(
-                "treated - control differences are all identical (zero variance); d_z is undefined"
-            )
-    elif np.ptp(tr) == 0 and np.ptp(co) == 0:
-        raise EvidenceError("treated and control both have zero variance; d is undefined")
+    if (paired and _no_spread(tr - co, tr, co)) or (not paired and _no_spread(tr, tr) and _no_spread(co, co)):
+        return _degenerate(tr, co, paired, alternative, min_d, alpha)
 
     _, df_pooled, _ = _design(tr, co, paired)
     ci_conf = _ci_confidence(alpha, alternative)
@@ -255,6 +251,56 @@ def compare(
         df=tt.df,
         p_value=tt.p,
         p_min_effect=float(p_min),
+    )
+
+
+def _no_spread(values: np.ndarray, *sources: np.ndarray) -> bool:
+    """All values equal up to the rounding of the arithmetic that produced them (x + 1 - x is not
+    exactly 1 for every x): a spread within 64 ulps of the sources' magnitude is no spread."""
+    scale = max(float(np.max(np.abs(s))) for s in sources)
+    return float(np.ptp(values)) <= 64 * np.finfo(float).eps * max(scale, np.finfo(float).tiny)
+
+
+def _degenerate(tr: np.ndarray, co: np.ndarray, paired: bool, alternative: str, min_d: float,
+                alpha: float) -> Comparison:
+    """The verdict-ready record of data with no spread to standardise by: every paired difference
+    identical, or both independent samples constant. Identical outcomes are a finding, not an error.
+
+    * No difference (all paired differences 0, or both samples the same constant): d = 0, both
+      p-values 1, the d interval unbounded (there is no scale to measure d in): not supported, as in
+      :func:`compare_to_null`'s tie.
+    * A non-zero difference c that every unit shows: d = sign(c) * inf, and the two p-values are the
+      exact distribution-free test of that pattern, which needs no variance: the sign test (paired:
+      all n differences on one side, p = 0.5^n under differences symmetric about 0) or the rank-sum
+      test (independent: every treated value beyond every control value, p = 1 / C(n_t + n_c, n_t)
+      under exchangeable samples); doubled (capped at 1) when two-sided, 1 against the claimed
+      direction. The min-effect p equals it: with zero spread the margin min_d * SD is 0, so "beyond
+      min_d SDs" is "beyond 0" (the same reading :func:`compare_to_null` gives a shifted null). A
+      claim is then supported only when n is large enough for the pattern to be improbable by chance.
+    """
+    diff = float(np.mean(tr - co)) if paired else float(np.mean(tr) - np.mean(co))
+    if abs(diff) <= 64 * np.finfo(float).eps * max(float(np.max(np.abs(tr))), float(np.max(np.abs(co))), 1e-300):
+        diff = 0.0
+    n_t, n_c = int(tr.size), int(co.size)
+    if diff == 0:
+        d, lo, hi, p = 0.0, float("-inf"), float("inf"), 1.0
+    else:
+        p_one = 0.5 ** n_t if paired else 1.0 / math.comb(n_t + n_c, n_t)
+        d = math.copysign(math.inf, diff)
+        lo = hi = d
+        if alternative == "two-sided":
+            p = min(1.0, 2 * p_one)
+        else:
+            p = p_one if (diff > 0) == (alternative == "greater") else 1.0
+    _, df_pooled, _ = _design(tr, co, paired)
+    mt, mc = float(np.mean(tr)), float(np.mean(co))
+    return Comparison(
+        n_treated=n_t, n_control=n_c, paired=bool(paired), alternative=alternative, min_d=float(min_d),
+        alpha=float(alpha), mean_treated=mt, mean_control=mc, mean_difference=diff if paired else mt - mc,
+        d=d, hedges_g=d, d_ci_low=lo, d_ci_high=hi, ci_method="degenerate", t=d, df=float(df_pooled),
+        p_value=float(p), p_min_effect=float(p),
+        extra={"degenerate": "identical differences" if paired else "both samples constant",
+               "test": ("sign" if paired else "rank-sum") if diff != 0 else "none"},
     )
 
 

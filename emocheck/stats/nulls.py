@@ -32,7 +32,33 @@ from scipy import stats as _st
 
 from emocheck.errors import EvidenceError
 
-__all__ = ["compare_to_null", "mc_pvalue"]
+__all__ = ["compare_to_null", "mc_pvalue", "null_draws_for", "unsupportable_reason", "NULL_DRAW_MARGIN"]
+
+#: K + 1 >= NULL_DRAW_MARGIN * m / alpha: an observation beyond every draw (p = 1 / (K + 1)) is then
+#: supported after Holm over m claims with half of alpha to spare (m p = alpha / 2), instead of the
+#: bare m / (K + 1) < alpha under which the floor itself is all the room there is.
+NULL_DRAW_MARGIN = 2.0
+
+
+def null_draws_for(family_size: int, alpha: float = 0.05, margin: float = NULL_DRAW_MARGIN) -> int:
+    """The number K of null draws a family of ``family_size`` claims needs: K + 1 >= ceil(margin m / alpha)."""
+    m = max(1, int(family_size))
+    return max(1, math.ceil(round(margin * m / alpha, 9)) - 1)
+
+
+def unsupportable_reason(family_size: int, draws: int, alpha: float) -> str | None:
+    """Why a family of m claims judged against K null draws can never be supported, or None.
+
+    The Monte-Carlo p cannot go below 1 / (K + 1); Holm (and Bonferroni) multiply the smallest p of
+    the family by m, so when m / (K + 1) >= alpha no claim of the family can be supported whatever
+    the data: the run would read as evidence against claims it could never have supported."""
+    m, k = int(family_size), int(draws)
+    if m < 1 or m / (k + 1) < alpha:
+        return None
+    return (f"{m} claim(s) judged against {k} null draws: the smallest Monte-Carlo p is 1/{k + 1} and the "
+            f"correction over {m} claims makes it {m / (k + 1):.3g} >= alpha {alpha:g}, so no claim of the family "
+            f"can ever be supported; draw at least {null_draws_for(m, alpha)} null draws "
+            f"(K + 1 >= {NULL_DRAW_MARGIN:g} m / alpha) or judge fewer claims together")
 
 
 def mc_pvalue(observed: float, null: np.ndarray, alternative: str, shift: float = 0.0) -> float:

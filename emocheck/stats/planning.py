@@ -120,6 +120,9 @@ def decision_bound(comp: dict, p_min_adjusted: float, null_draws=None) -> float:
             return float("inf") if upper else float("-inf")
         x, s = float(comp["mean_treated"]), float(np.std(z, ddof=1))
         return float((x - z[c_max]) / s) if upper else float((x - z[::-1][c_max]) / s)
+    if comp.get("ci_method") == "degenerate":
+        # no spread (identical outcomes): d is 0 or +-inf and its interval is the bound (stats.comparison)
+        return float(comp["d_ci_high"]) if upper else float(comp["d_ci_low"])
     df, ratio = design_ratio(comp)
     t_obs = d * ratio
     if math.isinf(df):
