@@ -267,7 +267,7 @@ def _verify_alignment(folder: Path, report: VerifyReport, seen: set[Path]) -> No
 
 def verify(entries: list[Entry]) -> VerifyReport:
     """Re-check every entry the way emocheck's readers do; nothing is changed or removed."""
-    from emocheck.models.registry import _dequantised_copy_ok
+    from emocheck.models.registry import verify_dequantised_copy
     from emocheck.storage import MANIFEST, read_artifact, verify_manifest
 
     report = VerifyReport()
@@ -289,7 +289,7 @@ def verify(entries: list[Entry]) -> VerifyReport:
     for e in entries:
         if e.kind == MODEL_COPY:
             with file_lock(e.paths[0]):   # the lock the loader holds while it checks or rebuilds a copy
-                ok = _dequantised_copy_ok(e.paths[0], full=True)
+                ok = verify_dequantised_copy(e.paths[0])
             report.checked += 1
             if not ok:
                 report.problems.append(Problem(e.paths[0], "a file is missing or does not match the copy's "

@@ -57,65 +57,23 @@ def _load(ep: metadata.EntryPoint):
                           "that package (pip uninstall ...)") from exc
 
 
-def load_architecture(model_type: str) -> bool:
-    """Register the architecture map an installed plugin provides for `model_type`; False when none does."""
-    from emocheck.models.architectures import ArchitectureMap, register_architecture
-
+def load_once(group: str, name: str, register) -> bool:
+    """Load the one installed entry point `name` of `group` and hand the loaded object to
+    `register(obj, describe)` (which checks its type and registers it; `describe` names the entry point
+    for its errors). False when no installed package declares it; True once registered (later calls do
+    not load it again). The callers sit beside their registries (emocheck.models.architectures,
+    emocheck.evaluators.registry), so this module depends on nothing of emocheck but its errors."""
     with _LOCK:
-        candidates = [ep for ep in entry_points(ARCHITECTURES_GROUP) if ep.name == model_type]
+        candidates = [ep for ep in entry_points(group) if ep.name == name]
         if not candidates:
             return False
         if len(candidates) > 1:
-            raise ConfigError(f"several plugins map model_type {model_type!r}: "
+            raise ConfigError(f"several installed packages declare {name!r} in {group}: "
                               + "; ".join(_describe(ep) for ep in candidates) + ". Uninstall all but one")
         ep = candidates[0]
         if (ep.group, ep.name) in _LOADED:
             return True
-        obj = _load(ep)
-        if callable(obj) and not isinstance(obj, ArchitectureMap):
-            try:
-                obj = obj()
-            except Exception as exc:  # noqa: BLE001
-                raise ConfigError(f"the {_describe(ep)} raised {type(exc).__name__}: {exc}") from exc
-        if not isinstance(obj, ArchitectureMap):
-            raise ConfigError(f"the {_describe(ep)} gave {type(obj).__name__}, not an "
-                              "emocheck.models.architectures.ArchitectureMap")
-        register_architecture(obj, model_types=[model_type], replace=True)
-        _LOADED.add((ep.group, ep.name))
-        return True
-
-
-def load_evaluator(name: str) -> bool:
-    """Register the evaluator factory an installed plugin provides under `name`; False when none does."""
-    from emocheck.evaluators.base import Evaluator
-    from emocheck.evaluators.registry import register_evaluator
-
-    with _LOCK:
-        candidates = [ep for ep in entry_points(EVALUATORS_GROUP) if ep.name == name]
-        if not candidates:
-            return False
-        if len(candidates) > 1:
-            raise ConfigError(f"several plugins provide evaluator {name!r}: "
-                              + "; ".join(_describe(ep) for ep in candidates) + ". Uninstall all but one")
-        ep = candidates[0]
-        if (ep.group, ep.name) in _LOADED:
-            return True
-        factory = _load(ep)
-        if not callable(factory):
-            raise ConfigError(f"the {_describe(ep)} gave {type(factory).__name__}, not a factory (a callable "
-                              "returning an emocheck Evaluator)")
-
-        def build():
-            try:
-                inst = factory()
-            except Exception as exc:  # noqa: BLE001
-                raise ConfigError(f"the {_describe(ep)} raised {type(exc).__name__}: {exc}") from exc
-            if not isinstance(inst, Evaluator):
-                raise ConfigError(f"the {_describe(ep)} built {type(inst).__name__}, not an "
-                                  "emocheck.evaluators.base.Evaluator")
-            return inst
-
-        register_evaluator(name, build, replace=True)
+        register(_load(ep), _describe(ep))
         _LOADED.add((ep.group, ep.name))
         return True
 

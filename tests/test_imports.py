@@ -15,19 +15,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "emocheck"
 #: own module: the public names, re-exported from the plugin).
 LAYERS = (
     ("errors",),
-    ("filelocks", "progress"),
+    ("filelocks", "progress", "extensions"),      # locks, progress bars, loading other packages' plugins
     ("atomic",),                                  # atomic writes
     ("timing",),                                  # phase timing (writes its files atomically)
     ("storage",),                                 # artefacts: checksummed, verified, locked
-    ("profiles", "dataset", "study", "compute"),  # configuration, data, the study, compute plans
+    ("profiles", "dataset", "study", "compute",   # configuration, data, the study, compute plans,
+     "shuffled_labels"),                          # the label-shuffled dataset of the end-to-end null
     ("stats",),                                   # pure statistics
     ("models", "testing"),                        # loading models; tiny random models for tests
     ("evaluators",),                              # text instruments
     ("representations",),                         # phases 2-3: activations, vectors
-    ("patching",),                                # phase 5 and the generation engine
+    ("patching", "export"),                       # phase 5 and the generation engine; vectors out
     ("heads",),                                   # phases 6-7
     ("circuits", "alignment", "breakdown"),       # phase 8, phase 4, time breakdown of a run
-    ("plugin",),                                  # the pytest plugin
+    ("plugin", "caches", "nulls_catalogue"),      # the pytest plugin, the cache commands, the nulls' catalogue
     ("cli", "__init__"),                          # the command line and the package's public names
 )
 

@@ -66,6 +66,31 @@ def available_evaluators() -> list[str]:
     return known + [n for n in names(EVALUATORS_GROUP) if n not in known]
 
 
+def _load_plugin_evaluator(name: str) -> bool:
+    """Register the evaluator factory an installed plugin declares under `name` (entry point group
+    ``emocheck.evaluators``); False when none does."""
+    from emocheck.extensions import EVALUATORS_GROUP, load_once
+
+    def register(factory, describe):
+        if not callable(factory):
+            raise ConfigError(f"the {describe} gave {type(factory).__name__}, not a factory (a callable "
+                              "returning an emocheck Evaluator)")
+
+        def build():
+            try:
+                inst = factory()
+            except Exception as exc:  # noqa: BLE001 - any failure of a plugin is reported the same way
+                raise ConfigError(f"the {describe} raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(inst, Evaluator):
+                raise ConfigError(f"the {describe} built {type(inst).__name__}, not an "
+                                  "emocheck.evaluators.base.Evaluator")
+            return inst
+
+        register_evaluator(name, build, replace=True)
+
+    return load_once(EVALUATORS_GROUP, name, register)
+
+
 def _fallback_default() -> bool:
     return os.environ.get("EMOCHECK_EVALUATOR_FALLBACK", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -86,9 +111,7 @@ def get_evaluator(name: str, *, fallback: bool | None = None, dimension: str | N
         if inst is not None:
             return inst
         if key not in _FACTORIES and not key.startswith("hub:"):
-            from emocheck.extensions import load_evaluator
-
-            load_evaluator(key)     # an installed plugin's entry point of that name, if any
+            _load_plugin_evaluator(key)     # an installed plugin's entry point of that name, if any
         if key in _FACTORIES:
             inst = _FACTORIES[key]()
         elif key.startswith("hub:"):

@@ -118,9 +118,20 @@ def architecture_for(config) -> ArchitectureMap:
     model_type = getattr(config, "model_type", None)
     family = MODEL_TYPES.get(model_type)
     if family is None and isinstance(model_type, str):
-        from emocheck.extensions import load_architecture
+        from emocheck.extensions import ARCHITECTURES_GROUP, load_once
 
-        if load_architecture(model_type):      # an installed plugin maps it (entry point group emocheck.architectures)
+        def register(obj, describe):
+            if callable(obj) and not isinstance(obj, ArchitectureMap):
+                try:
+                    obj = obj()
+                except Exception as exc:  # noqa: BLE001 - any failure of a plugin is reported the same way
+                    raise ConfigError(f"the {describe} raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(obj, ArchitectureMap):
+                raise ConfigError(f"the {describe} gave {type(obj).__name__}, not an "
+                                  "emocheck.models.architectures.ArchitectureMap")
+            register_architecture(obj, model_types=[model_type], replace=True)
+
+        if load_once(ARCHITECTURES_GROUP, model_type, register):   # an installed plugin maps it
             family = MODEL_TYPES.get(model_type)
     if family is None:
         raise ConfigError(

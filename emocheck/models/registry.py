@@ -401,6 +401,12 @@ def _dequantised_copy_ok(cache_dir: Path, full: bool | None = None) -> bool:
         return False
 
 
+def verify_dequantised_copy(cache_dir: Path) -> bool:
+    """Re-hash every file of the de-quantised copy in `cache_dir`; False when one is missing or differs
+    (`emocheck cache verify`; the caller holds the copy's lock)."""
+    return _dequantised_copy_ok(Path(cache_dir), full=True)
+
+
 def verify_model_cache(name: str) -> bool:
     """Re-hash every file of a model's de-quantised copy (on demand); False when it is damaged (the
     next load rebuilds it) or absent."""
