@@ -275,6 +275,8 @@ def session_json(session, state, results: list[dict], rows: list[dict], families
                        for cid, st in ((state.registration or {}).get("claims") or {}).items()}},
         models=state.profile.models if any(r.get("model") for r in rows) else (),
     )
+    if state.baseline_comparison is not None:
+        record["baseline"] = dict(state.baseline_comparison.to_dict(), path=str(state.baseline_path))
     state.phase_timing = record.get("timing")      # the terminal summary prints its one line
     path = Path(out_dir) / "session.json"
     atomic_write_json(path, record)
