@@ -223,8 +223,8 @@ def test_an_unchanged_study_passes_against_its_baseline_and_a_change_is_listed_f
     # an explicit policy still wins over the baseline's default, and the changes are listed anyway
     result = run("--emocheck-baseline", str(baseline), "--emocheck-fail-on", "refuted")
     assert result.ret == 1
-    result.assert_outcomes(failed=1)
-    assert result.parseoutcomes()["inconclusive"] == 1
+    result.assert_outcomes(failed=1)                # the refuted claim
+    assert result.parseoutcomes()["inconclusive"] == 2
     assert "Verdict changes against the baseline" in (_stats(pytester) / "report.md").read_text()
 
 
