@@ -558,3 +558,48 @@ def test_the_fast_path_is_finalize_for_three_verdicts():
         for r in rows:
             below = r["d_bound_refute_adjusted"] < r["min_d"]
             assert below == (r["p_refute_adjusted"] < r["alpha"]) or abs(r["d_bound_refute_adjusted"] - r["min_d"]) < 1e-6
+
+
+def refuted_table() -> dict[str, object]:
+    """The refuted shares of the checks above, with their seeds (docs/statistics.md prints them):
+    `PYTHONPATH=$PWD python tests/test_calibration.py`."""
+    from emocheck.stats.power import power_refute, required_n_refute
+
+    out: dict[str, object] = {}
+    rng = np.random.default_rng([71, 8, 7])
+    out["paired n30 greater, d = min_d 0.3"] = refuted_share(_paired_comps(rng, 2000, 30, 0.3, 0.3))[0]
+    rng = np.random.default_rng([71, 8, 9])
+    out["paired n150 two-sided, |d| = min_d 0.3"] = refuted_share(_paired_comps(rng, 2000, 150, 0.3, 0.3, "two-sided"))[0]
+    rng = np.random.default_rng([73, 15])
+    x, y = unequal_draw(rng, 2000, 1.5, delta=0.3)
+    out["unequal 63/126 SD ratio 1.5, d = min_d 0.3"] = refuted_share(
+        [stats.compare(x[r], y[r], min_d=0.3, interval=False) for r in range(2000)])[0]
+    rng = np.random.default_rng([74, 10])
+    eff = 0.3 * phase5_sigma1(1.0)
+    out["directions 48x20 tau 1, d = min_d 0.3"] = refuted_share(
+        [stats.compare_directions(*phase5_draw(rng, tau=1.0, effect=eff), min_d=0.3, interval=False)
+         for _ in range(1200)])[0]
+    rng = np.random.default_rng([75, 6])
+    null, obs = rng.normal(0, 1, (3000, 99)), rng.normal(0, 1, 3000) + 1.0
+    out["one observation vs 99 draws, shift = min_d 1"] = refuted_share(
+        [stats.compare_to_null(obs[r], null[r], min_d=1.0) for r in range(3000)])[0]
+    rng = np.random.default_rng(76)
+    out["Holm over 6 at d = min_d: family-wise"] = refuted_share(_paired_comps(rng, 3000, 30, 0.3, 0.3), family_size=6)[1]
+    rng = np.random.default_rng(77)
+    for alt in ("greater", "two-sided"):
+        share = refuted_share(_paired_comps(rng, 2000, 40, 0.0, 0.5, alt))[0]
+        out[f"paired n40 {alt}, d = 0, min_d 0.5 (simulated, analytic)"] = (
+            share, power_refute(0.0, 39, math.sqrt(40), min_d=0.5, alpha=ALPHA, alternative=alt))
+    n = required_n_refute(0.0, min_d=0.5, alpha=ALPHA / 6, paired=True)
+    rng = np.random.default_rng(81)
+    out[f"planned n {n} at alpha/6, Holm over 6, d = 0"] = refuted_share(
+        _paired_comps(rng, 900, n, 0.0, 0.5), family_size=6)[0]
+    comps = _paired_comps(np.random.default_rng(82), 2000, 30, 0.3, 0.3)
+    out["'not supported' read as refuted, d = min_d"] = float(
+        np.mean([stats.verdict(c, c.p_value, c.p_min_effect) != "supported" for c in comps]))
+    return out
+
+
+if __name__ == "__main__":
+    for key, value in refuted_table().items():
+        print(f"{key}: {value}")

@@ -26,7 +26,8 @@ head sets, random circuits).
   "p_min_effect < alpha" agree before correction. They are +-inf when K is too small for that level.
 * A tie: when every null draw equals the observation (zero spread), p = p_min_effect = 1, d = 0 and
   the interval is (-inf, inf), ``extra['null_tie']`` is True: the observation does not exceed its
-  null, so the claim is not supported. A constant null that the observation differs from is an error.
+  null, so the claim is not supported (and not refuted: p_refute = 1, the null has no scale): inconclusive.
+  A constant null that the observation differs from is an error.
 * ``extra['p_parametric']``: the normal-theory prediction test (x - mean) / (s sqrt(1 + 1/K)) ~
   t(K - 1), a sensitivity column for when K is small (it is not what decides).
 """
@@ -127,7 +128,7 @@ def compare_to_null(
         # A degenerate null that the observation equals (e.g. two scorers that both separate the groups
         # perfectly: every paired swap leaves the AUC difference at 0) is a tie. The Monte-Carlo p is
         # still exact and equals 1 in every direction (all K draws are at least as extreme), so the
-        # claim is "not supported": the observation does not exceed its null. d is 0 (no distance from
+        # claim is not supported (inconclusive): the observation does not exceed its null. d is 0 (no distance from
         # the null) and its interval is unbounded (the null has no scale to measure d in).
         d, lo, hi = 0.0, float("-inf"), float("inf")
         p_value = mc_pvalue(x, z, alternative)
