@@ -554,6 +554,14 @@ def test_the_fast_path_is_finalize_for_three_verdicts():
         slow = np.array([r["verdict"] for r in rows], dtype=object)
         assert set(slow) == {"supported", "refuted", "inconclusive"}
         np.testing.assert_array_equal(fast, slow)
+        # the supported claims are exactly those of the two-verdict rule (both corrected p-values < alpha)
+        old_rule = np.zeros(len(batch), dtype=bool)
+        for start in range(0, len(batch), m):
+            fam = batch[start:start + m]
+            p = stats.adjust_pvalues([c.p_value for c in fam], "holm", n_tests=m)
+            pm = stats.adjust_pvalues([c.p_min_effect for c in fam], "holm", n_tests=m)
+            old_rule[start:start + m] = (p < ALPHA) & (pm < ALPHA)
+        np.testing.assert_array_equal(old_rule, slow == "supported")
         # the adjusted upper bound decides like the corrected p(d < min_d) does
         for r in rows:
             below = r["d_bound_refute_adjusted"] < r["min_d"]

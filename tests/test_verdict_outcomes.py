@@ -68,10 +68,13 @@ def run(pytester, monkeypatch):
     root = str(Path(emocheck.__file__).resolve().parent.parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
 
-    def _run(*args, subprocess=False, results="results"):
+    def _run(*args, results="results"):
+        # In a subprocess: after an in-process MLflow session in the same xdist worker
+        # (tests/test_tracking.py), importlib.metadata finds no distribution in this process any more, so
+        # in-process runs lose the plugin's entry point.
         argv = ["--emocheck-results", str(pytester.path / results), "-p", "no:cacheprovider",
                 "-p", "no:hypothesispytest", *args]
-        return pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
+        return pytester.runpytest_subprocess(*argv)
 
     return _run
 
@@ -246,7 +249,7 @@ def test_the_same_outcomes_with_and_without_xdist(pytester, run):
     pytester.makepyfile(test_ecp_v=STUDY)
     seen = {}
     for label, extra in (("n0", ["-n", "0"]), ("n2", ["-n", "2"])):
-        result = run(*extra, subprocess=True, results=f"results_{label}")
+        result = run(*extra, results=f"results_{label}")
         frame = pd.read_csv(_stats(pytester, f"results_{label}") / "effect_sizes.csv")
         keep = [c for c in frame.columns if c not in ("samples_file",)]
         seen[label] = (result.ret, result.parseoutcomes(), frame[keep])
