@@ -52,6 +52,27 @@ def supported_share(comparisons, family_size: int = 1, correction: str = "holm")
     return float(supported.mean()), float(by_family.mean())
 
 
+def verdicts(comparisons, family_size: int = 1, correction: str = "holm") -> np.ndarray:
+    """The three-way verdict of every Comparison, corrected in families of ``family_size`` consecutive
+    claims with the functions ``report.finalize`` calls (all three p-values adjusted by declared family
+    size, then ``stats.verdict``); ``test_the_fast_path_is_finalize_for_three_verdicts`` checks it."""
+    comps = list(comparisons)
+    out = np.empty(len(comps), dtype=object)
+    for start in range(0, len(comps), family_size):
+        fam = comps[start:start + family_size]
+        adj = [stats.adjust_pvalues([getattr(c, key) for c in fam], correction, n_tests=family_size)
+               for key in ("p_value", "p_min_effect", "p_refute")]
+        for i, c in enumerate(fam):
+            out[start + i] = stats.verdict(c, adj[0][i], adj[1][i], adj[2][i])
+    return out
+
+
+def refuted_share(comparisons, family_size: int = 1, correction: str = "holm"):
+    """(share of claims refuted, share of families with at least one refuted claim)."""
+    refuted = verdicts(comparisons, family_size, correction) == "refuted"
+    return float(refuted.mean()), float(refuted.reshape(-1, family_size).any(axis=1).mean())
+
+
 def finalize_share(comparisons, family_size: int = 1, correction: str = "holm", nulls=None):
     """The same through ``emocheck.plugin.report.finalize`` (claim results as the plugin builds them)."""
     results = []
@@ -63,7 +84,7 @@ def finalize_share(comparisons, family_size: int = 1, correction: str = "holm", 
             "settings": {"paired": comp.paired, "alternative": comp.alternative, "min_d": comp.min_d,
                          "alpha": comp.alpha},
         })
-    rows, _ = finalize(results, correction)
+    rows, _ = finalize(results, correction, decision_n=False)   # the n to decide is not part of the verdict
     return np.array([r["verdict"] == "supported" for r in rows]), rows
 
 
@@ -400,3 +421,247 @@ def test_the_fast_path_is_finalize():
         for r in rows:
             clears = r["d_bound_adjusted"] > r["min_d"]
             assert clears == (r["p_min_effect_adjusted"] < r["alpha"]) or abs(r["d_bound_adjusted"] - r["min_d"]) < 1e-6
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Refuted: the effect shown smaller than min_d, with the same error control as "supported"
+# ----------------------------------------------------------------------------------------------
+# The strongest null of a refutation is a true effect exactly at min_d (in the claimed direction; |d| = min_d
+# for two-sided claims): there at most alpha of the claims (of the families, under Holm) may be refuted.
+# Planted d = 0: the refuted share is the analytic power of the equivalence test (stats.power.power_refute).
+
+
+def _paired_comps(rng, reps, n, d, min_d, alternative="greater"):
+    z = rng.normal(d, 1.0, (reps, n))
+    return [stats.compare(z[r], np.zeros(n), paired=True, min_d=min_d, alternative=alternative, interval=False)
+            for r in range(reps)]
+
+
+@pytest.mark.parametrize("alternative, d", [("greater", 0.3), ("less", -0.3), ("two-sided", 0.3),
+                                            ("two-sided", -0.3)])
+def test_refuted_at_min_d_is_calibrated_paired(alternative, d):
+    rng = np.random.default_rng([71, int(d * 10) + 5, len(alternative)])
+    reps = 2000
+    # Two one-sided tests cannot refute at all while the 1 - 2 alpha interval is wider than 2 min_d (n 30:
+    # never); at n 150 the far side adds almost nothing, so the size at |d| = min_d is close to alpha.
+    n = 30 if alternative != "two-sided" else 150
+    comps = _paired_comps(rng, reps, n, d, 0.3, alternative)
+    share, _ = refuted_share(comps)
+    assert share <= ALPHA + mc_bound(ALPHA, reps), share
+    assert share >= ALPHA - mc_bound(ALPHA, reps), share     # exact at the boundary, not conservative
+
+
+def test_refuted_at_min_d_is_calibrated_for_independent_groups():
+    rng = np.random.default_rng(72)
+    reps, n, min_d = 2000, 25, 0.4
+    x, y = rng.normal(min_d, 1.0, (reps, n)), rng.normal(0.0, 1.0, (reps, n))
+    comps = [stats.compare(x[r], y[r], min_d=min_d, interval=False) for r in range(reps)]
+    share, _ = refuted_share(comps)
+    assert abs(share - ALPHA) <= mc_bound(ALPHA, reps), share
+
+
+@pytest.mark.parametrize("sd_ratio", [1.5, 1 / 1.5])
+def test_refuted_at_min_d_is_calibrated_for_unequal_groups(sd_ratio):
+    rng = np.random.default_rng([73, int(sd_ratio * 10)])
+    reps, min_d = 2000, 0.3
+    x, y = unequal_draw(rng, reps, sd_ratio, delta=min_d)
+    comps = [stats.compare(x[r], y[r], min_d=min_d, interval=False) for r in range(reps)]
+    assert {c.ci_method for c in comps} == {"bonett"}
+    share, _ = refuted_share(comps)
+    assert share <= ALPHA + mc_bound(ALPHA, reps), share
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0])
+def test_refuted_at_min_d_is_calibrated_for_directions(tau):
+    rng = np.random.default_rng([74, int(tau * 10)])
+    reps, min_d = 1200, 0.3
+    effect = min_d * phase5_sigma1(tau)
+    comps = [stats.compare_directions(*phase5_draw(rng, tau=tau, effect=effect), min_d=min_d, interval=False)
+             for _ in range(reps)]
+    share, _ = refuted_share(comps)
+    assert share <= ALPHA + mc_bound(ALPHA, reps), share
+
+
+@pytest.mark.parametrize("dist", ["normal", "gamma"])
+def test_refuted_at_min_d_is_calibrated_against_a_null_distribution(dist):
+    """The observation is one draw of the null shifted by exactly min_d null SDs."""
+    rng = np.random.default_rng([75, len(dist)])
+    reps, k, min_d = 3000, 99, 1.0
+    if dist == "normal":
+        null, obs = rng.normal(0, 1, (reps, k)), rng.normal(0, 1, reps) + min_d
+    else:
+        null, obs = rng.gamma(2.0, size=(reps, k)), rng.gamma(2.0, size=reps) + min_d * math.sqrt(2.0)
+    comps = [stats.compare_to_null(obs[r], null[r], min_d=min_d) for r in range(reps)]
+    share, _ = refuted_share(comps)
+    assert share <= ALPHA + mc_bound(ALPHA, reps), share
+
+
+def test_refuted_family_wise_error_at_min_d_under_holm():
+    """Every claim of a family of 6 sits at min_d: at most alpha of the families refute any claim."""
+    rng = np.random.default_rng(76)
+    families, m = 500, 6
+    comps = _paired_comps(rng, families * m, 30, 0.3, 0.3)
+    per_claim, fwer = refuted_share(comps, family_size=m)
+    assert fwer <= ALPHA + mc_bound(ALPHA, families), fwer
+    assert per_claim <= ALPHA / m + mc_bound(ALPHA / m, families * m), per_claim
+
+
+def test_refuted_at_d0_has_the_analytic_power_paired():
+    from emocheck.stats.power import power_refute
+
+    rng = np.random.default_rng(77)
+    reps, n, min_d = 2000, 40, 0.5
+    for alternative in ("greater", "two-sided"):
+        share, _ = refuted_share(_paired_comps(rng, reps, n, 0.0, min_d, alternative))
+        expected = power_refute(0.0, n - 1, math.sqrt(n), min_d=min_d, alpha=ALPHA, alternative=alternative)
+        assert 0.3 < expected < 0.95
+        assert abs(share - expected) <= mc_bound(expected, reps), (alternative, share, expected)
+
+
+def test_refuted_at_d0_has_the_analytic_power_for_unequal_groups():
+    from emocheck.stats.power import power_refute
+
+    rng = np.random.default_rng(78)
+    reps, min_d, ratio, n1, n2 = 2000, 0.5, 1.5, 63, 126
+    x, y = unequal_draw(rng, reps, ratio, delta=0.0)
+    comps = [stats.compare(x[r], y[r], min_d=min_d, interval=False) for r in range(reps)]
+    share, _ = refuted_share(comps)
+    v1, v2, s2 = ratio**2, 1.0, (ratio**2 + 1) / 2
+    se = math.sqrt((v1 / (n1 - 1) + v2 / (n2 - 1)) / s2)      # Bonett's SE at d = 0
+    expected = power_refute(0.0, math.inf, 1 / se, min_d=min_d, alpha=ALPHA)
+    assert 0.3 < expected < 0.95
+    assert abs(share - expected) <= mc_bound(expected, reps) + 0.01, (share, expected)
+
+
+def test_refuted_at_d0_has_the_analytic_power_for_directions():
+    from emocheck.stats.power import power_refute
+
+    rng = np.random.default_rng(79)
+    reps, n, k, tau, min_d = 1200, 48, 20, 0.5, 0.4
+    comps = [stats.compare_directions(*phase5_draw(rng, n=n, k=k, tau=tau), min_d=min_d, interval=False)
+             for _ in range(reps)]
+    share, _ = refuted_share(comps)
+    var_prompt = 1 + 1 / k
+    a, b = var_prompt / n, tau**2 / k
+    df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / (k - 1))
+    expected = power_refute(0.0, df, phase5_sigma1(tau) / math.sqrt(a + b), min_d=min_d, alpha=ALPHA)
+    assert 0.3 < expected < 0.95
+    # true variances in the analytic power, estimated ones in the rule: one extra point (as for support)
+    assert abs(share - expected) <= mc_bound(expected, reps) + 0.01, (share, expected)
+
+
+def test_refuted_at_d0_against_a_null_distribution_has_the_rank_power():
+    """One observation from the null itself, min_d 2 null SDs: refuted when at most c of the K draws lie at
+    or below x - min_d s; the count ~ Binomial(K, Phi(x - min_d)) averaged over x ~ N(0, 1). s is estimated
+    from the draws, hence one extra point. Even as K grows this power stays below Phi(min_d - z_alpha)."""
+    rng = np.random.default_rng(80)
+    reps, k, min_d = 3000, 199, 2.0
+    null, obs = rng.normal(0, 1, (reps, k)), rng.normal(0, 1, reps)
+    share, _ = refuted_share([stats.compare_to_null(obs[r], null[r], min_d=min_d) for r in range(reps)])
+    c = math.ceil(ALPHA * (k + 1) - 1) - 1
+    grid = np.linspace(-7, 7, 4001)
+    weights = st.norm.pdf(grid) * (grid[1] - grid[0])
+    expected = float(np.sum(weights * st.binom.cdf(c, k, st.norm.cdf(grid - min_d))))
+    assert 0.3 < expected < st.norm.cdf(min_d - st.norm.isf(ALPHA))
+    assert abs(share - expected) <= mc_bound(expected, reps) + 0.01, (share, expected)
+
+
+def test_planned_n_refutes_with_the_planned_power_under_holm():
+    """required_n_refute at alpha / m promises >= 80% power to refute at d = 0 under Holm over m claims."""
+    from emocheck.stats.power import required_n_refute
+
+    rng = np.random.default_rng(81)
+    m, min_d = 6, 0.5
+    n = required_n_refute(0.0, min_d=min_d, alpha=ALPHA / m, paired=True)
+    families = 150
+    share, _ = refuted_share(_paired_comps(rng, families * m, n, 0.0, min_d), family_size=m)
+    assert share >= 0.8 - mc_bound(0.8, families * m), (n, share)
+
+
+def test_absence_of_evidence_as_refutation_fails_the_same_check():
+    """The rule this replaces would read "not supported" as "no effect": at a true d of exactly min_d that
+    "refutes" most claims (everything short of the 1 - alpha bound), so the boundary check rejects it."""
+    rng = np.random.default_rng(82)
+    reps = 2000
+    comps = _paired_comps(rng, reps, 30, 0.3, 0.3)
+    naive = np.mean([stats.verdict(c, c.p_value, c.p_min_effect) != "supported" for c in comps])
+    assert naive > ALPHA + mc_bound(ALPHA, reps) and naive > 0.9, naive
+    share, _ = refuted_share(comps)
+    assert share <= ALPHA + mc_bound(ALPHA, reps)
+
+
+def test_the_fast_path_is_finalize_for_three_verdicts():
+    """verdicts() decides exactly as report.finalize does, for all three evidence kinds and all three verdicts."""
+    rng = np.random.default_rng(83)
+    m = 3
+    comps = [stats.compare_directions(*phase5_draw(rng, n=40, k=8, tau=0.3, effect=e), min_d=0.5)
+             for e in rng.choice([0.0, 0.7, 2.0], 60)]
+    comps += [stats.compare(rng.normal(e, 1, 60), rng.normal(0, 1, 60), paired=True, min_d=0.5,
+                            alternative=alt)
+              for e, alt in zip(rng.choice([0.0, 0.5, 1.2], 60), rng.choice(["greater", "two-sided"], 60))]
+    nulls = rng.normal(0, 1, (60, 999))
+    null_comps = [stats.compare_to_null(x, z, min_d=2.5) for x, z in zip(rng.choice([-1.5, 2.5, 6.0], 60), nulls)]
+    for batch, draws in ((comps, None), (null_comps, nulls)):
+        fast = verdicts(batch, family_size=m)
+        _, rows = finalize_share(batch, family_size=m, nulls=draws)
+        slow = np.array([r["verdict"] for r in rows], dtype=object)
+        assert set(slow) == {"supported", "refuted", "inconclusive"}
+        np.testing.assert_array_equal(fast, slow)
+        # the supported claims are exactly those of the two-verdict rule (both corrected p-values < alpha)
+        old_rule = np.zeros(len(batch), dtype=bool)
+        for start in range(0, len(batch), m):
+            fam = batch[start:start + m]
+            p = stats.adjust_pvalues([c.p_value for c in fam], "holm", n_tests=m)
+            pm = stats.adjust_pvalues([c.p_min_effect for c in fam], "holm", n_tests=m)
+            old_rule[start:start + m] = (p < ALPHA) & (pm < ALPHA)
+        np.testing.assert_array_equal(old_rule, slow == "supported")
+        # the adjusted upper bound decides like the corrected p(d < min_d) does
+        for r in rows:
+            below = r["d_bound_refute_adjusted"] < r["min_d"]
+            assert below == (r["p_refute_adjusted"] < r["alpha"]) or abs(r["d_bound_refute_adjusted"] - r["min_d"]) < 1e-6
+
+
+def refuted_table() -> dict[str, object]:
+    """The refuted shares of the checks above, with their seeds (docs/statistics.md prints them):
+    `PYTHONPATH=$PWD python tests/test_calibration.py`."""
+    from emocheck.stats.power import power_refute, required_n_refute
+
+    out: dict[str, object] = {}
+    rng = np.random.default_rng([71, 8, 7])
+    out["paired n30 greater, d = min_d 0.3"] = refuted_share(_paired_comps(rng, 2000, 30, 0.3, 0.3))[0]
+    rng = np.random.default_rng([71, 8, 9])
+    out["paired n150 two-sided, |d| = min_d 0.3"] = refuted_share(_paired_comps(rng, 2000, 150, 0.3, 0.3, "two-sided"))[0]
+    rng = np.random.default_rng([73, 15])
+    x, y = unequal_draw(rng, 2000, 1.5, delta=0.3)
+    out["unequal 63/126 SD ratio 1.5, d = min_d 0.3"] = refuted_share(
+        [stats.compare(x[r], y[r], min_d=0.3, interval=False) for r in range(2000)])[0]
+    rng = np.random.default_rng([74, 10])
+    eff = 0.3 * phase5_sigma1(1.0)
+    out["directions 48x20 tau 1, d = min_d 0.3"] = refuted_share(
+        [stats.compare_directions(*phase5_draw(rng, tau=1.0, effect=eff), min_d=0.3, interval=False)
+         for _ in range(1200)])[0]
+    rng = np.random.default_rng([75, 6])
+    null, obs = rng.normal(0, 1, (3000, 99)), rng.normal(0, 1, 3000) + 1.0
+    out["one observation vs 99 draws, shift = min_d 1"] = refuted_share(
+        [stats.compare_to_null(obs[r], null[r], min_d=1.0) for r in range(3000)])[0]
+    rng = np.random.default_rng(76)
+    out["Holm over 6 at d = min_d: family-wise"] = refuted_share(_paired_comps(rng, 3000, 30, 0.3, 0.3), family_size=6)[1]
+    rng = np.random.default_rng(77)
+    for alt in ("greater", "two-sided"):
+        share = refuted_share(_paired_comps(rng, 2000, 40, 0.0, 0.5, alt))[0]
+        out[f"paired n40 {alt}, d = 0, min_d 0.5 (simulated, analytic)"] = (
+            share, power_refute(0.0, 39, math.sqrt(40), min_d=0.5, alpha=ALPHA, alternative=alt))
+    n = required_n_refute(0.0, min_d=0.5, alpha=ALPHA / 6, paired=True)
+    rng = np.random.default_rng(81)
+    out[f"planned n {n} at alpha/6, Holm over 6, d = 0"] = refuted_share(
+        _paired_comps(rng, 900, n, 0.0, 0.5), family_size=6)[0]
+    comps = _paired_comps(np.random.default_rng(82), 2000, 30, 0.3, 0.3)
+    out["'not supported' read as refuted, d = min_d"] = float(
+        np.mean([stats.verdict(c, c.p_value, c.p_min_effect) != "supported" for c in comps]))
+    return out
+
+
+if __name__ == "__main__":
+    for key, value in refuted_table().items():
+        print(f"{key}: {value}")

@@ -52,13 +52,21 @@ def test_one_figure_per_family_readable_at_ninety_claims(tmp_path):
 
 def test_forest_plot_marks_verdicts_in_colour(tmp_path):
     rows, _ = _rows(6, models=("m",))
-    for r in rows:  # draw three supported and three not supported claims
-        r["verdict"] = "supported" if r["claim_id"][-2] in "012" else "not supported"
+    for r in rows:  # draw three supported and three refuted claims
+        r["verdict"] = "supported" if r["claim_id"][-2] in "012" else "refuted"
     assert fig.forest_plot(rows, tmp_path / "f.png", "t")
     pixels = np.asarray(Image.open(tmp_path / "f.png").convert("RGB")).reshape(-1, 3).astype(int)
     count = lambda rgb: int((np.abs(pixels - rgb).sum(axis=1) < 30).sum())  # noqa: E731
     green, red = count((0x1a, 0x98, 0x50)), count((0xd7, 0x30, 0x27))
     assert green > 200 and red > 200 and 0.5 < green / red < 2  # as many of each, beyond the legend's
+    orange_legend_only = count((0xfd, 0xae, 0x61))
+    for r in rows:  # the third verdict has its own colour (and marker)
+        r["verdict"] = "inconclusive" if r["claim_id"][-2] in "012" else "refuted"
+    fig.forest_plot(rows, tmp_path / "h.png", "t")
+    pixels = np.asarray(Image.open(tmp_path / "h.png").convert("RGB")).reshape(-1, 3).astype(int)
+    orange, green_left = count((0xfd, 0xae, 0x61)), count((0x1a, 0x98, 0x50))
+    assert orange > 200 + orange_legend_only and green_left < green / 4
+    assert set(fig.MARKERS) == {"supported", "refuted", "inconclusive"} and len(set(fig.MARKERS.values())) == 3
     for r in rows:
         r["verdict"] = "supported"
     fig.forest_plot(rows, tmp_path / "g.png", "t")

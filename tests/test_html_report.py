@@ -83,6 +83,7 @@ def test_page_is_self_contained(page):
     ("model=gemma3-270m&family=q1&verdict=supported",
      lambda r: r["model"] == "gemma3-270m" and r["family"] == "q1" and r["verdict"] == "supported"),
     ("registration=changed after registration", lambda r: r["registration"] == "changed after registration"),
+    ("verdict=inconclusive", lambda r: r["verdict"] == "inconclusive"),
 ])
 def test_filters_show_exactly_the_matching_claims(page, tmp_path, fragment, expected):
     res = _browser(tmp_path, page["path"].as_uri() + "#" + fragment.replace(" ", "%20"), "--dump-dom")
@@ -120,6 +121,18 @@ def test_family_summary_counts_supported_per_model():
     html = _family_summary(rows)
     assert "<tr><td>f</td><td>1 / 2</td><td>1 / 1</td></tr>" in html
     assert "<tr><td>g</td><td>-</td><td>0 / 1</td></tr>" in html
+
+
+def test_rows_are_coloured_and_counted_by_verdict(page):
+    from emocheck.plugin.html_report import _family_summary
+
+    text = page["path"].read_text()
+    for verdict in {r["verdict"] for r in page["rows"]}:
+        assert f"tr.claim[data-verdict={verdict}]" in text and f"class='v-{verdict}'" in text
+    assert "<h1>emocheck report: " + rep.verdict_tally(page["rows"]) + "</h1>" in text
+    rows = [{"family": "f", "model": "a", "verdict": "supported"}, {"family": "f", "model": "a", "verdict": "refuted"},
+            {"family": "f", "model": "a", "verdict": "inconclusive"}]
+    assert "<td>1 / 3 <span class='v-refuted'>(1 refuted)</span></td>" in _family_summary(rows)
 
 
 def test_screenshot_of_an_opened_claim(page, tmp_path):

@@ -94,7 +94,7 @@ def test_mask_triggers():
 def test_beats_words_tie_rule_is_calibrated_when_both_scorers_separate_perfectly():
     """Well-separated groups (shift 5 SD, 20 vs 40): both scorers often separate perfectly, every paired
     swap then leaves the AUC difference at 0 and the permutation null has zero spread. The tie rule
-    (stats.compare_to_null: p = 1, not supported) must give no error, no support for ties, and keep the
+    (stats.compare_to_null: p = 1, inconclusive) must give no error, no support for ties, and keep the
     rejection rate of the whole verdict path at most alpha + 3 MC SE under this planted null; a perfect
     direction against imperfect words is still detected."""
     from emocheck import stats
@@ -105,10 +105,10 @@ def test_beats_words_tie_rule_is_calibrated_when_both_scorers_separate_perfectly
         a, b, y = _pair(rng, 20, 40, 5.0, 5.0)
         observed, null = lexical.paired_auc_null(a, b, y, draws=199, seed=k)
         comp = stats.compare_to_null(observed, null, alternative="greater", min_d=0.0)
-        verdict = stats.verdict(comp, comp.p_value, comp.p_min_effect)
+        verdict = stats.verdict(comp, comp.p_value, comp.p_min_effect, comp.p_refute)
         if comp.extra["null_tie"]:
             ties += 1
-            assert observed == 0 and verdict == "not supported"
+            assert observed == 0 and verdict == "inconclusive"
         rejected += verdict == "supported"
     assert ties > reps // 4, ties                     # the degenerate case really occurs here
     assert rejected / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps), rejected / reps

@@ -49,11 +49,30 @@ def test_interval_inverts_the_shifted_test(alternative):
             assert (comp.p_min_effect < 0.05) == (comp.d_ci_high < -min_d)
 
 
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_refute_p_agrees_with_the_rank_interval(alternative):
+    """p_refute < alpha <=> the observation lies below the null shifted by min_d SDs at the interval's level:
+    the upper end of the 1 - 2 alpha rank interval below min_d ('greater'; mirrored for 'less'); never both
+    supported and refuted."""
+    r = np.random.default_rng(2)
+    sign = 1.0 if alternative == "greater" else -1.0
+    for _ in range(200):
+        null = r.normal(0, 1, 199)
+        x = sign * r.normal(0.5, 1.5)
+        min_d = float(r.uniform(0, 3))
+        comp = stats.compare_to_null(x, null, min_d=min_d, alternative=alternative)
+        if alternative == "greater":
+            assert (comp.p_refute < 0.05) == (comp.d_ci_high < min_d)
+        else:
+            assert (comp.p_refute < 0.05) == (comp.d_ci_low > -min_d)
+        assert not (comp.p_refute < 0.05 and comp.p_min_effect < 0.05)
+
+
 def test_too_few_draws_give_infinite_bounds_and_no_support():
     comp = stats.compare_to_null(100.0, np.arange(10.0))
     assert comp.p_value == pytest.approx(1 / 11)
     assert comp.d_ci_low == -np.inf and comp.d_ci_high == np.inf
-    assert stats.verdict(comp, comp.p_value, comp.p_min_effect) == "not supported"
+    assert stats.verdict(comp, comp.p_value, comp.p_min_effect, comp.p_refute) == "inconclusive"
 
 
 def test_bad_input_is_one_clear_error():
@@ -80,7 +99,7 @@ def test_a_tie_with_a_degenerate_null_is_not_supported(alternative):
     assert comp.p_value == 1.0 and comp.p_min_effect == 1.0
     assert comp.d == 0.0 and comp.d_ci_low == -np.inf and comp.d_ci_high == np.inf
     assert comp.extra["null_tie"] is True and comp.extra["p_parametric"] == 1.0
-    assert stats.verdict(comp, comp.p_value, comp.p_min_effect) == "not supported"
+    assert stats.verdict(comp, comp.p_value, comp.p_min_effect, comp.p_refute) == "inconclusive"
     assert stats.compare_to_null(0.3, [0.1, 0.2, 0.5]).extra["null_tie"] is False
 
 
@@ -95,7 +114,7 @@ def test_a_tie_goes_through_the_report_and_its_forest_plot(tmp_path):
                                      "ci_method": "analytic", "n_resamples": 200, "seed": 0},
          "comparison": comp.to_dict(), "samples": None}
     rows, families = rep.finalize([r], "holm")
-    assert rows[0]["verdict"] == "not supported"
+    assert rows[0]["verdict"] == "inconclusive"
     paths = rep.write_statistics([r], rows, families, {"correction": "holm", "alpha": 0.05}, tmp_path)
     assert any(k.startswith("forest_plot:") for k in paths)
 

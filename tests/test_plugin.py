@@ -87,15 +87,19 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     pytester.makepyfile(test_ecp_toy=TOY)
     result = run("--emocheck-models", "a,b", "--junitxml", "junit.xml")
 
-    # big effect supported (passes), null effect fails, nothing recorded / too few -> ERROR
-    result.assert_outcomes(passed=2, failed=2, errors=4)
+    # big effect supported (passes), no effect: refuted on b (fails), inconclusive on a (its own outcome,
+    # not a failure), nothing recorded / too few -> ERROR
+    result.assert_outcomes(passed=2, failed=1, errors=4)
+    assert result.parseoutcomes()["inconclusive"] == 1
     assert result.ret == 1
     out = result.stdout.str()
     assert "emocheck: claims" in out
     result.stdout.fnmatch_lines([
-        "*claim*model*statement*n (t/c)*d [[]raw CI[]]*adj. bound*p raw*p corr*p(d>min_d) corr*d80 at a/m*verdict*",
+        "*claim*model*statement*n (t/c)*d [[]raw CI[]]*adj. bounds*p raw*p corr*p(d>min_d) corr*p(d<min_d) corr*"
+        "d80 at a/m*n to decide (obs/d=0)*verdict*",
         "*test_ecp_toy::test_big[[]a[]]*a big effect on a*40/40*supported*",
-        "*test_ecp_toy::test_null[[]b[]]*no effect on b*30/30*not supported*",
+        "*test_ecp_toy::test_null[[]a[]]*no effect on a*30/30*/*inconclusive: raw interval does not clear*",
+        "*test_ecp_toy::test_null[[]b[]]*no effect on b*30/30*refuted: d < 0.2 shown*",
         "*toy_errors*4*0*test_ecp_toy.py*",
         "*toy_main*4*4*test_ecp_toy.py*",
     ])
@@ -104,9 +108,11 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
         "E *EvidenceError: claim test finished without recording evidence*",
         "*ERROR at call of test_few[[]a[]]*",
         "E *EvidenceError: cannot judge the claim: treated has 2 value(s); at least 3 are needed*",
-        "*_ test_null[[]a[]] _*",
-        "E *ClaimNotSupported: claim not supported (before any correction): d = *CI*p = *p(d>0.2) = *",
+        "*_ test_null[[]b[]] _*",
+        "E *ClaimRefuted: claim refuted (before correction): d = *CI*p = *p(d>0.2) = *p(d<0.2) = *",
     ])
+    result.stdout.fnmatch_lines(["*2 supported, 1 refuted, 1 inconclusive, 4 error of 8 claims; the run fails on: "
+                                 "refuted*"])
 
     d = _stats_dir(pytester)
     eff = _effects(pytester)
@@ -120,7 +126,15 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     assert big["verdict"] == "supported" and big["d"] > 1.0 and big["n_treated"] == 40
     assert big["metric_auc"] == pytest.approx(0.91, abs=1e-6) and big["metric_layer"] == 3
     assert big["statement"] == "a big effect on a"
-    assert eff.loc["test_ecp_toy.py::test_null[a]", "verdict"] == "not supported"
+    assert eff.loc["test_ecp_toy.py::test_null[a]", "verdict"] == "inconclusive"
+    assert eff.loc["test_ecp_toy.py::test_null[b]", "verdict"] == "refuted"
+    for col in ("p_refute", "p_refute_adjusted", "p_refute_holm", "d_bound_refute_adjusted", "n_decide_at_observed",
+                "n_refute_if_d0"):
+        assert col in eff.columns, col
+    inconclusive = eff.loc["test_ecp_toy.py::test_null[a]"]
+    assert inconclusive.n_decide_at_observed > 30 and inconclusive.n_refute_if_d0 > 30
+    assert pd.isna(eff.loc["test_ecp_toy.py::test_null[b]", "n_decide_at_observed"])   # decided: no n needed
+    assert pd.isna(big["n_refute_if_d0"])
     assert eff.loc["test_ecp_toy.py::test_few[b]", "status"] == "error"
     assert "at least 3" in eff.loc["test_ecp_toy.py::test_few[b]", "error"]
     assert (eff.loc[eff.family == "toy_main", "family_declared"] == 4).all()
@@ -154,6 +168,16 @@ def test_toy_session_reports_verdicts_files_and_exit_status(pytester, run):
     assert props["emocheck_verdict"] == "supported"
     assert float(props["emocheck_p_adjusted"]) == pytest.approx(big["p_adjusted"], rel=1e-5)
     assert props["emocheck_d_ci"].startswith("[")
+    verdicts = {}
+    for name in ("test_null[a]", "test_null[b]"):
+        case = next(c for c in root.iter("testcase") if c.get("name") == name)
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        verdicts[name] = (props["emocheck_verdict"], case.find("failure") is not None)
+        assert props["emocheck_fail_on"] == "refuted" and "emocheck_p_refute_adjusted" in props
+    assert verdicts == {"test_null[a]": ("inconclusive", False), "test_null[b]": ("refuted", True)}
+    case = next(c for c in root.iter("testcase") if c.get("name") == "test_null[a]")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert int(props["emocheck_n_decide_at_observed"]) == inconclusive.n_decide_at_observed
 
 
 def test_all_supported_exits_zero_and_github_summary(pytester, run, monkeypatch):
@@ -225,18 +249,41 @@ def test_subset_is_corrected_for_the_declared_family(pytester, run, selection):
         assert row["p_adjusted"] == pytest.approx(expected, rel=1e-9)
         assert row["p_adjusted"] > row["p_value"]
         assert row["p_bonferroni"] == pytest.approx(min(1, 5 * 0.02), rel=1e-6)
-        # supported on its own, not after the correction -> counted as a failure
+        # supported on its own, not after the correction -> inconclusive (its own outcome, not a failure)
         assert row["verdict_uncorrected"] == "supported"
-        assert row["verdict"] == "not supported"
+        assert row["verdict"] == "inconclusive"
+    outcomes = result.parseoutcomes()
+    assert outcomes["inconclusive"] == ran and "failed" not in outcomes and "passed" not in outcomes
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*INCONCLUSIVE after holm correction (supported before)*",
+                                 f"*{ran} inconclusive*"])
+    junit = ET.parse(pytester.path / "junit.xml").getroot()
+    assert next(junit.iter("testsuite")).get("failures") == "0"
+    case = next(c for c in junit.iter("testcase"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["emocheck_verdict_uncorrected"] == "supported"
+    assert props["emocheck_verdict"] == "inconclusive"
+    assert case.find("failure") is None
+
+
+@pytest.mark.parametrize("selection", [["-k", "e0"], ["test_ecp_family.py::test_other"]],
+                         ids=["keyword", "nodeid"])
+def test_failing_on_inconclusive_fails_the_claims_the_correction_left_undecided(pytester, run, selection):
+    """--emocheck-fail-on inconclusive: a claim that passed on the worker and is inconclusive after the
+    correction becomes a failure at session end (terminal, exit status, JUnit)."""
+    pytester.makepyfile(test_ecp_family=FAMILY)
+    result = run("--emocheck-models", "a", "--junitxml", "junit.xml", "--emocheck-fail-on", "inconclusive",
+                 *selection)
+    ran = 1 if selection[0] == "-k" else 2
     result.assert_outcomes(failed=ran)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*NOT SUPPORTED after holm correction*", "*1 failed*" if ran == 1 else "*2 failed*"])
+    result.stdout.fnmatch_lines(["*INCONCLUSIVE after holm correction (supported before)*",
+                                 "*1 failed*" if ran == 1 else "*2 failed*"])
     junit = ET.parse(pytester.path / "junit.xml").getroot()
     assert next(junit.iter("testsuite")).get("failures") == str(ran)
     case = next(c for c in junit.iter("testcase"))
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
-    assert props["emocheck_verdict_uncorrected"] == "supported"
-    assert props["emocheck_verdict"] == "not supported"
+    assert props["emocheck_verdict"] == "inconclusive" and props["emocheck_fail_on"] == "inconclusive"
     assert case.find("failure") is not None
 
 
@@ -526,7 +573,8 @@ def test_bad_twice(evidence):
 def test_directions_and_null_kinds_end_to_end(pytester, run):
     pytester.makepyfile(test_ecp_kinds=KINDS)
     result = run()
-    result.assert_outcomes(passed=2, failed=2, errors=3)
+    result.assert_outcomes(passed=2, errors=3)
+    assert result.parseoutcomes()["inconclusive"] == 2
     result.stdout.fnmatch_lines_random([
         "E * a 2-D control ?n_prompts, n_directions? (control directions*needs a paired claim*",
         "E * null has 1 draw(s); at least 2 are needed*",
@@ -535,7 +583,7 @@ def test_directions_and_null_kinds_end_to_end(pytester, run):
     df = _effects(pytester)
     mod = "test_ecp_kinds.py::"
     big, none = df.loc[mod + "test_dirs_big"], df.loc[mod + "test_dirs_none"]
-    assert big.kind == "directions" and big.verdict == "supported" and none.verdict == "not supported"
+    assert big.kind == "directions" and big.verdict == "supported" and none.verdict == "inconclusive"
     assert big.n_treated == 30 and big.n_control == 25
     # the row carries exactly what compare_directions computes, rank and permutation p as metrics
     exec_ns: dict = {}
@@ -546,7 +594,7 @@ def test_directions_and_null_kinds_end_to_end(pytester, run):
     assert big.metric_direction_rank == 1 and big.metric_direction_perm_p == pytest.approx(1 / 26)
     assert big.metric_n_directions == 25
     nb, nn = df.loc[mod + "test_null_big"], df.loc[mod + "test_null_none"]
-    assert nb.kind == "vs_null" and nb.verdict == "supported" and nn.verdict == "not supported"
+    assert nb.kind == "vs_null" and nb.verdict == "supported" and nn.verdict == "inconclusive"
     assert nb.p_value == pytest.approx(1 / 200) and nb.metric_k == 3 and nb.metric_null_rank == 1
     # samples files: one row per prompt with one column per direction (NaN = not run); observed + draws
     sd = _stats_dir(pytester)
@@ -603,7 +651,7 @@ def test_filler(evidence):
     down = df.loc["test_ecp_sign.py::test_down"]
     assert down.verdict == "supported" and down.sign == "-" and down.d_bound_adjusted < -0.2
     weak = df.loc["test_ecp_sign.py::test_weak"]
-    assert weak.d_ci_low > 0.2 and weak.verdict == "not supported" and weak.d_bound_adjusted < 0.2
+    assert weak.d_ci_low > 0.2 and weak.verdict == "inconclusive" and weak.d_bound_adjusted < 0.2
     assert weak.reason.startswith("raw interval clears min_d = 0.2, but after bonferroni over 2 declared claims")
     md = (_stats_dir(pytester) / "report.md").read_text()
     assert "supported (treated < control)" in md and "but after bonferroni over 2 declared claims" in md

@@ -137,6 +137,21 @@ def test_preregistered_run_reports_pre_registered_everywhere(pytester, study):
     assert "## Pre-registration" in md and "pre-registered" in md
 
 
+def test_registration_status_carries_the_verdicts(pytester, study):
+    """The run's registration line counts the verdicts per status; the dry status check shows the last run's."""
+    _preregister(pytester, study)
+    res = study()
+    assert res.ret == 0, res.stdout.str()
+    res.stdout.fnmatch_lines(["registration: lock *: 3 pre-registered (3 supported)"])
+    res = study("--emocheck-registration-status")
+    res.stdout.fnmatch_lines(["*verdicts of the last run (*session.json): 3 pre-registered (3 supported)"])
+    write_study(pytester, min_d_a=0.3)
+    res = study("--emocheck-registration-status")
+    res.stdout.fnmatch_lines_random([
+        f"{A_X}: changed after registration: claim.min_d 0.2 -> 0.3; last verdict: supported",
+        "*verdicts of the last run (*): 2 changed after registration (2 supported), 1 pre-registered (1 supported)"])
+
+
 def test_no_lock_means_exploratory(pytester, study):
     res = study()
     assert res.ret == 0

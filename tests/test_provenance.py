@@ -73,6 +73,8 @@ def test_session_record_lets_a_reader_recompute_every_verdict(tmp_path):
                                    min_d=0.2, seed=i))
     t = rng.normal(0.6, 1, 25)
     results.append(make_result("h/test_a.py::p[0]", "fam_p", 1, t, t - rng.normal(0.5, 1, 25), paired=True, seed=9))
+    results.append(make_result("h/test_a.py::r[0]", "fam_r", 1, rng.normal(0, 1, 60), rng.normal(0, 1, 60),
+                               min_d=0.8, seed=3))     # no effect against a large min_d: refuted
     rows, families = rep.finalize(results, "holm")
     settings = {"profile": "ci", "correction": "holm", "alpha": 0.05, "results_dir": str(tmp_path)}
     out = tmp_path / "statistics"
@@ -89,9 +91,10 @@ def test_session_record_lets_a_reader_recompute_every_verdict(tmp_path):
         row = by_id[rec["claim_id"]]
         assert again["p_adjusted"] == pytest.approx(row["p_adjusted"], rel=1e-10)
         assert again["p_min_effect_adjusted"] == pytest.approx(row["p_min_effect_adjusted"], rel=1e-10)
-        assert again["verdict"] == row["verdict"]
+        assert again["p_refute_adjusted"] == pytest.approx(row["p_refute_adjusted"], rel=1e-10)
+        assert again["verdict"] == row["verdict"] == rec["verdict"]
         verdicts.add(row["verdict"])
-    assert verdicts == {"supported", "not supported"}  # both paths recomputed
+    assert verdicts == {"supported", "refuted", "inconclusive"}  # every path recomputed
 
 
 def test_recompute_covers_directions_and_null_distribution_claims(tmp_path):

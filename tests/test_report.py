@@ -72,15 +72,15 @@ def test_verdicts_follow_the_corrected_p_values(results):
     rows, _ = rep.finalize(results, "bonferroni")
     by_id = {r["claim_id"]: r for r in rows}
     assert by_id["h/test_a.py::test_x[0]"]["verdict"] == "supported"
-    assert by_id["h/test_a.py::test_x[2]"]["verdict"] == "not supported"
+    assert by_id["h/test_a.py::test_x[2]"]["verdict"] == "inconclusive"
     err = by_id["h/test_a.py::test_err[0]"]
     assert err["verdict"] == "error" and np.isnan(err["p_adjusted"]) and "too few" in err["error"]
     for r in rows:
         if r["status"] != "ok":
             continue
         comp = stats.Comparison.from_dict(next(x for x in results if x["claim_id"] == r["claim_id"])["comparison"])
-        assert r["verdict"] == stats.verdict(comp, r["p_adjusted"], r["p_min_effect_adjusted"])
-        assert r["verdict_uncorrected"] == stats.verdict(comp, comp.p_value, comp.p_min_effect)
+        assert r["verdict"] == stats.verdict(comp, r["p_adjusted"], r["p_min_effect_adjusted"], r["p_refute_adjusted"])
+        assert r["verdict_uncorrected"] == stats.verdict(comp, comp.p_value, comp.p_min_effect, comp.p_refute)
 
 
 def test_claims_failing_only_after_correction_are_listed():
@@ -93,10 +93,59 @@ def test_claims_failing_only_after_correction_are_listed():
     t = z + st.t.isf(0.02, n - 1) / np.sqrt(n)
     res = [make_result("h/test_f.py::test_f[0]", "f", 5, t, np.zeros(n), paired=True)]
     rows, fams = rep.finalize(res, "holm")
-    assert rows[0]["verdict_uncorrected"] == "supported" and rows[0]["verdict"] == "not supported"
-    assert rep.not_supported_after_correction(rows) == rows
+    assert rows[0]["verdict_uncorrected"] == "supported" and rows[0]["verdict"] == "inconclusive"
+    assert rep.changed_by_correction(rows) == rows
     rows, _ = rep.finalize([dict(res[0], family_size=1)], "holm")
-    assert rows[0]["verdict"] == "supported" and rep.not_supported_after_correction(rows) == []
+    assert rows[0]["verdict"] == "supported" and rep.changed_by_correction(rows) == []
+
+
+def _paired_at(d: float, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Paired samples whose d_z is exactly ``d``."""
+    z = np.linspace(-1, 1, n)
+    z = (z - z.mean()) / z.std(ddof=1)
+    return z + d, np.zeros(n)
+
+
+def test_refuted_needs_the_corrected_upper_bound_below_min_d():
+    # d = 0 exactly, n = 40 pairs, min_d 0.5: alone the upper bound is about 0.27, refuted; in a declared
+    # family of 200 the bound at alpha/200 is above 0.5: inconclusive, with the n that would decide it.
+    t, c = _paired_at(0.0)
+    res = make_result("h/test_r.py::test_r[0]", "r", 1, t, c, paired=True, min_d=0.5)
+    rows, _ = rep.finalize([res], "holm")
+    row = rows[0]
+    assert row["verdict"] == row["verdict_uncorrected"] == "refuted"
+    assert row["d_bound_refute_adjusted"] < 0.5 and row["p_refute_adjusted"] < 0.05
+    assert row["n_decide_at_observed"] is None and "d < 0.5 shown" in row["reason"]
+    rows, _ = rep.finalize([dict(res, family_size=200)], "holm")
+    row = rows[0]
+    assert row["verdict_uncorrected"] == "refuted" and row["verdict"] == "inconclusive"
+    assert row["d_bound_refute_adjusted"] > 0.5 and rep.changed_by_correction(rows) == rows
+    # at d = 0 the n to decide at the observed effect and if d = 0 are the same question: equal, and above 40
+    assert row["n_decide_at_observed"] == row["n_refute_if_d0"] > 40
+    from emocheck.stats.power import power_refute
+
+    n = row["n_refute_if_d0"]
+    level = 0.05 / 200
+    assert power_refute(0.0, n - 1, np.sqrt(n), min_d=0.5, alpha=level) >= 0.8
+    assert power_refute(0.0, n - 2, np.sqrt(n - 1), min_d=0.5, alpha=level) < 0.8
+    assert rep.decision_n_cell(row) == f"{n}/{n}"
+
+
+def test_two_sided_claims_are_refuted_by_two_one_sided_tests():
+    # |d| < min_d needs both one-sided bounds inside (-min_d, min_d): an effect of 0.3 against min_d 0.5 at
+    # n 200 is refuted two-sided and "greater"; "less" (d < -0.5) too, the effect points the other way.
+    # An effect of -0.45 is too close to -min_d for the two one-sided tests at this n.
+    t, c = _paired_at(0.3, n=200)
+    verdicts = {}
+    for alt in ("two-sided", "greater", "less"):
+        rows, _ = rep.finalize([make_result(f"h/test_t.py::test_t[{alt}]", "t", 1, t, c, paired=True, min_d=0.5,
+                                            alternative=alt)], "holm")
+        verdicts[alt] = rows[0]["verdict"]
+    assert verdicts == {"two-sided": "refuted", "greater": "refuted", "less": "refuted"}
+    t, c = _paired_at(-0.45, n=200)
+    rows, _ = rep.finalize([make_result("h/test_t.py::test_u", "t", 1, t, c, paired=True, min_d=0.5,
+                                        alternative="two-sided")], "holm")
+    assert rows[0]["verdict"] == "inconclusive" and rows[0]["p_refute"] > 0.05
 
 
 def test_write_statistics_files(results, tmp_path):

@@ -658,21 +658,40 @@ def test_verdict_rule():
     strong = es.compare(rng.normal(1.5, 1, 40), rng.normal(0, 1, 40), min_d=0.3)
     assert strong.p_value < 0.05 and strong.p_min_effect < 0.05
     assert es.verdict(strong, strong.p_value, strong.p_min_effect) == "supported"
-    # (a) passes but (b) fails -> not supported; and vice versa.
-    assert es.verdict(strong, 0.01, 0.2) == "not supported"
-    assert es.verdict(strong, 0.2, 0.01) == "not supported"
-    assert es.verdict(strong, 0.05, 0.01) == "not supported"  # strict <
-    assert es.verdict(strong, float("nan"), 0.01) == "not supported"
-    # A huge threshold is not cleared: the CI lower bound lies below min_d.
+    # (a) passes but (b) fails -> not supported (inconclusive: no refutation p given); and vice versa.
+    assert es.verdict(strong, 0.01, 0.2) == "inconclusive"
+    assert es.verdict(strong, 0.2, 0.01) == "inconclusive"
+    assert es.verdict(strong, 0.05, 0.01) == "inconclusive"  # strict <
+    assert es.verdict(strong, float("nan"), 0.01) == "inconclusive"
+    assert es.verdict(strong, 0.2, 0.2, 0.01) == "refuted"
+    assert es.verdict(strong, 0.2, 0.2, 0.05) == "inconclusive"  # strict <
+    # A huge threshold is not cleared: the CI lower bound lies below min_d; its upper bound does too: refuted.
     far = es.compare(rng.normal(1.5, 1, 40), rng.normal(0, 1, 40), min_d=3.0)
-    assert far.d_ci_low < 3.0
-    assert es.verdict(far, far.p_value, far.p_min_effect) == "not supported"
-    # The wrong direction is never supported.
+    assert far.d_ci_low < 3.0 and far.d_ci_high < 3.0
+    assert es.verdict(far, far.p_value, far.p_min_effect) == "inconclusive"
+    assert es.verdict(far, far.p_value, far.p_min_effect, far.p_refute) == "refuted"
+    # The wrong direction is never supported; shown to point the other way, it is refuted.
     wrong = es.compare(rng.normal(0, 1, 40), rng.normal(1.5, 1, 40), alternative="greater")
-    assert es.verdict(wrong, wrong.p_value, wrong.p_min_effect) == "not supported"
+    assert es.verdict(wrong, wrong.p_value, wrong.p_min_effect) == "inconclusive"
+    assert es.verdict(wrong, wrong.p_value, wrong.p_min_effect, wrong.p_refute) == "refuted"
     less = es.compare(rng.normal(0, 1, 40), rng.normal(1.5, 1, 40), alternative="less", min_d=0.3)
     assert es.verdict(less, less.p_value, less.p_min_effect) == "supported"
     assert less.d_ci_high < -0.3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("paired, n2", [(False, 30), (True, 30), (False, 45)])
+def test_refute_p_is_equivalent_to_the_ci_upper_bound(seed, paired, n2):
+    """p_refute < alpha  <=>  the one-sided (1-alpha) upper bound lies below min_d ('greater'), the lower
+    bound above -min_d ('less'); and a claim is never both supported and refuted (p_min + p_refute >= 1)."""
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(0.3, 1, 30), rng.normal(0, 1, n2)
+    for min_d in np.linspace(0, 1.2, 13):
+        g = es.compare(x, y, paired=paired, min_d=float(min_d))
+        assert (g.p_refute < g.alpha) == (g.d_ci_high < min_d)
+        assert g.p_min_effect + g.p_refute == pytest.approx(1.0, abs=1e-9)
+        low = es.compare(x, y, paired=paired, min_d=float(min_d), alternative="less")
+        assert (low.p_refute < low.alpha) == (low.d_ci_low > -min_d)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

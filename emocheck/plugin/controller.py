@@ -82,10 +82,17 @@ def _finish(session, state: _State) -> None:
 
         state.times["run"] = time.perf_counter() - state.times.pop("_run_start", state.t0)
         apply_registration(state, results, rows, families)
+        if state.baseline is not None:
+            from emocheck.plugin.compare import compare_verdicts
+
+            state.baseline_comparison = compare_verdicts(state.baseline, {
+                r["claim_id"]: {"verdict": r["verdict"], "d": r.get("d"), "registration": r.get("registration")}
+                for r in rows})
         report_start = time.perf_counter()
         with timing.phase("statistics", part="report files"):      # its figures are a phase of their own
             state.paths = rep.write_statistics(results, rows, families, settings, out_dir,
-                                               session_started=state.started, registration=state.registration)
+                                               session_started=state.started, registration=state.registration,
+                                               baseline=state.baseline_comparison)
         state.times["report"] = time.perf_counter() - report_start
         timing.flush()
         state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
@@ -104,32 +111,7 @@ def _finish(session, state: _State) -> None:
     if summary:
         rep.append_github_summary(state.paths["report"].read_text(encoding="utf-8"), summary)
 
-    state.late_failures = rep.not_supported_after_correction(rows)
-    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
-    lfplugin = session.config.pluginmanager.get_plugin("lfplugin")
-    for row in state.late_failures:
-        session.testsfailed += 1
-        report = state.reports.get(row["claim_id"])
-        if report is None:
-            continue
-        message = (
-            f"claim not supported after {state.correction} correction (family {row['family']!r}: "
-            f"{row['family_declared']} declared, {row['family_run']} run): p = {rep.fmt_p(row['p_value'])} -> "
-            f"{rep.fmt_p(row['p_adjusted'])}, p(d>min_d) = {rep.fmt_p(row['p_min_effect'])} -> "
-            f"{rep.fmt_p(row['p_min_effect_adjusted'])}, alpha = {row['alpha']:g}"
-        )
-        was_passed = report.passed
-        report.outcome = "failed"
-        report.longrepr = message
-        if terminal is not None and was_passed:
-            passed = terminal.stats.get("passed", [])
-            for i, r in enumerate(passed):
-                if r is report:
-                    del passed[i]
-                    terminal.stats.setdefault("failed", []).append(report)
-                    break
-        if lfplugin is not None and hasattr(lfplugin, "lastfailed"):
-            lfplugin.lastfailed[report.nodeid] = True
+    _settle_outcomes(session, state)
     _junit_late_properties(state)
 
     if state.mlflow:
@@ -141,18 +123,80 @@ def _finish(session, state: _State) -> None:
             state.notes.append(f"MLflow logging to {state.mlflow_uri} failed: {type(exc).__name__}: {exc}")
 
 
+def _final_message(row: dict, state: _State) -> str:
+    from emocheck.plugin import report as rep
+
+    return (
+        f"claim {row['verdict']} after {state.correction} correction (family {row['family']!r}: "
+        f"{row['family_declared']} declared, {row['family_run']} run): p = {rep.fmt_p(row['p_value'])} -> "
+        f"{rep.fmt_p(row['p_adjusted'])}, p(d>min_d) = {rep.fmt_p(row['p_min_effect'])} -> "
+        f"{rep.fmt_p(row['p_min_effect_adjusted'])}, p(d<min_d) = {rep.fmt_p(row['p_refute'])} -> "
+        f"{rep.fmt_p(row['p_refute_adjusted'])}, alpha = {row['alpha']:g}"
+        + (f"; {row['reason']}" if row.get("reason") else "")
+    )
+
+
+def _settle_outcomes(session, state: _State) -> None:
+    """Give every judged claim's test the outcome of its FINAL verdict under the --emocheck-fail-on policy.
+
+    A worker reports the verdict before correction: an inconclusive claim is final there (correction only
+    raises p-values), but a supported or refuted one may become inconclusive, and under ``changed`` the
+    pre-registration status decides too. Each claim whose outcome or verdict moved is re-filed: the report's
+    outcome and message, the terminal's stats (so the summary line counts it under its new word),
+    ``session.testsfailed`` (the exit status), the ``--lf`` cache and, in ``_junit_late_properties``, JUnit.
+    """
+    from emocheck.plugin.judging import policy_failure
+
+    config = session.config
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    lfplugin = config.pluginmanager.get_plugin("lfplugin")
+    state.late_failures = []
+    for row in state.rows:
+        report = state.reports.get(row["claim_id"])
+        data = getattr(report, "emocheck", None)
+        if report is None or not data or row.get("status") != "ok" or data.get("status") != "ok":
+            continue
+        exc = policy_failure(row["verdict"], state, row["claim_id"], _final_message(row, state),
+                             registration=row.get("registration"))
+        fails = exc is not None
+        if report.failed == fails and data.get("verdict_shown") == row["verdict"]:
+            continue
+        was_failed = report.failed
+        if terminal is not None:
+            for reports in terminal.stats.values():
+                for i, r in enumerate(reports):
+                    if r is report:
+                        del reports[i]
+                        break
+        data["verdict_shown"] = row["verdict"]
+        if fails:
+            report.outcome = "failed"
+            report.longrepr = f"{type(exc).__name__}: {exc}"
+        else:
+            report.outcome = "passed"
+            report.longrepr = None
+        session.testsfailed += int(fails) - int(was_failed)
+        if terminal is not None:
+            category = config.hook.pytest_report_teststatus(report=report, config=config)[0]
+            terminal.stats.setdefault(category, []).append(report)
+        if lfplugin is not None and hasattr(lfplugin, "lastfailed"):
+            if fails:
+                lfplugin.lastfailed[report.nodeid] = True
+            else:
+                lfplugin.lastfailed.pop(report.nodeid, None)
+        state.late_failures.append(dict(row, was_failed=was_failed, fails=fails))
+
+
 def _junit_late_properties(state: _State) -> None:
-    """Add corrected p-values and final verdicts to the (already finalised) JUnit testcases."""
+    """Add corrected p-values and final verdicts to the (already finalised) JUnit testcases, and move a
+    testcase between failure and pass where the final verdict moved its outcome (``_settle_outcomes``)."""
     if not state.junit_reporters:
         return
     import xml.etree.ElementTree as ET
 
-    late = {r["claim_id"] for r in state.late_failures}
+    moved = {r["claim_id"]: r for r in state.late_failures if r["was_failed"] != r["fails"]}
     xml = _junit(state.config) if state.config is not None else None
-    for claim_id in late:
-        if claim_id in state.junit_reporters and xml is not None and isinstance(getattr(xml, "stats", None), dict):
-            xml.stats["failure"] = xml.stats.get("failure", 0) + 1  # the <testsuite failures=...> count
-            xml.stats["passed"] = max(0, xml.stats.get("passed", 0) - 1)
+    stats = getattr(xml, "stats", None) if xml is not None else None
     for row in state.rows:
         reporter = state.junit_reporters.get(row["claim_id"])
         if reporter is None:
@@ -172,17 +216,36 @@ def _junit_late_properties(state: _State) -> None:
             ("emocheck_family_declared", row["family_declared"]),
             ("emocheck_p_adjusted", f"{row['p_adjusted']:.6g}"),
             ("emocheck_p_min_effect_adjusted", f"{row['p_min_effect_adjusted']:.6g}"),
+            ("emocheck_p_refute_adjusted", f"{row.get('p_refute_adjusted', float('nan')):.6g}"),
             ("emocheck_verdict", row["verdict"]),
+            ("emocheck_n_decide_at_observed", row.get("n_decide_at_observed") or "-"),
+            ("emocheck_n_refute_if_d0", row.get("n_refute_if_d0") or "-"),
+            ("emocheck_fail_on", state.fail_on),
             ("emocheck_registration", row.get("registration", "-")),
             ("emocheck_registration_changes", row.get("registration_changes", "-")),
             ("emocheck_spec_hash", row.get("spec_hash", "-")),
         ):
             props.append(ET.Element("property", name=name, value=str(value)))
-        if row["claim_id"] in late and testcase.find("failure") is None:
-            failure = ET.Element("failure", message=f"not supported after {row['correction']} correction")
+        change = moved.get(row["claim_id"])
+        if change is None:
+            continue
+        failures = testcase.findall("failure")
+        if change["fails"] and not failures:
+            failure = ET.Element("failure", message=f"{row['verdict']} after {row['correction']} correction "
+                                                    f"(fails on {state.fail_on})")
             failure.text = (f"p_adjusted={row['p_adjusted']:.6g}, "
-                            f"p_min_effect_adjusted={row['p_min_effect_adjusted']:.6g}")
+                            f"p_min_effect_adjusted={row['p_min_effect_adjusted']:.6g}, "
+                            f"p_refute_adjusted={row['p_refute_adjusted']:.6g}")
             testcase.append(failure)
+            if isinstance(stats, dict):           # the <testsuite failures=...> count
+                stats["failure"] = stats.get("failure", 0) + 1
+                stats["passed"] = max(0, stats.get("passed", 0) - 1)
+        elif not change["fails"] and failures:
+            for failure in failures:
+                testcase.remove(failure)
+            if isinstance(stats, dict):
+                stats["failure"] = max(0, stats.get("failure", 0) - 1)
+                stats["passed"] = stats.get("passed", 0) + 1
 
 
 def _terminal_summary(terminalreporter, state: _State) -> None:
@@ -199,6 +262,12 @@ def _terminal_summary(terminalreporter, state: _State) -> None:
 
     tr = terminalreporter
     tr.section("emocheck: claims")
+    if state.baseline_comparison is not None:       # the changes against the baseline come first
+        cmp = state.baseline_comparison
+        tr.write_line(f"against the baseline {state.baseline_path}: {cmp.summary()}", red=cmp.regressed)
+        if cmp.changes:
+            tr.write_line(cmp.table())
+        tr.write_line("")
     tr.write_line(
         f"profile {state.profile.name} | models {', '.join(state.profile.models)} | correction "
         f"{state.correction} within declared families | alpha {state.alpha:g} (unless a claim sets its own) "
@@ -208,9 +277,11 @@ def _terminal_summary(terminalreporter, state: _State) -> None:
     tr.write_line(
         "d = Cohen's d (d_z when paired; directions: vs one random direction; null: in null SDs); raw CI at "
         "1-2*alpha for one-sided claims (its relevant end is the one-sided 1-alpha bound), 1-alpha for "
-        "two-sided; adj. bound: the same bound at the level the correction used, it must clear min_d; "
-        "p corr / p(d>min_d) corr: corrected within the declared family; d80 at a/m: smallest true d "
-        "with 80% power under the rule at alpha/m; n for d: n (pairs or per group) for 80% power"
+        "two-sided; adj. bounds: lower / upper bound of the effect in the claimed direction at the level the "
+        "correction used (supported: the lower clears min_d; refuted: the upper lies below min_d); p corr / "
+        "p(d>min_d) corr / p(d<min_d) corr: corrected within the declared family; d80 at a/m: smallest true d "
+        "with 80% power under the rule at alpha/m; n for d: n (pairs or per group) for 80% power; n to decide: "
+        "for an inconclusive claim, the n with 80% power to decide it at the observed d / to refute it if d = 0"
     )
     tr.write_line("")
     tr.write_line("families (declared in the hypothesis modules / run in this session; missing members count as p = 1):")
@@ -219,18 +290,21 @@ def _terminal_summary(terminalreporter, state: _State) -> None:
 
     for line, red in registration_summary_lines(state):
         tr.write_line(line, red=red)
-    if state.late_failures:
+    changed = rep.changed_by_correction(state.rows)
+    if changed:
         tr.write_line("")
-        for row in state.late_failures:
+        for row in changed:
             tr.write_line(
-                f"NOT SUPPORTED after {state.correction} correction: {row['claim_id']} "
-                f"(p {rep.fmt_p(row['p_value'])} -> {rep.fmt_p(row['p_adjusted'])}, "
-                f"p(d>min_d) {rep.fmt_p(row['p_min_effect'])} -> {rep.fmt_p(row['p_min_effect_adjusted'])})",
-                red=True,
+                f"{row['verdict'].upper()} after {state.correction} correction ({row['verdict_uncorrected']} "
+                f"before): {row['claim_id']} (p {rep.fmt_p(row['p_value'])} -> {rep.fmt_p(row['p_adjusted'])}, "
+                f"p(d>min_d) {rep.fmt_p(row['p_min_effect'])} -> {rep.fmt_p(row['p_min_effect_adjusted'])}, "
+                f"p(d<min_d) {rep.fmt_p(row['p_refute'])} -> {rep.fmt_p(row['p_refute_adjusted'])})",
+                red=row["verdict_uncorrected"] == "supported",
             )
-    supported = sum(r["verdict"] == "supported" for r in state.rows)
     tr.write_line("")
-    tr.write_line(f"{supported} of {len(state.rows)} claims supported; statistics in {state.paths['effect_sizes'].parent}")
+    tr.write_line(f"{rep.verdict_tally(state.rows)}; the run fails on: {state.fail_on}"
+                  + (f" against {state.baseline_path}" if state.baseline_path else "")
+                  + f"; statistics in {state.paths['effect_sizes'].parent}")
     if state.mlflow_run:
         tr.write_line(f"MLflow run {state.mlflow_run} at {state.mlflow_uri}")
     from emocheck.plugin.timing_hooks import summary_lines

@@ -4,7 +4,9 @@ Rows are the family's statements (shared by the model panels, so the same claim 
 on one line); each row marks the claim's ``min_d`` (dashed) and the *null band*: the central 95% of
 d expected with no effect at the claim's sample size (for a claim judged against a null
 distribution, the band the row itself carries in ``null_band_low`` / ``null_band_high``). A point
-outside the band is unlikely by chance; a point beyond min_d is large enough to count. Readable
+outside the band is unlikely by chance; a point beyond min_d is large enough to count. The point's
+marker and colour are the verdict: a green circle supported, a red cross refuted (shown smaller than
+min_d), an orange diamond inconclusive. Readable
 with a hundred claims: a family of 90 claims on 2 models is 45 rows, not 90.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 
 from emocheck.storage import atomic_save_figure, stable_hash
 
-COLOURS = {"supported": "#1a9850", "not supported": "#d73027"}
+# One colour and one marker per verdict, so the three stay apart in greyscale print too.
+COLOURS = {"supported": "#1a9850", "refuted": "#d73027", "inconclusive": "#fdae61"}
+MARKERS = {"supported": "o", "refuted": "X", "inconclusive": "D"}
 OTHER = "#8c8c8c"
 MIN_D = "#4575b4"
 
@@ -28,6 +32,11 @@ def _num(x) -> float:
         return float(x)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def _tally(rows: list[dict]) -> str:
+    counts = {v: sum(r.get("verdict") == v for r in rows) for v in ("supported", "refuted", "inconclusive")}
+    return ", ".join(f"{n} {v}" for v, n in counts.items())
 
 
 def figure_name(family: str) -> str:
@@ -140,7 +149,7 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
             colour = COLOURS.get(r.get("verdict"), OTHER)
             ci = [min(max(_num(r.get(k)), lo_x - pad), hi_x + pad) for k in ("d_ci_low", "d_ci_high")]
             ax.plot(ci, [y, y], color=colour, lw=2.2, zorder=3)
-            ax.plot([_num(r.get("d"))], [y], "o", color=colour, ms=6, zorder=4)
+            ax.plot([_num(r.get("d"))], [y], MARKERS.get(r.get("verdict"), "o"), color=colour, ms=6, zorder=4)
         ax.axvline(0, color="black", lw=0.8, zorder=2.5)
         ax.set_xlim(lo_x - pad, hi_x + pad)
         ax.set_ylim(-0.6, n_rows - 0.4)
@@ -150,14 +159,12 @@ def forest_plot(rows: list[dict], path: str | Path, title: str = "") -> bool:
         ax.tick_params(axis="x", labelsize=8)
     axes[0].set_yticks(range(n_rows))
     axes[0].set_yticklabels(labels[::-1], fontsize=8)
-    supported = sum(r.get("verdict") == "supported" for r in plotted)
-    fig.suptitle(title or f"{len(plotted)} claims, {supported} supported", fontsize=11)
+    fig.suptitle(title or f"{len(plotted)} claims: {_tally(plotted)}", fontsize=11)
     fig.legend(handles=[
-        Line2D([], [], color=COLOURS["supported"], marker="o", label="supported"),
-        Line2D([], [], color=COLOURS["not supported"], marker="o", label="not supported"),
+        *[Line2D([], [], color=COLOURS[v], marker=MARKERS[v], label=v) for v in ("supported", "refuted", "inconclusive")],
         Line2D([], [], color=MIN_D, ls="--", label="claim's min_d"),
         Patch(color="#d9d9d9", label="null band (95% of d with no effect at this n)"),
-    ], loc="lower center", ncol=4, fontsize=8, frameon=False)
+    ], loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.4 / height))
     atomic_save_figure(fig, path)
     return True
@@ -172,9 +179,8 @@ def family_forest_plots(rows: list[dict], families: dict, out_dir: str | Path) -
     for family, members in sorted(by_family.items()):
         fam = families.get(family, {})
         plotted = _plotted(members)
-        supported = sum(r.get("verdict") == "supported" for r in plotted)
         corr = members[0].get("correction", "")
-        title = (f"family {family}: {supported} of {len(plotted)} plotted claims supported "
+        title = (f"family {family}, {len(plotted)} plotted claims: {_tally(plotted)} "
                  f"({corr} over {fam.get('declared', len(members))} declared)")
         path = Path(out_dir) / figure_name(family)
         if forest_plot(members, path, title):

@@ -28,6 +28,8 @@ option                     ini                       meaning
 --emocheck-preregister     -                         write the claims' spec hashes to the lock; run no claim
 --emocheck-preregister-force -                       ... even though results exist (recorded as forced)
 --emocheck-preregistration emocheck_preregistration  the lock file (default <rootdir>/preregistration.json)
+--emocheck-fail-on P       emocheck_fail_on          refuted (default) | inconclusive | changed (default with a baseline)
+--emocheck-baseline PATH   emocheck_baseline         earlier session.json (or the lock with expected verdicts)
 =========================  ========================  =================================================
 
 ``pytest_configure`` exports the resolved results root and profile name as
@@ -57,9 +59,10 @@ Statistics flow and verdict
    seed; never Python's ``hash()``). The per-claim result -- settings, formatted statement, family
    and its declared size, model and parameters, ``Comparison.to_dict()``, metrics and the
    per-sample values -- travels on the test report as plain builtins (``report.emocheck``).
-   The test FAILS at once if the claim is not supported even before correction (correction only
-   raises p-values, so this is final), with d, its CI and both p-values in the message; otherwise
-   it passes provisionally. A claim test that records no evidence, records twice, records too few
+   The test reports the claim's verdict before correction: supported passes (provisionally),
+   refuted FAILS with d, its CI and the three p-values in the message, inconclusive is an outcome of
+   its own (INCONCLUSIVE, letter ``i``; correction only raises p-values, so this one is final), under
+   the default ``--emocheck-fail-on refuted``. A claim test that records no evidence, records twice, records too few
    or non-finite samples (EvidenceError) is reported as an ERROR with the reason; so is a test
    that uses ``evidence`` without ``@claim``.
 2. *Families are declared, not selected.* The correction family of a claim is every claim with the
@@ -71,16 +74,20 @@ Statistics flow and verdict
 3. *Controller (after all workers finish).* Claims are ordered by claim id and, per family, both
    ``p_value`` and ``p_min_effect`` are adjusted with the session method (``holm`` default;
    Bonferroni, Holm and BH are all computed for the CSV) with ``n_tests`` = declared family size.
-   ``stats.verdict`` then says "supported" iff both corrected p-values are below alpha. A claim
-   that passed in the worker but is not supported after correction is turned into a failure
-   (``session.testsfailed``, terminal stats, ``--lf`` cache, JUnit) and listed as
-   "not supported after <method> correction". The exit status is therefore 0 only if every claim
-   that ran is supported and nothing errored. Numbers are identical with no xdist, ``-n 1`` or
+   ``p_refute`` (the effect is smaller than min_d) is adjusted the same way. ``stats.verdict`` then says
+   "supported" iff the corrected p and p(d>min_d) are below alpha, "refuted" iff the corrected
+   p(d<min_d) is, "inconclusive" otherwise. Each claim's test is then given the outcome of its final
+   verdict under ``--emocheck-fail-on`` (refuted: refuted claims fail; inconclusive: everything not
+   supported fails; changed: only regressions against ``--emocheck-baseline``): a claim the correction
+   moved (supported or refuted before, inconclusive after) is re-filed in the terminal stats, the
+   exit status (``session.testsfailed``), the ``--lf`` cache and JUnit, and listed as "<VERDICT> after
+   <method> correction". Numbers and outcomes are identical with no xdist, ``-n 1`` or
    ``-n 2``.
 4. *Report.* The terminal summary prints one row per claim (id, model, statement, n, d [CI], raw
    p, corrected p, corrected p(d>min_d), the multiplicity-adjusted bound that decided it, planning
    power of the rule at alpha / m: the detectable d and the n needed for d = min_d + 0.2/0.3/0.5,
-   verdict with its sign for two-sided claims and the reason when not supported),
+   verdict with its sign for two-sided claims and the reason when not supported, and for an
+   inconclusive claim the n that would decide it),
    the correction, alpha and the family sizes (declared / run).
 5. *Files* (``results/<profile>/statistics/``, written atomically, describing exactly this session:
    claims not run in this session are not kept): ``effect_sizes.csv``, ``power_analysis.csv``,
@@ -88,9 +95,11 @@ Statistics flow and verdict
    ``session.json``. ``report.md`` is appended to ``$GITHUB_STEP_SUMMARY`` when that is set.
 6. *JUnit XML.* Each claim's testcase carries properties ``emocheck_family``, ``emocheck_d``,
    ``emocheck_d_ci``, ``emocheck_p_raw``, ``emocheck_p_min_effect_raw``,
-   ``emocheck_verdict_uncorrected`` and, added after correction, ``emocheck_correction``,
-   ``emocheck_p_adjusted``, ``emocheck_p_min_effect_adjusted``, ``emocheck_verdict``; a claim that
-   fails only after correction also gets a ``<failure>`` element.
+   ``emocheck_p_refute_raw``, ``emocheck_verdict_uncorrected`` and, added after correction,
+   ``emocheck_correction``, ``emocheck_p_adjusted``, ``emocheck_p_min_effect_adjusted``,
+   ``emocheck_p_refute_adjusted``, ``emocheck_verdict``, ``emocheck_n_decide_at_observed``,
+   ``emocheck_n_refute_if_d0``, ``emocheck_fail_on``; a claim whose outcome the correction changed
+   gets (or loses) its ``<failure>`` element.
 7. *MLflow* (``--emocheck-mlflow``): one run per session, see ``emocheck.tracking``. MLflow >= 3
    keeps the ``file:`` store in maintenance mode and refuses it unless MLFLOW_ALLOW_FILE_STORE=true;
    emocheck sets that for its own ``file:`` URI only. A logging failure is printed in red in the

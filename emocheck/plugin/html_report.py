@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page (no network, no external files needed) for reading a session.
 
 A claims table that sorts (click a column header) and filters (model, family, verdict,
-registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``,
+registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``;
+each row's left edge and verdict cell are coloured by verdict: green supported, red refuted, orange inconclusive,
 ``#sort=d&dir=desc`` sorts by effect size, largest first (column keys: COLUMN_KEYS, or a column number), ``#open=<claim id>`` opens a claim);
 clicking a claim opens its statement, registration status with the changed fields, the per-sample
 distribution of treated and control as a small inline SVG, its controls and fluency metrics, every
@@ -138,7 +139,7 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
         f" (spec {_e((row.get('spec_hash') or '-')[:12])}, registered {_e((row.get('registered_hash') or '-')[:12])})"
         f"</p>{change_table}"
         f"<div class='cols'><div><h4>{_e(labels[2])}</h4>{samples_svg(tr, co, labels=labels[:2])}</div>"
-        f"<div><h4>verdict</h4>{_kv_table([('d [CI]', row.get('d_ci')), ('p raw', row.get('p_value')), ('p corrected', row.get('p_adjusted')), ('p(d>min_d) corrected', row.get('p_min_effect_adjusted')), ('min_d', row.get('min_d')), ('alternative', row.get('alternative')), ('paired', row.get('paired')), ('power', row.get('power'))])}</div>"
+        f"<div><h4>verdict</h4>{_kv_table([('d [CI]', row.get('d_ci')), ('p raw', row.get('p_value')), ('p corrected', row.get('p_adjusted')), ('p(d>min_d) corrected', row.get('p_min_effect_adjusted')), ('p(d<min_d) corrected', row.get('p_refute_adjusted')), ('n to decide (observed d / d = 0)', decision_n_cell(row)), ('min_d', row.get('min_d')), ('alternative', row.get('alternative')), ('paired', row.get('paired')), ('power', row.get('power'))])}</div>"
         f"<div><h4>controls</h4>{_kv_table(control_summary + controls)}</div>"
         f"<div><h4>fluency</h4>{_kv_table(fluency)}</div></div>"
         f"<details><summary>all metrics</summary>{_kv_table(others)}</details>"
@@ -206,7 +207,10 @@ table#claims{border-collapse:collapse;width:100%;font-size:13px}
 #claims td:first-child{min-width:15em;max-width:22em;word-break:break-all;font-size:11px;color:#555}
 #claims td:nth-child(5){min-width:22em}
 tr.claim{cursor:pointer} tr.claim:hover{background:#f7fbff}
-.v-supported{color:#1a7f37;font-weight:600} .v-not-supported{color:#c62828;font-weight:600}
+.v-supported{color:#1a7f37;font-weight:600} .v-refuted{color:#c62828;font-weight:600}
+.v-inconclusive{color:#b35900;font-weight:600}
+tr.claim[data-verdict=supported]{box-shadow:inset 4px 0 #1a9850} tr.claim[data-verdict=refuted]{box-shadow:inset 4px 0 #d73027}
+tr.claim[data-verdict=inconclusive]{box-shadow:inset 4px 0 #fdae61}
 .r-changed{color:#b35900;font-weight:600} .r-exploratory{color:#6a1b9a} .r-pre-registered{color:#1a7f37}
 .filters{margin:0.8em 0;display:flex;gap:1em;flex-wrap:wrap;align-items:center}
 .detail-body{background:#fafafa;padding:8px 12px} .cols{display:flex;gap:24px;flex-wrap:wrap}
@@ -215,6 +219,12 @@ pre{max-height:22em;overflow:auto;background:#fff;border:1px solid #ddd;padding:
 .banner{padding:6px 10px;border-radius:4px;background:#fff4e5;border:1px solid #f0c36d}
 .none{color:#888;margin:0} img.forest{max-width:100%;border:1px solid #ddd;margin-bottom:1em}
 """
+
+
+def decision_n_cell(row: dict) -> str:
+    from emocheck.plugin.report import decision_n_cell as cell
+
+    return cell(row)
 
 
 def _options(name: str, values) -> str:
@@ -265,7 +275,8 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
             f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor)}</td></tr>")
     head = "".join(f"<th data-col='{j}' data-key='{COLUMN_KEYS[j]}' data-kind='{kind}'>{_e(name)}</th>"
                    for j, (name, kind) in enumerate(COLUMNS))
-    supported = sum(r.get("verdict") == "supported" for r in rows)
+    from emocheck.plugin.report import verdict_tally
+
     lock = reg.get("lock")
     if lock is None:
         banner = ("<p class='banner'>No pre-registration lock for this profile: every claim is exploratory. "
@@ -294,7 +305,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>emocheck report</title>"
         f"<style>{STYLE}</style></head><body data-visible='{len(rows)}'>"
-        f"<h1>emocheck report: {supported} of {len(rows)} claims supported</h1><p>{settings_line}</p>{banner}"
+        f"<h1>emocheck report: {_e(verdict_tally(rows))}</h1><p>{settings_line}</p>{banner}"
         + summary +
         "<div class='filters'>"
         + _options("model", [r.get("model") or "-" for r in rows])
@@ -314,19 +325,25 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
 
 
 def _family_summary(rows: list[dict]) -> str:
-    """Supported / judged per family and model: the first thing a reader looks for."""
+    """Supported / judged per family and model, with the refuted ones beside: the first thing a reader looks for."""
     models = sorted({str(r.get("model") or "-") for r in rows})
     cells: dict[str, dict[str, list[int]]] = {}
     for r in rows:
-        c = cells.setdefault(str(r.get("family")), {}).setdefault(str(r.get("model") or "-"), [0, 0])
+        c = cells.setdefault(str(r.get("family")), {}).setdefault(str(r.get("model") or "-"), [0, 0, 0])
         c[0] += r.get("verdict") == "supported"
         c[1] += 1
+        c[2] += r.get("verdict") == "refuted"
     head = "".join(f"<th>{_e(m)}</th>" for m in models)
+
+    def cell(c: list[int]) -> str:
+        refuted = f" <span class='v-refuted'>({c[2]} refuted)</span>" if c[2] else ""
+        return f"<td>{c[0]} / {c[1]}{refuted}</td>"
+
     body = "".join(
-        f"<tr><td>{_e(fam)}</td>" + "".join(
-            f"<td>{by[m][0]} / {by[m][1]}</td>" if m in by else "<td>-</td>" for m in models) + "</tr>"
+        f"<tr><td>{_e(fam)}</td>" + "".join(cell(by[m]) if m in by else "<td>-</td>" for m in models) + "</tr>"
         for fam, by in sorted(cells.items()))
-    return ("<details open><summary><b>Supported / judged, by family and model</b></summary>"
+    return ("<details open><summary><b>Supported / judged, by family and model (refuted beside; the rest "
+            "inconclusive)</b></summary>"
             f"<table class='kv summary'><tr><th>family</th>{head}</tr>{body}</table></details>")
 
 

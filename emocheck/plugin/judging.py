@@ -11,7 +11,8 @@ from emocheck.errors import ConfigError, EmocheckError, EvidenceError
 from emocheck.profiles import Profile
 from emocheck.storage import stable_hash
 
-from emocheck.plugin.state import CLAIM_ID_KEY, ClaimNotSupported, EVIDENCE_KEY, STATE_KEY, _State
+from emocheck.plugin.state import (CLAIM_ID_KEY, ClaimInconclusive, ClaimNotSupported, ClaimRefuted, EVIDENCE_KEY,
+                                   STATE_KEY, _State)
 from emocheck.plugin.collection import _module_id, _short_error
 
 
@@ -89,15 +90,41 @@ def _direction(spec: ClaimSpec) -> str:
     return f"d>{spec.min_d:g}"
 
 
+def _opposite(spec: ClaimSpec) -> str:
+    if spec.alternative == "less":
+        return f"d>-{spec.min_d:g}"
+    if spec.alternative == "two-sided":
+        return f"|d|<{spec.min_d:g}"
+    return f"d<{spec.min_d:g}"
+
+
 def _verdict_message(comp: dict, spec: ClaimSpec, prefix: str) -> str:
     alpha = comp["alpha"]
     level = 1 - alpha if comp["alternative"] == "two-sided" else 1 - 2 * alpha
     return (
         f"{prefix}: d = {comp['d']:.3f} ({level:.0%} CI [{comp['d_ci_low']:.3f}, {comp['d_ci_high']:.3f}], "
         f"n = {comp['n_treated']}/{comp['n_control']}), p = {_fmt(comp['p_value'])}, "
-        f"p({_direction(spec)}) = {_fmt(comp['p_min_effect'])}, alpha = {alpha:g}, "
+        f"p({_direction(spec)}) = {_fmt(comp['p_min_effect'])}, "
+        f"p({_opposite(spec)}) = {_fmt(comp.get('p_refute'))}, alpha = {alpha:g}, "
         f"alternative = {comp['alternative']}"
     )
+
+
+def policy_failure(verdict: str, state: _State, claim_id: str, message: str,
+                   registration: str | None = None) -> BaseException | None:
+    """The exception that fails a claim with this verdict under the session's --emocheck-fail-on policy
+    (None: the claim does not fail). Shared by the worker (raw verdict) and the controller (final verdict)."""
+    from emocheck.plugin.compare import claim_fails
+
+    before = (state.baseline or {}).get(claim_id, {}).get("verdict") if state.baseline is not None else None
+    if not claim_fails(verdict, state.fail_on, before=before, registration=registration):
+        return None
+    if state.fail_on == "changed":
+        from emocheck.plugin.compare import regression
+
+        return ClaimNotSupported(f"verdict changed against the baseline ({regression(before, verdict, registration)[1]}); "
+                                 + message)
+    return {"refuted": ClaimRefuted, "inconclusive": ClaimInconclusive}.get(verdict, ClaimNotSupported)(message)
 
 
 _PENDING: list[BaseException] = []
@@ -169,20 +196,24 @@ def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | 
         result["metrics"].setdefault(key, value)
     cdict = comp.to_dict()
     result["comparison"] = cdict
-    raw = verdict(Comparison.from_dict(cdict), comp.p_value, comp.p_min_effect)
+    raw = verdict(Comparison.from_dict(cdict), comp.p_value, comp.p_min_effect, comp.p_refute)
     result["verdict_uncorrected"] = raw
+    # What the test reports now. Correction only raises p-values, so an inconclusive claim is final here; a
+    # supported or refuted one may still become inconclusive, which the controller settles at session end.
+    result["verdict_shown"] = raw
     props = [
         ("emocheck_family", spec.family),
         ("emocheck_d", f"{comp.d:.6g}"),
         ("emocheck_d_ci", f"[{comp.d_ci_low:.6g}, {comp.d_ci_high:.6g}]"),
         ("emocheck_p_raw", f"{comp.p_value:.6g}"),
         ("emocheck_p_min_effect_raw", f"{comp.p_min_effect:.6g}"),
+        ("emocheck_p_refute_raw", f"{comp.p_refute:.6g}"),
         ("emocheck_verdict_uncorrected", raw),
     ]
     item.user_properties.extend(props)
-    if raw != "supported":
-        return result, ClaimNotSupported(_verdict_message(cdict, spec, "claim not supported (before any correction)"))
-    return result, None
+    what = {"supported": "claim supported before correction", "refuted": "claim refuted (before correction)",
+            "inconclusive": "claim inconclusive (neither supported nor refuted, before any correction)"}[raw]
+    return result, policy_failure(raw, state, result["claim_id"], _verdict_message(cdict, spec, what))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -242,7 +273,18 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_report_teststatus(report, config):
+    """ERROR for a claim that could not be judged; for a judged claim its verdict: REFUTED / INCONCLUSIVE
+    as failures when the --emocheck-fail-on policy fails them, else as outcomes of their own (letters r and
+    i, counted in the summary line as "2 refuted, 12 inconclusive")."""
     data = getattr(report, "emocheck", None)
-    if data and report.failed and data.get("status") == "error" and report.when == "call":
+    if not data or report.when != "call":
+        return None
+    if report.failed and data.get("status") == "error":
         return "error", "E", ("ERROR", {"red": True})
+    shown = data.get("verdict_shown") if data.get("status") == "ok" else None
+    if shown in ("refuted", "inconclusive"):
+        word = shown.upper()
+        if report.failed:
+            return "failed", "F", (word, {"red": True})
+        return shown, shown[0], (word, {"yellow": True})
     return None

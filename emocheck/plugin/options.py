@@ -12,6 +12,7 @@ from emocheck.errors import ConfigError, DatasetError
 from emocheck.profiles import get_profile
 
 from emocheck.plugin.collection import _LoadgroupShim
+from emocheck.plugin.compare import FAIL_ON
 from emocheck.plugin.controller import _SessionPlugin
 from emocheck.plugin.state import CI_METHODS, CORRECTIONS, ENV_PROFILE, ENV_RESULTS, STATE_KEY, WORKERINPUT_RESULTS, _State
 
@@ -48,6 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "status (pre-registered / changed / exploratory); runs no claim, writes nothing")
     group.addoption("--emocheck-preregistration", default=None, metavar="FILE",
                     help="the preregistration lock (default: ini emocheck_preregistration, <rootdir>/preregistration.json)")
+    group.addoption("--emocheck-fail-on", default=None, choices=FAIL_ON,
+                    help="which verdicts fail the run: refuted (default), inconclusive (everything not supported), "
+                         "changed (only verdicts that regress against --emocheck-baseline; the default with a baseline)")
+    group.addoption("--emocheck-baseline", default=None, metavar="PATH",
+                    help="a previous run's results/<profile>/statistics/session.json (or the preregistration lock "
+                         "with expected verdicts): list verdict changes first and, by default, fail only on them")
+    parser.addini("emocheck_fail_on", "refuted | inconclusive | changed (default: refuted; changed with a baseline)",
+                  default="")
+    parser.addini("emocheck_baseline", "baseline session.json (relative to the ini file)", default="")
     parser.addini("emocheck_preregistration", "preregistration lock file (relative to the ini file)", default="")
     parser.addini("emocheck_profile", "default emocheck profile", default="")
     parser.addini("emocheck_correction", "bonferroni | holm | bh", default="holm")
@@ -142,11 +152,38 @@ def _resolve(config: pytest.Config) -> _State:
     else:
         lock = config.rootpath / "preregistration.json"
     state.prereg_path = lock.resolve()
+    _resolve_policy(config, state)
     if ((state.preregister or state.registration_status) and (getattr(config.option, "numprocesses", None) or 0)
             and not state.is_worker):
         flag = "--emocheck-preregister" if state.preregister else "--emocheck-registration-status"
         raise pytest.UsageError(f"{flag} runs no claim and collects in one process; drop -n")
     return state
+
+
+def _resolve_policy(config: pytest.Config, state: _State) -> None:
+    """--emocheck-baseline (read now: a bad file is one clear error before any claim runs) and
+    --emocheck-fail-on (default: refuted; changed when a baseline is given)."""
+    from emocheck.plugin.compare import BaselineError, load_verdicts
+
+    opt = config.getoption
+    if opt("--emocheck-baseline"):
+        state.baseline_path = Path(config.invocation_params.dir, opt("--emocheck-baseline")).resolve()
+    elif config.getini("emocheck_baseline"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        state.baseline_path = Path(base, config.getini("emocheck_baseline")).resolve()
+    if state.baseline_path is not None:
+        try:
+            state.baseline = load_verdicts(state.baseline_path, state.profile.name)
+        except BaselineError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    policy = opt("--emocheck-fail-on") or config.getini("emocheck_fail_on") or (
+        "changed" if state.baseline is not None else "refuted")
+    if policy not in FAIL_ON:
+        raise pytest.UsageError(f"emocheck_fail_on = {policy!r}; choose one of {', '.join(FAIL_ON)}")
+    if policy == "changed" and state.baseline is None:
+        raise pytest.UsageError("--emocheck-fail-on changed needs a baseline: pass --emocheck-baseline "
+                                "results/<profile>/statistics/session.json of an earlier run")
+    state.fail_on = policy
 
 
 def _register_user_profiles(config: pytest.Config) -> None:
@@ -298,5 +335,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"emocheck: profile {state.profile.name} (models: {', '.join(state.profile.models)}), "
         f"correction {state.correction}, alpha {state.alpha:g}, CI {state.ci_method}, "
-        f"results {state.results_root / state.profile.name / 'statistics'}"
+        f"results {state.results_root / state.profile.name / 'statistics'}, fails on {state.fail_on}"
+        + (f" against {state.baseline_path}" if state.baseline_path else "")
     ]

@@ -92,7 +92,8 @@ def phase_timing(results_root: Path, profile: str, own: dict[str, float]) -> dic
 
 CLAIM_FIELDS = ("claim_id", "family", "model", "statement", "status", "kind", "samples_file", "paired", "alternative",
                 "min_d", "alpha", "ci_method", "seed", "family_declared", "family_run", "correction",
-                "p_value", "p_min_effect", "p_adjusted", "p_min_effect_adjusted", "d", "verdict",
+                "p_value", "p_min_effect", "p_refute", "p_adjusted", "p_min_effect_adjusted", "p_refute_adjusted",
+                "d", "verdict", "verdict_uncorrected", "n_decide_at_observed", "n_refute_if_d0",
                 "registration", "spec_hash")
 
 
@@ -129,15 +130,16 @@ def session_record(*, settings: dict, rows: list[dict], results: list[dict], fam
         "families": families,
         "claims": [_claim_record(r, by_id.get(r["claim_id"])) for r in rows],
         "recompute": ("per claim: stats.compare(treated, control) from samples_file with paired, alternative, "
-                      "min_d, alpha, ci_method, n_resamples, seed; correct p_value and p_min_effect over the "
-                      "family's run members with stats.adjust_pvalues(method=correction, "
-                      "n_tests=family_declared); verdict = stats.verdict(...) -- see "
-                      "emocheck.plugin.provenance.recompute_verdict"),
+                      "min_d, alpha, ci_method, n_resamples, seed; correct p_value, p_min_effect and p_refute "
+                      "over the family's run members with stats.adjust_pvalues(method=correction, "
+                      "n_tests=family_declared); verdict = stats.verdict(...) (supported / refuted / "
+                      "inconclusive) -- see emocheck.plugin.provenance.recompute_verdict"),
     }
 
 
 def recompute_verdict(session: dict, statistics_dir: Path, claim_id: str) -> dict:
-    """Recompute one claim's corrected p-values and verdict from session.json and the samples files."""
+    """Recompute one claim's corrected p-values and verdict (supported / refuted / inconclusive) from
+    session.json and the samples files."""
     import pandas as pd
 
     from emocheck.stats import adjust_pvalues, compare, compare_directions, compare_to_null, verdict
@@ -165,7 +167,8 @@ def recompute_verdict(session: dict, statistics_dir: Path, claim_id: str) -> dic
     n = int(target["family_declared"])
     p = adjust_pvalues([comps[c].p_value for c in members], target["correction"], n_tests=n)
     pm = adjust_pvalues([comps[c].p_min_effect for c in members], target["correction"], n_tests=n)
+    pr = adjust_pvalues([comps[c].p_refute for c in members], target["correction"], n_tests=n)
     i = members.index(claim_id)
     comp = comps[claim_id]
     return {"d": comp.d, "p_value": comp.p_value, "p_adjusted": float(p[i]), "p_min_effect_adjusted": float(pm[i]),
-            "verdict": verdict(comp, float(p[i]), float(pm[i]))}
+            "p_refute_adjusted": float(pr[i]), "verdict": verdict(comp, float(p[i]), float(pm[i]), float(pr[i]))}

@@ -163,11 +163,12 @@ class RegistrationStatusPlugin:
                           yellow=True)
             return
         counts: dict[str, int] = {}
+        last = last_verdicts(self.state)
         for cid, st in sorted(self.statuses.items()):
             counts[st["status"]] = counts.get(st["status"], 0) + 1
             if st["status"] != prereg.PRE_REGISTERED:
-                tr.write_line(f"{cid}: {prereg.status_text(st)}{' (' + st['error'] + ')' if st.get('error') else ''}",
-                              yellow=True)
+                tr.write_line(f"{cid}: {prereg.status_text(st)}{' (' + st['error'] + ')' if st.get('error') else ''}"
+                              + (f"; last verdict: {last[cid]}" if cid in last else ""), yellow=True)
         for name, fam in sorted(self.families.items()):
             if fam.get("membership_changed"):
                 tr.write_line(f"family {name}: membership changed since the lock (added {fam['added'] or '-'}, "
@@ -180,6 +181,11 @@ class RegistrationStatusPlugin:
         tally = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         tr.write_line(f"lock {self.state.prereg_path} ({self.entry.get('registered_utc')}), profile "
                       f"{self.state.profile.name}: {tally}")
+        if last:
+            rows = [{"registration": st["status"], "verdict": last.get(cid, "not run")}
+                    for cid, st in sorted(self.statuses.items())]
+            tr.write_line(f"verdicts of the last run ({Path(self.state.results_root) / self.state.profile.name}"
+                          f"/statistics/session.json): {registration_verdict_tally(rows)}")
 
 
 def apply_registration(state, results: list[dict], rows: list[dict], families: dict) -> None:
@@ -228,14 +234,39 @@ def apply_registration(state, results: list[dict], rows: list[dict], families: d
     state.notes.extend(notes)
 
 
+def registration_verdict_tally(rows: list[dict]) -> str:
+    """"2 pre-registered (1 supported, 1 refuted), 3 exploratory (3 inconclusive)": each registration status
+    with the verdicts of its claims, so a reader sees what the confirmatory claims found apart from the rest."""
+    groups: dict[str, dict[str, int]] = {}
+    for row in rows:
+        by = groups.setdefault(row.get("registration", "-"), {})
+        by[row.get("verdict") or "-"] = by.get(row.get("verdict") or "-", 0) + 1
+    order = ("supported", "refuted", "inconclusive")
+    parts = []
+    for status, by in sorted(groups.items()):
+        inner = ", ".join(f"{by[v]} {v}" for v in sorted(by, key=lambda v: (order.index(v) if v in order else 9, v)))
+        parts.append(f"{sum(by.values())} {status} ({inner})")
+    return ", ".join(parts)
+
+
+def last_verdicts(state) -> dict[str, str]:
+    """{claim_id: verdict} of the profile's last run (its statistics/session.json), {} when there is none or it
+    cannot be read: the registration status shows what each claim last came out as, running nothing."""
+    import json
+
+    path = Path(state.results_root) / state.profile.name / "statistics" / "session.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {c["claim_id"]: str(c.get("verdict")) for c in data.get("claims", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
 def registration_summary_lines(state) -> list[tuple[str, bool]]:
     reg = state.registration
     if not reg:
         return []
-    counts: dict[str, int] = {}
-    for row in state.rows:
-        counts[row.get("registration", "-")] = counts.get(row.get("registration", "-"), 0) + 1
-    tally = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    tally = registration_verdict_tally(state.rows)
     lines: list[tuple[str, bool]] = [("", False)]
     lock = reg.get("lock")
     if lock is None:
@@ -275,6 +306,8 @@ def session_json(session, state, results: list[dict], rows: list[dict], families
                        for cid, st in ((state.registration or {}).get("claims") or {}).items()}},
         models=state.profile.models if any(r.get("model") for r in rows) else (),
     )
+    if state.baseline_comparison is not None:
+        record["baseline"] = dict(state.baseline_comparison.to_dict(), path=str(state.baseline_path))
     state.phase_timing = record.get("timing")      # the terminal summary prints its one line
     path = Path(out_dir) / "session.json"
     atomic_write_json(path, record)

@@ -27,30 +27,38 @@ from emocheck.storage import (RUN_STARTED, atomic_write_dataframe, atomic_write_
                               file_lock, prune_older_than, stable_hash, write_manifest)
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
+# The claim's three p-values, each corrected within its family: no effect, effect > min_d, effect < min_d.
+P_KEYS = ("p_value", "p_min_effect", "p_refute")
+VERDICTS = ("supported", "refuted", "inconclusive")
 EXCESS_KEYS = ("0.2", "0.3", "0.5")
 
 VERDICT_TEXT = """\
 How a verdict is reached. Each claim compares a treated sample with a control sample (paired by
-sample or independent). Cohen's d (d_z when paired) is reported with a confidence interval
-(analytic noncentral-t inversion, or BCa bootstrap with --emocheck-ci-method bootstrap); for
-one-sided claims the interval is the two-sided 1-2*alpha interval, so its relevant end is the
-one-sided 1-alpha bound. Two p-values are computed in the claimed direction: p, the test of no
-effect (Welch t, or paired t), and p(d>min_d), the noncentral-t test that the effect exceeds the
-claim's min_d. Both are corrected within the claim's family, whose size is the number of claims
-the hypothesis files DECLARE for this profile's models (not the number selected with -k); family
-members that did not run count as p = 1. A claim is SUPPORTED only if both corrected p-values are
-below alpha. Equivalently, the multiplicity-adjusted bound (the interval's relevant end at the
-per-claim level the correction used, alpha * p / p_adjusted: alpha/m under Bonferroni, the step
-level under Holm) must clear min_d; the table shows it next to the raw interval, so a raw interval
-that clears min_d while the claim is not supported is explained. Independent groups of unequal
-size use Bonett's (2008) Welch-consistent interval and min-effect test. A paired claim may record
-K control directions per prompt (directions as a random effect: SE^2 = s^2_prompt/n + tau^2/K,
-Satterthwaite df; the report adds the treated direction's rank and permutation p among them), and
-any claim may record one observed statistic against K null draws (Monte-Carlo p = (1 + #{null >=
-x}) / (K + 1); d and min_d in null SDs). Planning power is that of the rule itself: the min-effect
-test at alpha / m (there is no post-hoc power). A claim that is not supported even before correction fails in its own test; a claim
-that passes uncorrected but is not supported after correction is counted as failed at the end of
-the session, so the exit status is non-zero whenever any claim is not supported.
+sample or independent), K control directions, or K null draws. Cohen's d (d_z when paired) is
+reported with a confidence interval (analytic noncentral-t inversion, or BCa bootstrap with
+--emocheck-ci-method bootstrap); for one-sided claims the interval is the two-sided 1-2*alpha
+interval, so its relevant end is the one-sided 1-alpha bound. Three p-values are computed in the
+claimed direction: p, the test of no effect (Welch t, or paired t); p(d>min_d), the noncentral-t
+test that the effect exceeds the claim's min_d; and p(d<min_d), the test that it is smaller than
+min_d (non-superiority; for two-sided claims two one-sided tests that |d| < min_d). All three are
+corrected within the claim's family, whose size is the number of claims the hypothesis files
+DECLARE for this profile's models (not the number selected with -k); family members that did not
+run count as p = 1. A claim is SUPPORTED if both corrected p and p(d>min_d) are below alpha (the
+multiplicity-adjusted lower bound clears min_d), REFUTED if the corrected p(d<min_d) is below alpha
+(the adjusted upper bound of the effect in the claimed direction lies below min_d: "smaller than
+min_d" is shown with the same error control as "there"), and INCONCLUSIVE otherwise; an
+inconclusive row gives the n that would decide it (80% power at alpha / m) if the true effect is
+the observed one, and the n that would refute it if the true effect is 0. The table's "adj.
+bounds" are those two bounds (lower / upper, in the claimed direction). Independent groups of
+unequal size use Bonett's (2008) Welch-consistent interval and tests. A paired claim may record K
+control directions per prompt (directions as a random effect: SE^2 = s^2_prompt/n + tau^2/K,
+Satterthwaite df), and any claim may record one observed statistic against K null draws
+(Monte-Carlo p = (1 + #{null >= x}) / (K + 1); d and min_d in null SDs; refuted when the
+observation lies below the null shifted by min_d SDs). Planning power is that of the rule itself
+at alpha / m (there is no post-hoc power). A supported claim passes its test, a refuted one fails
+it, an inconclusive one is reported as INCONCLUSIVE (not a failure); --emocheck-fail-on
+refuted|inconclusive|changed sets which verdicts fail the run, and --emocheck-baseline compares
+the verdicts with an earlier run's session.json (see docs/statistics.md).
 """
 
 
@@ -92,16 +100,21 @@ def fmt_d_ci(comp: dict | None) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[dict], dict[str, dict]]:
-    """Correct p-values by declared family and decide every verdict.
+def finalize(results: Iterable[dict], correction: str = "holm", *, decision_n: bool = True
+             ) -> tuple[list[dict], dict[str, dict]]:
+    """Correct p-values by declared family and decide every verdict (supported / refuted / inconclusive).
 
     Returns (rows, families): one flat row per claim (sorted by claim id; the columns of
     effect_sizes.csv) and, per family, {"declared": n, "run": n, "module": ...}. Claims are
     ordered by claim id inside a family before correcting, so the numbers do not depend on the
-    order in which (xdist) workers finished.
+    order in which (xdist) workers finished. The three p-values of each claim (no effect, effect
+    > min_d, effect < min_d) are corrected within the family by the same method.
+    ``decision_n``: give inconclusive claims the n that would decide them (``stats.planning.decision_n``;
+    about 30 ms a claim, so simulations of the verdict alone turn it off).
     """
     from emocheck.stats import Comparison, adjust_pvalues, verdict
-    from emocheck.stats.planning import decision_bound, not_supported_reason, plan
+    from emocheck.stats.planning import (DECISION_N_COLUMNS, decision_bound, decision_n as n_to_decide,
+                                         not_supported_reason, plan, refute_bound)
 
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
@@ -119,14 +132,11 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
         fam["declared"] = max(fam["declared"], len(fam["members"]))
         if not tested:
             continue
-        p = [_num(r["comparison"]["p_value"]) for r in tested]
-        pm = [_num(r["comparison"]["p_min_effect"]) for r in tested]
-        for method in CORRECTIONS:
-            ap = adjust_pvalues(p, method, n_tests=fam["declared"])
-            apm = adjust_pvalues(pm, method, n_tests=fam["declared"])
-            for r, a, b in zip(tested, ap, apm):
-                adjusted.setdefault(r["claim_id"], {})[f"p_{method}"] = float(a)
-                adjusted[r["claim_id"]][f"p_min_effect_{method}"] = float(b)
+        for key in P_KEYS:
+            p = [_num(r["comparison"].get(key)) for r in tested]
+            for method in CORRECTIONS:
+                for r, a in zip(tested, adjust_pvalues(p, method, n_tests=fam["declared"])):
+                    adjusted.setdefault(r["claim_id"], {})[f"{key}_{method}"] = float(a)
 
     rows = []
     for r in results:
@@ -153,7 +163,7 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
         for key in ("n_treated", "n_control"):
             row[key] = comp.get(key)
         for key in ("mean_treated", "mean_control", "mean_difference", "d", "hedges_g", "d_ci_low",
-                    "d_ci_high", "t", "df", "p_value", "p_min_effect"):
+                    "d_ci_high", "t", "df", "p_value", "p_min_effect", "p_refute"):
             row[key] = _num(comp.get(key)) if comp else float("nan")
         row["sign"] = ("+" if row["d"] > 0 else "-" if row["d"] < 0 else "0") if comp else ""
         if comp:
@@ -165,24 +175,31 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
         row["family_run"] = fam["run"]
         row["correction"] = correction
         adj = adjusted.get(r["claim_id"])
+        for key in DECISION_N_COLUMNS:
+            row[key] = None
         if adj:
-            row["p_adjusted"] = adj[f"p_{correction}"]
+            row["p_adjusted"] = adj[f"p_value_{correction}"]
             row["p_min_effect_adjusted"] = adj[f"p_min_effect_{correction}"]
+            row["p_refute_adjusted"] = adj[f"p_refute_{correction}"]
             c = Comparison.from_dict(comp)
-            row["verdict_uncorrected"] = verdict(c, c.p_value, c.p_min_effect)
-            row["verdict"] = verdict(c, row["p_adjusted"], row["p_min_effect_adjusted"])
+            row["verdict_uncorrected"] = verdict(c, c.p_value, c.p_min_effect, c.p_refute)
+            row["verdict"] = verdict(c, row["p_adjusted"], row["p_min_effect_adjusted"], row["p_refute_adjusted"])
             null = (r.get("samples") or {}).get("null") if comp.get("kind") == "vs_null" else None
             row["d_bound_adjusted"] = decision_bound(comp, row["p_min_effect_adjusted"], null)
+            row["d_bound_refute_adjusted"] = refute_bound(comp, row["p_refute_adjusted"], null)
             row.update(plan(comp, fam["declared"]))
+            if decision_n and row["verdict"] == "inconclusive":
+                row.update(n_to_decide(comp, fam["declared"]))
             row["reason"] = not_supported_reason(row)
         else:
-            row["p_adjusted"] = row["p_min_effect_adjusted"] = float("nan")
+            row["p_adjusted"] = row["p_min_effect_adjusted"] = row["p_refute_adjusted"] = float("nan")
             row["verdict_uncorrected"] = row["verdict"] = row["status"] if row["status"] != "ok" else "error"
-            row["d_bound_adjusted"] = float("nan")
+            row["d_bound_adjusted"] = row["d_bound_refute_adjusted"] = float("nan")
             row["reason"] = row["error"] or row["status"]
         for method in CORRECTIONS:
-            row[f"p_{method}"] = adj[f"p_{method}"] if adj else float("nan")
-            row[f"p_min_effect_{method}"] = adj[f"p_min_effect_{method}"] if adj else float("nan")
+            for key in P_KEYS:
+                column = f"p_{method}" if key == "p_value" else f"{key}_{method}"
+                row[column] = adj[f"{key}_{method}"] if adj else float("nan")
         row["samples_file"] = f"samples/{safe_name(r['claim_id'])}.csv" if r.get("samples") else ""
         for key, value in sorted((r.get("metrics") or {}).items()):
             row[f"metric_{key}"] = value
@@ -199,14 +216,41 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
 # ----------------------------------------------------------------------------------------------
 
 TABLE_HEADERS = [
-    "claim", "model", "statement", "n (t/c)", "d [raw CI]", "adj. bound", "p raw", "p corr",
-    "p(d>min_d) corr", "d80 at a/m", "n for d=min_d+.2/.3/.5", "verdict", "registration",
+    "claim", "model", "statement", "n (t/c)", "d [raw CI]", "adj. bounds", "p raw", "p corr",
+    "p(d>min_d) corr", "p(d<min_d) corr", "d80 at a/m", "n for d=min_d+.2/.3/.5", "n to decide (obs/d=0)",
+    "verdict", "registration",
 ]
 
 
 def _bound(r: dict) -> str:
-    b = _num(r.get("d_bound_adjusted"))
-    return "-" if math.isnan(b) else f"{b:.2f}"
+    """"lower / upper": the adjusted bounds that decide support (must clear min_d) and refutation (must lie
+    below min_d), both measured in the claimed direction (|d| for the upper bound of a two-sided claim)."""
+    lo, hi = _num(r.get("d_bound_adjusted")), _num(r.get("d_bound_refute_adjusted"))
+    if math.isnan(lo) and math.isnan(hi):
+        return "-"
+    if r.get("alternative") == "less":
+        lo = -lo           # decision_bound is signed; show it in the claimed direction like the upper one
+    elif r.get("alternative") == "two-sided":
+        lo = abs(lo)
+    return " / ".join("-" if math.isnan(b) else f"{b:.2f}" for b in (lo, hi))
+
+
+def _count(value) -> str:
+    if value is None:
+        return "-"
+    try:
+        if isinstance(value, float) and math.isnan(value):
+            return "-"
+        return str(int(value))
+    except (TypeError, ValueError):
+        return "-"
+
+
+def decision_n_cell(r: dict) -> str:
+    """"57/43": the n that would decide an inconclusive claim at the observed effect / if the true d = 0."""
+    if r.get("verdict") != "inconclusive":
+        return "-"
+    return "/".join(_count(r.get(k)) for k in ("n_decide_at_observed", "n_refute_if_d0"))
 
 
 def _verdict_cell(r: dict) -> str:
@@ -216,6 +260,21 @@ def _verdict_cell(r: dict) -> str:
     if v != "supported" and r.get("reason"):
         v += f": {r['reason']}"
     return v
+
+
+def verdict_counts(rows: list[dict]) -> dict[str, int]:
+    """{"supported": n, "refuted": n, "inconclusive": n, <other statuses>: n}: every row counted once."""
+    out = {v: 0 for v in VERDICTS}
+    for r in rows:
+        out[r.get("verdict") or "error"] = out.get(r.get("verdict") or "error", 0) + 1
+    return out
+
+
+def verdict_tally(rows: list[dict]) -> str:
+    """"3 supported, 1 refuted, 5 inconclusive of 9 claims" (other outcomes, e.g. error, appended when present)."""
+    counts = verdict_counts(rows)
+    parts = [f"{counts[v]} {v}" for v in VERDICTS] + [f"{n} {k}" for k, n in counts.items() if k not in VERDICTS and n]
+    return f"{', '.join(parts)} of {len(rows)} claims"
 
 
 def _shorten_middle(text: str, width: int) -> str:
@@ -245,14 +304,15 @@ def table_rows(rows: list[dict], statement_width: int = 60) -> list[list[str]]:
             out.append([
                 _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
                 n, d_ci, _bound(r), fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]),
-                fmt_p(r["p_min_effect_adjusted"]), "-" if math.isnan(d80) else f"{d80:.2f}", need,
+                fmt_p(r["p_min_effect_adjusted"]), fmt_p(r.get("p_refute_adjusted")),
+                "-" if math.isnan(d80) else f"{d80:.2f}", need, decision_n_cell(r),
                 _verdict_cell(r), r.get("registration", "-"),
             ])
         else:
             reason = _shorten(r["error"] or r["status"], 60)
             out.append([
                 _shorten_middle(r["short_id"], 50), r["model"] or "-", _shorten(r["statement"], statement_width),
-                "-", "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}", r.get("registration", "-"),
+                "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", f"{r['verdict']}: {reason}", r.get("registration", "-"),
             ])
     return out
 
@@ -272,8 +332,10 @@ def format_families(families: dict[str, dict], tablefmt: str = "simple") -> str:
                     disable_numparse=True)
 
 
-def not_supported_after_correction(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r.get("verdict_uncorrected") == "supported" and r.get("verdict") != "supported"]
+def changed_by_correction(rows: list[dict]) -> list[dict]:
+    """Claims whose verdict before correction (what their test reported on the worker) differs from the
+    final one: supported or refuted before, inconclusive after (correction only raises p-values)."""
+    return [r for r in rows if r.get("status") == "ok" and r.get("verdict_uncorrected") != r.get("verdict")]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,8 +346,10 @@ POWER_COLUMNS = [
     "claim_id", "short_id", "family", "model", "kind", "paired", "alternative", "alpha", "min_d",
     "family_declared", "planning_level", "n_unit", "n_treated", "n_control", "d", "detectable_d_80",
     "n_required_excess_0.2", "n_required_excess_0.3", "n_required_excess_0.5", "null_draws_needed",
+    "verdict", "n_decide_at_observed", "n_refute_if_d0",
 ]
-N_COLUMNS = ("n_required_excess_0.2", "n_required_excess_0.3", "n_required_excess_0.5", "null_draws_needed")
+N_COLUMNS = ("n_required_excess_0.2", "n_required_excess_0.3", "n_required_excess_0.5", "null_draws_needed",
+             "n_decide_at_observed", "n_refute_if_d0")
 
 
 def power_rows(rows: list[dict]) -> list[dict]:
@@ -364,20 +428,25 @@ def registration_markdown(rows: list[dict], families: dict, registration: dict |
 
 
 def render_markdown(rows: list[dict], families: dict, settings: dict, registration: dict | None = None,
-                    validity=None) -> str:
+                    validity=None, baseline=None) -> str:
+    """report.md. ``baseline``: the :class:`emocheck.plugin.compare.SessionComparison` against
+    ``--emocheck-baseline``; its changes come first, right after the title."""
     lines = ["# emocheck statistics report", ""]
+    if baseline is not None:
+        lines += baseline.markdown(f"Verdict changes against the baseline {settings.get('baseline', '')}".rstrip())
+    lines += [f"**{verdict_tally(rows)}** "
+              f"({settings.get('correction')} correction within declared families, alpha = {settings.get('alpha')}; "
+              f"the run fails on: {settings.get('fail_on', 'refuted')}).", ""]
     lines += ["## Session", ""] + session_settings_lines(settings) + [""]
-    supported = sum(r["verdict"] == "supported" for r in rows)
-    lines += [f"**{supported} of {len(rows)} claims supported** "
-              f"({settings.get('correction')} correction within declared families, alpha = {settings.get('alpha')}).", ""]
     lines += ["## Claims", "", format_table(rows, tablefmt="github", statement_width=200), ""]
-    late = not_supported_after_correction(rows)
+    late = changed_by_correction(rows)
     if late:
-        lines += ["### Not supported after correction", ""]
-        lines += [f"- `{r['claim_id']}`: raw p = {fmt_p(r['p_value'])}, p(d>min_d) = {fmt_p(r['p_min_effect'])}; "
-                  f"after {r['correction']} correction (family {r['family']}, {r['family_declared']} declared): "
-                  f"p = {fmt_p(r['p_adjusted'])}, p(d>min_d) = {fmt_p(r['p_min_effect_adjusted'])}; "
-                  f"{r.get('reason', '')}" for r in late]
+        lines += ["### Verdicts changed by the correction", ""]
+        lines += [f"- `{r['claim_id']}`: {r['verdict_uncorrected']} before correction, **{r['verdict']}** after "
+                  f"{r['correction']} correction (family {r['family']}, {r['family_declared']} declared): "
+                  f"p = {fmt_p(r['p_value'])} -> {fmt_p(r['p_adjusted'])}, p(d>min_d) = {fmt_p(r['p_min_effect'])} -> "
+                  f"{fmt_p(r['p_min_effect_adjusted'])}, p(d<min_d) = {fmt_p(r['p_refute'])} -> "
+                  f"{fmt_p(r['p_refute_adjusted'])}; {r.get('reason', '')}" for r in late]
         lines += [""]
     lines += registration_markdown(rows, families, registration)
     if validity is not None:   # how far to trust the instruments' scores (evaluators/validity.py)
@@ -389,7 +458,8 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
     lines += ["## Files", "",
               "- `effect_sizes.csv`: one row per claim, every number, all three corrections, `metric_*` columns",
               "- `power_analysis.csv` / `power_analysis.json`: planning power of the rule that decides (min-effect "
-              "test at alpha / m): detectable d at 80% power, n needed when d exceeds min_d by 0.2/0.3/0.5",
+              "test at alpha / m): detectable d at 80% power, n needed when d exceeds min_d by 0.2/0.3/0.5, and "
+              "for inconclusive claims the n that would decide them",
               "- `samples/<claim>.csv`: the per-sample values behind each claim",
               "- `forest_<family>-<hash>.png`: one forest plot per family (d with its CI per claim, a panel "
               "per model, dashed min_d, grey null band)",
@@ -403,7 +473,7 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
 
 def write_statistics(results: list[dict], rows: list[dict], families: dict, settings: dict,
                      out_dir: str | Path, session_started: float | None = None,
-                     registration: dict | None = None) -> dict[str, Path]:
+                     registration: dict | None = None, baseline=None) -> dict[str, Path]:
     """Write every statistics file of the session into ``out_dir`` (atomically); returns the paths.
 
     The files describe exactly this session: they are rewritten, not merged with earlier runs
@@ -420,6 +490,7 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
         df = pd.DataFrame(rows)
         for col in ("n_treated", "n_control", "seed", "family_declared", "family_run", *N_COLUMNS):
             if col in df:
+                df[col] = pd.to_numeric(df[col], errors="coerce")
                 df[col] = df[col].astype("Int64")
         paths["effect_sizes"] = out / "effect_sizes.csv"
         atomic_write_dataframe(paths["effect_sizes"], df)
@@ -428,7 +499,7 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
         paths["power_csv"] = out / "power_analysis.csv"
         pdf = pd.DataFrame(prow, columns=POWER_COLUMNS)
         for col in ("n_treated", "n_control", "family_declared", *N_COLUMNS):
-            pdf[col] = pdf[col].astype("Int64")
+            pdf[col] = pd.to_numeric(pdf[col], errors="coerce").astype("Int64")
         atomic_write_dataframe(paths["power_csv"], pdf)
         paths["power_json"] = out / "power_analysis.json"
         atomic_write_json(paths["power_json"], {
@@ -438,7 +509,11 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
                     "step). detectable_d_80: smallest true d with 80% power at this n; n_required_excess_e: n "
                     "(pairs when paired, per group otherwise) for 80% power when the true d = min_d + e; "
                     "null_draws_needed: K below which a Monte-Carlo p (>= 1/(K+1)) cannot reach alpha / m. "
-                    "No post-hoc power (power at the observed d is a transform of p).",
+                    "For inconclusive claims, n_decide_at_observed: n with 80% power at alpha / m to decide the "
+                    "claim if the true d is the observed one (support when it exceeds min_d in the claimed "
+                    "direction, refutation when it falls short); n_refute_if_d0: n with 80% power to refute it if "
+                    "the true d is 0. No post-hoc power (power at the observed d is a transform of p); the "
+                    "n to decide is a plan for the next study, not evidence.",
             "claims": prow,
         })
 
@@ -457,7 +532,8 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
             paths["instrument_validity"] = out / VALIDITY_FILE
             paths["instrument_validity_meta"] = sidecar_path(out / VALIDITY_FILE)
         paths["report"] = out / "report.md"
-        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration, validity))
+        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration, validity,
+                                                                   baseline))
         from emocheck.plugin.figures import family_forest_plots
         from emocheck.plugin.html_report import write_html
 

@@ -21,7 +21,16 @@ WORKERINPUT_RESULTS = "emocheck_results_dir"
 
 
 class ClaimNotSupported(AssertionError):
-    """A claim whose evidence does not support it (raised as the test's failure)."""
+    """A claim whose verdict fails it under the session's --emocheck-fail-on policy (raised as the test's
+    failure); the two subclasses say which verdict."""
+
+
+class ClaimRefuted(ClaimNotSupported):
+    """A claim whose evidence shows the effect smaller than min_d."""
+
+
+class ClaimInconclusive(ClaimNotSupported):
+    """A claim that is neither supported nor refuted, failed because --emocheck-fail-on inconclusive."""
 
 
 class _State:
@@ -50,7 +59,12 @@ class _State:
         self.rows: list[dict] = []
         self.families: dict[str, dict] = {}
         self.paths: dict[str, Path] = {}
-        self.late_failures: list[dict] = []
+        self.late_failures: list[dict] = []      # claims whose test outcome the correction changed
+        # exit policy and baseline (emocheck.plugin.compare)
+        self.fail_on = "refuted"
+        self.baseline_path: Path | None = None
+        self.baseline: dict[str, dict] | None = None       # {claim_id: {"verdict", "d", "registration"}}
+        self.baseline_comparison = None                    # compare.SessionComparison, controller only
         self.mlflow_run: str | None = None
         self.notes: list[str] = []
         self.config: pytest.Config | None = None
@@ -80,6 +94,8 @@ class _State:
             "dataset": self.profile.dataset,
             "generation_prompts_file": self.profile.generation_prompts_file,
             "results_dir": str(self.results_root),
+            "fail_on": self.fail_on,
+            "baseline": str(self.baseline_path) if self.baseline_path else None,
         }
 
 

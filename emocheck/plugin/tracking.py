@@ -4,7 +4,8 @@ One MLflow run per pytest session, in experiment ``emocheck`` (or ``$EMOCHECK_ML
 
 * params: profile, models, correction, alpha, CI method, bootstrap resamples, number of claims;
 * metrics, per claim ``<claim>/d``, ``/d_ci_low``, ``/d_ci_high``, ``/p_raw``, ``/p_adjusted``,
-  ``/p_min_effect_adjusted``, ``/detectable_d_80``, ``/supported`` (1/0) and numeric ``/metric_<name>``;
+  ``/p_min_effect_adjusted``, ``/p_refute_adjusted``, ``/detectable_d_80``, ``/supported``, ``/refuted``,
+  ``/inconclusive`` (1/0) and numeric ``/metric_<name>``; per session ``claims_<verdict>``;
   keys are sanitised to MLflow's alphabet (letters, digits, ``_ - . / space``) and shortened with a
   hash suffix when too long; tags map each claim key back to its full claim id;
 * artifacts: every file in ``results/<profile>/statistics/`` (CSV, JSON, report.md, forest plot,
@@ -128,18 +129,21 @@ def _log(client, settings: dict, rows: list[dict], paths: dict, experiment: str 
         now = int(time.time() * 1000)
         metrics: list = []
         tags: list = []
-        supported = 0
+        counts = {"supported": 0, "refuted": 0, "inconclusive": 0}
         for row in rows:
             prefix = claim_key(row["claim_id"])
             tags.append(RunTag(sanitize_key(f"claim.{prefix}"), str(row["claim_id"])[:5000]))
+            tags.append(RunTag(sanitize_key(f"verdict.{prefix}"), str(row.get("verdict"))))
             values = {
                 "d": row.get("d"), "d_ci_low": row.get("d_ci_low"), "d_ci_high": row.get("d_ci_high"),
                 "p_raw": row.get("p_value"), "p_min_effect_raw": row.get("p_min_effect"),
                 "p_adjusted": row.get("p_adjusted"), "p_min_effect_adjusted": row.get("p_min_effect_adjusted"),
+                "p_refute_adjusted": row.get("p_refute_adjusted"),
                 "detectable_d_80": row.get("detectable_d_80"),
-                "supported": 1.0 if row.get("verdict") == "supported" else 0.0,
             }
-            supported += row.get("verdict") == "supported"
+            for verdict in counts:
+                values[verdict] = 1.0 if row.get("verdict") == verdict else 0.0
+                counts[verdict] += row.get("verdict") == verdict
             for key, value in row.items():
                 if key.startswith("metric_") and not isinstance(value, bool):
                     values[key] = value
@@ -147,7 +151,8 @@ def _log(client, settings: dict, rows: list[dict], paths: dict, experiment: str 
                 v = _finite(value)
                 if v is not None:
                     metrics.append(Metric(sanitize_key(f"{prefix}/{key}"), v, now, 0))
-        metrics.append(Metric("claims_supported", float(supported), now, 0))
+        for verdict, count in counts.items():
+            metrics.append(Metric(f"claims_{verdict}", float(count), now, 0))
         metrics.append(Metric("claims_total", float(len(rows)), now, 0))
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         for i in range(0, len(tags), 90):  # log_batch accepts at most 100 tags

@@ -7,7 +7,8 @@
 * :mod:`~emocheck.stats.corrections`: Holm / Bonferroni / BH within a declared family;
 * :mod:`~emocheck.stats.power`: power and sample size;
 * :mod:`~emocheck.stats.bootstrap`: AUC, bootstrap intervals, the choice of k;
-* :mod:`~emocheck.stats.comparison`: :class:`Comparison`, :func:`compare` and :func:`verdict`;
+* :mod:`~emocheck.stats.comparison`: :class:`Comparison`, :func:`compare` and :func:`verdict` (one of
+  ``VERDICTS``: supported / refuted / inconclusive);
 * :mod:`~emocheck.stats.directions`: the treated direction against K control directions (random effect);
 * :mod:`~emocheck.stats.nulls`: an observed statistic against a null distribution of draws.
 
@@ -15,7 +16,7 @@
 """
 from emocheck.stats._common import ALTERNATIVES
 from emocheck.stats.bootstrap import auc, auc_ci, bootstrap_ci, k_selection_bootstrap
-from emocheck.stats.comparison import Comparison, compare, verdict
+from emocheck.stats.comparison import VERDICTS, Comparison, compare, verdict
 from emocheck.stats.corrections import adjust_pvalues
 from emocheck.stats.directions import compare_directions
 from emocheck.stats.effect_sizes import cohens_d, cohens_d_ci, hedges_correction
@@ -27,6 +28,7 @@ __all__ = [
     "ALTERNATIVES",
     "Comparison",
     "TTest",
+    "VERDICTS",
     "adjust_pvalues",
     "auc",
     "auc_ci",

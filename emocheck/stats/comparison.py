@@ -31,8 +31,16 @@ Without correction, (b) is equivalent to the lower bound of the one-sided (1 - a
 interval for d (the lower end of the two-sided 1 - 2*alpha interval stored in the Comparison)
 clearing ``min_d``: the analytic interval and the min-effect test invert the same noncentral t
 distribution. 'less' mirrors the rule (the upper bound must lie below ``-min_d``), and 'two-sided'
-uses the two-sided versions of both tests. Anything else -- including NaN p-values -- is
-"not supported". :func:`verdict` implements exactly this rule.
+uses the two-sided versions of both tests.
+
+A third p-value, ``p_refute``, tests the opposite: that the effect is *smaller* than ``min_d`` in
+the claimed direction (H0: d >= min_d for 'greater', d <= -min_d for 'less', |d| >= min_d for
+'two-sided', the last by two one-sided tests; :func:`emocheck.stats.ttests.nct_refute_p`). It is
+corrected within the same family by the same method; a claim whose corrected ``p_refute`` is below
+alpha is **refuted** (the corrected upper bound of the effect in the claimed direction lies below
+min_d: an equivalence / non-superiority test with the same error control as "supported"). A claim
+that is neither supported nor refuted -- including NaN p-values -- is **inconclusive**.
+:func:`verdict` implements exactly this rule.
 
 Conventions
 -----------
@@ -53,7 +61,10 @@ import numpy as np
 from emocheck.errors import EvidenceError
 from emocheck.stats._common import ALTERNATIVES, CI_METHODS, _as_1d, _check_alternative, _design
 from emocheck.stats.effect_sizes import bonett_ci, bonett_d, cohens_d, cohens_d_ci, hedges_correction
-from emocheck.stats.ttests import min_effect_test, min_effect_test_bonett, ttest
+from emocheck.stats.ttests import (min_effect_test, min_effect_test_bonett, refute_test, refute_test_bonett,
+                                   ttest)
+
+VERDICTS = ("supported", "refuted", "inconclusive")
 
 
 
@@ -87,6 +98,9 @@ class Comparison:
     df: float
     p_value: float
     p_min_effect: float
+    # The test that the effect is SMALLER than min_d in the claimed direction (refutation; NaN in
+    # records written before it existed, which can then never be refuted).
+    p_refute: float = float("nan")
     # 'samples' (compare), 'directions' (compare_directions) or 'vs_null' (compare_to_null).
     kind: str = "samples"
     # Design-specific numbers (plain builtins), e.g. the direction rank and permutation p.
@@ -217,12 +231,14 @@ def compare(
         d, _ = bonett_d(tr, co)
         lo, hi = bonett_ci(tr, co, confidence=ci_conf)
         p_min = min_effect_test_bonett(tr, co, min_d=min_d, alternative=alternative)
+        p_refute = refute_test_bonett(tr, co, min_d=min_d, alternative=alternative)
         method = "bonett"
     else:
         d = cohens_d(tr, co, paired=paired)
         lo, hi = (cohens_d_ci(tr, co, paired=paired, confidence=ci_conf, method="analytic") if interval
                   else (float("nan"), float("nan")))
         p_min = min_effect_test(tr, co, paired=paired, min_d=min_d, alternative=alternative)
+        p_refute = refute_test(tr, co, paired=paired, min_d=min_d, alternative=alternative)
         method = "analytic"
     if ci_method == "bootstrap" and interval:
         lo, hi = cohens_d_ci(
@@ -251,6 +267,7 @@ def compare(
         df=tt.df,
         p_value=tt.p,
         p_min_effect=float(p_min),
+        p_refute=float(p_refute),
     )
 
 
@@ -283,36 +300,50 @@ def _degenerate(tr: np.ndarray, co: np.ndarray, paired: bool, alternative: str, 
         diff = 0.0
     n_t, n_c = int(tr.size), int(co.size)
     if diff == 0:
-        d, lo, hi, p = 0.0, float("-inf"), float("inf"), 1.0
+        # no scale to measure d in: neither "beyond min_d" nor "within min_d" can be shown
+        d, lo, hi, p, p_refute = 0.0, float("-inf"), float("inf"), 1.0, float("nan")
     else:
         p_one = 0.5 ** n_t if paired else 1.0 / math.comb(n_t + n_c, n_t)
         d = math.copysign(math.inf, diff)
         lo = hi = d
         if alternative == "two-sided":
-            p = min(1.0, 2 * p_one)
+            p, p_refute = min(1.0, 2 * p_one), 1.0
         else:
-            p = p_one if (diff > 0) == (alternative == "greater") else 1.0
+            along = (diff > 0) == (alternative == "greater")
+            # every unit against the claimed direction refutes it by the same exact test
+            p, p_refute = (p_one, 1.0) if along else (1.0, p_one)
     _, df_pooled, _ = _design(tr, co, paired)
     mt, mc = float(np.mean(tr)), float(np.mean(co))
     return Comparison(
         n_treated=n_t, n_control=n_c, paired=bool(paired), alternative=alternative, min_d=float(min_d),
         alpha=float(alpha), mean_treated=mt, mean_control=mc, mean_difference=diff if paired else mt - mc,
         d=d, hedges_g=d, d_ci_low=lo, d_ci_high=hi, ci_method="degenerate", t=d, df=float(df_pooled),
-        p_value=float(p), p_min_effect=float(p),
+        p_value=float(p), p_min_effect=float(p), p_refute=float(p_refute),
         extra={"degenerate": "identical differences" if paired else "both samples constant",
                "test": ("sign" if paired else "rank-sum") if diff != 0 else "none"},
     )
 
 
-def verdict(comparison: Comparison, p_value_adjusted: float, p_min_effect_adjusted: float) -> str:
-    """'supported' iff both corrected p-values are < comparison.alpha, else 'not supported'.
+def verdict(comparison: Comparison, p_value_adjusted: float, p_min_effect_adjusted: float,
+            p_refute_adjusted: float = float("nan")) -> str:
+    """The claim's verdict from its corrected p-values: one of :data:`VERDICTS`.
 
-    The p-values are already directional (see the module docstring): for 'greater' they test
-    d > 0 and d > min_d, for 'less' d < 0 and d < -min_d, for 'two-sided' d != 0 and |d| > min_d.
-    NaN p-values never support a claim.
+    * 'supported': both ``p_value_adjusted`` (no effect) and ``p_min_effect_adjusted`` (effect <= min_d)
+      are < alpha: the effect is shown to exceed min_d in the claimed direction;
+    * 'refuted': ``p_refute_adjusted`` (effect >= min_d) is < alpha: the effect is shown to be smaller
+      than min_d in the claimed direction (for 'two-sided': |d| < min_d, two one-sided tests);
+    * 'inconclusive': neither.
+
+    The p-values are already directional (see the module docstring) and corrected within the same
+    family by the same method, so "refuted" carries the same error control as "supported". The two
+    cannot both hold (p_min_effect + p_refute >= 1 before correction, and correction only raises
+    them); the order of the checks below is for NaN safety only. NaN p-values decide nothing.
     """
     alpha = comparison.alpha
-    p1, p2 = float(p_value_adjusted), float(p_min_effect_adjusted)
-    # NaN comparisons are False, so a missing p-value fails the rule.
-    return "supported" if (p1 < alpha and p2 < alpha) else "not supported"
-
+    p1, p2, p3 = float(p_value_adjusted), float(p_min_effect_adjusted), float(p_refute_adjusted)
+    # NaN comparisons are False, so a missing p-value fails each rule.
+    if p1 < alpha and p2 < alpha:
+        return "supported"
+    if p3 < alpha:
+        return "refuted"
+    return "inconclusive"

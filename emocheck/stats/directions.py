@@ -45,7 +45,8 @@ table, and valid with NaN cells). The treated direction is a fixed, named vector
 * ``p_value``: t = Delta / SE against t(nu) in the claimed direction. ``p_min_effect``: the same t
   against a noncentral t(nu, min_d * r) with r = sigma_1 / SE (r = sqrt(n) for an ordinary paired
   design); the d interval inverts that distribution, so "CI bound clears min_d" and "p_min_effect <
-  alpha" agree. The ratio r is estimated, so this is an approximation; its size at the boundary is
+  alpha" agree. ``p_refute`` (the effect is smaller than min_d) is the other tail of the same noncentral t
+  (:func:`emocheck.stats.ttests.nct_refute_p`). The ratio r is estimated, so this is an approximation; its size at the boundary is
   checked by simulation in tests/test_calibration.py.
 * ``extra['direction_rank']``/``extra['direction_perm_p']``: where the treated direction falls among
   the control directions, each compared with it on the prompts that direction was run on:
@@ -173,7 +174,7 @@ def compare_directions(
     """
     from emocheck.stats.comparison import Comparison, check_settings
     from emocheck.stats.effect_sizes import ci_from_nct
-    from emocheck.stats.ttests import nct_min_effect_p
+    from emocheck.stats.ttests import nct_min_effect_p, nct_refute_p
 
     check_settings(alternative, alpha, min_d)
     if null not in DIRECTION_NULLS:
@@ -223,6 +224,7 @@ def compare_directions(
     t_obs = delta / se
     p_value = _t_pvalue(t_obs, df, alternative)
     p_min = nct_min_effect_p(t_obs, df, min_d * ratio, alternative)
+    p_refute = nct_refute_p(t_obs, df, min_d * ratio, alternative)
     conf = 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
     lo, hi = ci_from_nct(t_obs, df, ratio, conf) if interval else (float("nan"), float("nan"))
     rank, perm_p, adv = direction_rank(t, c, alternative)
@@ -246,6 +248,6 @@ def compare_directions(
         alpha=float(alpha), mean_treated=float(t.mean()), mean_control=mean_control,
         mean_difference=delta, d=float(d), hedges_g=float("nan"), d_ci_low=float(lo), d_ci_high=float(hi),
         ci_method="nct-satterthwaite-prediction" if null == "exchangeable" else "nct-satterthwaite",
-        t=float(t_obs), df=df, p_value=p_value, p_min_effect=float(p_min),
+        t=float(t_obs), df=df, p_value=p_value, p_min_effect=float(p_min), p_refute=float(p_refute),
         kind="directions", extra=extra,
     )

@@ -14,12 +14,20 @@ head sets, random circuits).
   (K + 1) for 'greater' (mirrored for 'less'; two-sided: twice the smaller shifted tail). Under the
   boundary of H0 (x distributed as the null shifted by min_d SDs) its size is alpha up to the
   estimation of s (checked by simulation in tests/test_calibration.py).
+* ``p_refute``: the test that the shift is SMALLER than min_d null SDs (H0: x is at least as far as the
+  null shifted by min_d SDs), the other tail of the same shifted Monte-Carlo test: (1 + #{z_j + min_d s
+  <= x}) / (K + 1) for 'greater' (mirrored for 'less'; two-sided: the larger of the two inner tails, two
+  one-sided tests). It is exact at the boundary up to the estimation of s, and it cannot go below
+  1 / (K + 1). A single observation is one draw, so even with K -> infinity it refutes a true shift of
+  0 only with probability Phi(min_d - z_level) (normal null): a null-distribution claim is refuted
+  only when min_d is large against the level (see docs/statistics.md).
 * ``d_ci_low``/``d_ci_high``: the d values that the shifted test does not reject, at 1 - 2 alpha
   (one-sided claims) or 1 - alpha (two-sided), so "the interval's bound clears min_d" and
   "p_min_effect < alpha" agree before correction. They are +-inf when K is too small for that level.
 * A tie: when every null draw equals the observation (zero spread), p = p_min_effect = 1, d = 0 and
   the interval is (-inf, inf), ``extra['null_tie']`` is True: the observation does not exceed its
-  null, so the claim is not supported. A constant null that the observation differs from is an error.
+  null, so the claim is not supported (and not refuted: p_refute = 1, the null has no scale): inconclusive.
+  A constant null that the observation differs from is an error.
 * ``extra['p_parametric']``: the normal-theory prediction test (x - mean) / (s sqrt(1 + 1/K)) ~
   t(K - 1), a sensitivity column for when K is small (it is not what decides).
 """
@@ -32,7 +40,8 @@ from scipy import stats as _st
 
 from emocheck.errors import EvidenceError
 
-__all__ = ["compare_to_null", "mc_pvalue", "null_draws_for", "unsupportable_reason", "NULL_DRAW_MARGIN"]
+__all__ = ["compare_to_null", "mc_pvalue", "mc_refute_pvalue", "null_draws_for", "unsupportable_reason",
+           "NULL_DRAW_MARGIN"]
 
 #: K + 1 >= NULL_DRAW_MARGIN * m / alpha: an observation beyond every draw (p = 1 / (K + 1)) is then
 #: supported after Holm over m claims with half of alpha to spare (m p = alpha / 2), instead of the
@@ -72,6 +81,20 @@ def mc_pvalue(observed: float, null: np.ndarray, alternative: str, shift: float 
     if alternative == "less":
         return float(lower)
     return float(min(1.0, 2 * min(upper, lower)))
+
+
+def mc_refute_pvalue(observed: float, null: np.ndarray, alternative: str, shift: float) -> float:
+    """Monte-Carlo p-value of "the observation lies closer than ``shift`` (>= 0, data units) to the null":
+    'greater': (1 + #{null + shift <= x}) / (K + 1); 'less': (1 + #{null - shift >= x}) / (K + 1);
+    'two-sided': the larger of the two (two one-sided tests)."""
+    k = null.size
+    below = (1 + int(np.sum(null + shift <= observed))) / (k + 1)
+    above = (1 + int(np.sum(null - shift >= observed))) / (k + 1)
+    if alternative == "greater":
+        return float(below)
+    if alternative == "less":
+        return float(above)
+    return float(max(below, above))
 
 
 def _rank_bounds(x: float, null: np.ndarray, s: float, confidence: float) -> tuple[float, float]:
@@ -132,15 +155,17 @@ def compare_to_null(
         # A degenerate null that the observation equals (e.g. two scorers that both separate the groups
         # perfectly: every paired swap leaves the AUC difference at 0) is a tie. The Monte-Carlo p is
         # still exact and equals 1 in every direction (all K draws are at least as extreme), so the
-        # claim is "not supported": the observation does not exceed its null. d is 0 (no distance from
+        # claim is not supported (inconclusive): the observation does not exceed its null. d is 0 (no distance from
         # the null) and its interval is unbounded (the null has no scale to measure d in).
         d, lo, hi = 0.0, float("-inf"), float("inf")
         p_value = mc_pvalue(x, z, alternative)
         p_min = mc_pvalue(x, z, alternative, shift=0.0)
+        p_refute = 1.0   # no scale to measure "closer than min_d SDs" in
     else:
         d = (x - m) / s
         p_value = mc_pvalue(x, z, alternative)
         p_min = mc_pvalue(x, z, alternative, shift=min_d * s)
+        p_refute = mc_refute_pvalue(x, z, alternative, shift=min_d * s)
         conf = 1.0 - alpha if alternative == "two-sided" else 1.0 - 2.0 * alpha
         lo, hi = _rank_bounds(x, z, s, conf)
     t_pred = 0.0 if tie else (x - m) / (s * math.sqrt(1 + 1 / k))
@@ -168,5 +193,5 @@ def compare_to_null(
         n_treated=1, n_control=int(k), paired=False, alternative=alternative, min_d=float(min_d),
         alpha=float(alpha), mean_treated=x, mean_control=m, mean_difference=x - m, d=float(d),
         hedges_g=float("nan"), d_ci_low=lo, d_ci_high=hi, ci_method="null-rank", t=float(d),
-        df=float(k - 1), p_value=p_value, p_min_effect=p_min, kind="vs_null", extra=extra,
+        df=float(k - 1), p_value=p_value, p_min_effect=p_min, p_refute=p_refute, kind="vs_null", extra=extra,
     )

@@ -16,6 +16,12 @@ controller, where the family size is known).
   Holm step level under Holm), and the bound is the one-sided 1 - alpha_eff confidence bound of d
   from the same test (for two-sided claims: the end of the two-sided 1 - alpha_eff interval nearest
   zero). It clears min_d exactly when the corrected p(d > min_d) is below alpha.
+* The n that would decide an inconclusive claim (:func:`decision_n`): at the level alpha / m, the n
+  (same unit as the claim's n: pairs, per group, prompts at the recorded number of control directions)
+  with 80% power to decide it if the true effect is the observed one (to support it when the observed
+  effect in the claimed direction exceeds min_d, to refute it when it falls short), and the n with 80%
+  power to refute it if the true effect is 0 (a distance of min_d below the threshold: no n can decide
+  a claim whose true effect is exactly min_d, where both tests have power alpha at most).
 """
 from __future__ import annotations
 
@@ -25,12 +31,14 @@ import numpy as np
 from scipy import stats as _st
 
 from emocheck.stats.effect_sizes import _nct_ncp_for_cdf
-from emocheck.stats.power import detectable_d, required_n_min_effect
+from emocheck.stats.power import (detectable_d, power_from_ratio, power_refute, required_n_min_effect,
+                                  smallest_n)
 
 EXCESS_EFFECTS = (0.2, 0.3, 0.5)
 PLANNING_POWER = 0.8
 
-__all__ = ["EXCESS_EFFECTS", "decision_bound", "design_ratio", "not_supported_reason", "plan"]
+__all__ = ["EXCESS_EFFECTS", "DECISION_N_COLUMNS", "decision_bound", "decision_n", "design_at_n", "design_ratio",
+           "effect_in_claimed_direction", "not_supported_reason", "plan", "refute_bound"]
 
 
 def design_ratio(comp: dict) -> tuple[float, float] | None:
@@ -132,12 +140,51 @@ def decision_bound(comp: dict, p_min_adjusted: float, null_draws=None) -> float:
     return float(_nct_ncp_for_cdf(t_obs, df, target) / ratio)
 
 
+def refute_bound(comp: dict, p_refute_adjusted: float, null_draws=None) -> float:
+    """The multiplicity-adjusted bound that decides refutation: the upper confidence bound of the effect
+    measured in the claimed direction (:func:`effect_in_claimed_direction`; for 'two-sided' the bound on
+    |d|, the larger end of the two one-sided bounds) at the per-claim level the correction used for
+    ``p_refute`` (alpha * p_raw / p_adjusted). The claim is refuted exactly when it lies below min_d."""
+    alpha = float(comp["alpha"])
+    p_raw = float(comp.get("p_refute", float("nan")))
+    if not (np.isfinite(p_raw) and np.isfinite(p_refute_adjusted)) or p_refute_adjusted <= 0:
+        return float("nan")
+    level = alpha * min(1.0, p_raw / p_refute_adjusted)
+    alt = comp["alternative"]
+    if comp.get("kind") == "vs_null":
+        if null_draws is None:
+            return float("nan")
+        z = np.sort(np.asarray(null_draws, dtype=float))
+        k, s = z.size, float(np.std(z, ddof=1))
+        c_max = math.ceil(level * (k + 1) - 1) - 1
+        if c_max < 0 or not s > 0:
+            return float("inf")
+        x = float(comp["mean_treated"])
+        # Largest shift still compatible, each way: the (c_max+1)-th smallest / largest draw.
+        greater = (x - z[c_max]) / s            # shift up of the null that x is not below
+        less = (z[::-1][c_max] - x) / s         # shift down that x is not above
+        return float(greater if alt == "greater" else less if alt == "less" else max(greater, less))
+    df, ratio = design_ratio(comp)
+    t_obs = float(comp["d"]) * ratio
+    if math.isinf(df):
+        zq = _st.norm.isf(level)
+        up, down = (t_obs + zq) / ratio, (t_obs - zq) / ratio
+    else:
+        up = float(_nct_ncp_for_cdf(t_obs, df, level) / ratio)          # upper bound of d
+        down = float(_nct_ncp_for_cdf(t_obs, df, 1.0 - level) / ratio)  # lower bound of d
+    return float(up if alt == "greater" else -down if alt == "less" else max(up, -down))
+
+
 def not_supported_reason(row: dict) -> str:
     """Why a claim with status 'ok' is not supported, in one line ('' when it is supported)."""
     if row.get("verdict") == "supported":
         return ""
     alpha = float(row["alpha"])
     alt, min_d = row["alternative"], float(row["min_d"])
+    if row.get("verdict") == "refuted":
+        what = "|d|" if alt == "two-sided" else "d" if alt == "greater" else "-d"
+        return (f"{what} < {min_d:g} shown: its bound after {row['correction']} over {row['family_declared']} "
+                f"declared claims is {float(row.get('d_bound_refute_adjusted', float('nan'))):.2f}")
     lo, hi, bound = float(row["d_ci_low"]), float(row["d_ci_high"]), float(row.get("d_bound_adjusted", float("nan")))
     if alt == "greater":
         raw_clears = lo > min_d
@@ -154,3 +201,69 @@ def not_supported_reason(row: dict) -> str:
                 f"{row['family_declared']} declared claims the bound that decides is {bound:.2f}")
     return (f"corrected p of no effect = {float(row['p_adjusted']):.3g} >= alpha "
             f"(the Welch / paired t disagrees with the min-effect test)")
+
+
+DECISION_N_COLUMNS = ("n_decide_at_observed", "n_refute_if_d0")
+
+
+def effect_in_claimed_direction(d: float, alternative: str) -> float:
+    """d measured the way the claim points: d ('greater'), -d ('less'), |d| ('two-sided')."""
+    d = float(d)
+    return -d if alternative == "less" else abs(d) if alternative == "two-sided" else d
+
+
+def design_at_n(comp: dict):
+    """n -> (df, ratio) of the claim's test statistic (t = d * ratio) if it had n units instead of its
+    own, other design numbers kept (the K control directions and their spread for a direction claim;
+    equal groups for independent samples); None for a null-distribution claim, whose n is the K draws."""
+    kind = comp.get("kind", "samples")
+    if kind == "vs_null":
+        return None
+    if kind == "directions":
+        extra = comp.get("extra") or {}
+        k = int(comp["n_control"])
+        var_p = float(extra["sd_prompt"]) ** 2
+        var_dir = float(extra["se_direction"]) ** 2 * k        # tau^2
+        sigma1 = float(extra["sigma_single_direction"])
+
+        def directions(n: int) -> tuple[float, float]:
+            se_p2, se_d2 = var_p / n, var_dir / k
+            se2 = se_p2 + se_d2
+            denom = se_p2**2 / (n - 1) + (se_d2**2 / (k - 1) if se_d2 > 0 else 0.0)
+            return (se2**2 / denom if denom > 0 else n - 1.0), sigma1 / math.sqrt(se2)
+
+        return directions
+    if comp.get("paired"):
+        return lambda n: (n - 1.0, math.sqrt(n))
+    return lambda n: (2.0 * n - 2.0, math.sqrt(n / 2.0))
+
+
+def decision_n(comp: dict, family_size: int, power: float = PLANNING_POWER) -> dict:
+    """The n that would decide the claim at the level alpha / family_size (see the module docstring):
+    ``n_decide_at_observed`` and ``n_refute_if_d0``, None where no n decides (the effect is on the
+    threshold, a null-distribution claim, or the direction variance alone keeps SE above what is needed:
+    more control directions are needed there, not more prompts)."""
+    out: dict = {key: None for key in DECISION_N_COLUMNS}
+    design = design_at_n(comp)
+    if design is None:
+        return out
+    level = float(comp["alpha"]) / max(1, int(family_size))
+    min_d, alt = float(comp["min_d"]), comp["alternative"]
+    d_obs = effect_in_claimed_direction(comp["d"], alt)
+
+    def n_support(d_true: float):
+        return smallest_n(lambda n: power_from_ratio(d_true, *design(n), min_d=min_d, alpha=level,
+                                                     alternative=alt) >= power, start=3)
+
+    def n_refute(d_true: float):
+        return smallest_n(lambda n: power_refute(d_true, *design(n), min_d=min_d, alpha=level,
+                                                 alternative=alt) >= power, start=3)
+
+    if math.isfinite(d_obs):
+        if d_obs > min_d:
+            out["n_decide_at_observed"] = n_support(d_obs)
+        elif d_obs < min_d:
+            out["n_decide_at_observed"] = n_refute(d_obs)
+    if min_d > 0:
+        out["n_refute_if_d0"] = n_refute(0.0)
+    return out

@@ -202,3 +202,89 @@ def detectable_d(df: float, ratio: float, *, min_d: float = 0.0, power: float = 
         if hi > 1e6:  # pragma: no cover
             return float("inf")
     return float(optimize.brentq(gap, lo, hi, xtol=1e-6))
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning for the refutation: the effect is shown smaller than min_d
+# ----------------------------------------------------------------------------------------------
+
+
+def power_refute(d: float, df: float, ratio: float, *, min_d: float = 0.0, alpha: float = 0.05,
+                 alternative: str = "greater") -> float:
+    """Power of the refutation test (:func:`emocheck.stats.ttests.nct_refute_p`) whose t statistic is
+    nct(df, d * ratio), at level ``alpha`` (pass the family level alpha / m), at true effect ``d``
+    measured in the claimed direction (a magnitude for 'two-sided'). ``df = inf``: normal z.
+
+    One-sided: reject when T <= c with P(T <= c | min_d * ratio) = alpha. Two-sided (two one-sided
+    tests): reject when |T| < c with the same c, which needs c > 0; otherwise the power is 0 (no n
+    this small can show |d| < min_d at this level).
+    """
+    _check_alternative(alternative)
+    _check_confidence(1 - alpha)
+    ncp0 = min_d * ratio
+    d = abs(float(d)) if alternative == "two-sided" else float(d)
+    if math.isinf(df):
+        crit = ncp0 + _st.norm.ppf(alpha)
+        if alternative != "two-sided":
+            return float(_st.norm.cdf(crit - d * ratio))
+        return float(max(0.0, _st.norm.cdf(crit - d * ratio) - _st.norm.cdf(-crit - d * ratio)))
+    crit = float(_st.t.ppf(alpha, df)) if ncp0 == 0 else float(_nct_ppf(alpha, df, ncp0))
+    if alternative != "two-sided":
+        return float(_nct_cdf(crit, df, d * ratio))
+    if crit <= 0:
+        return 0.0
+    return float(max(0.0, _nct_cdf(crit, df, d * ratio) - _nct_cdf(-crit, df, d * ratio)))
+
+
+def _nct_ppf(q: float, df: float, ncp: float) -> float:
+    """The q quantile of nct(df, ncp): scipy's, or root finding on the stable lower tail (_nct_cdf) where
+    scipy's is not finite."""
+    from scipy import optimize
+
+    fast = float(_st.nct.ppf(q, df, ncp))
+    if math.isfinite(fast):
+        return fast
+
+    lo, hi = ncp - 10.0, ncp
+    while _nct_cdf(lo, df, ncp) > q:
+        lo -= 2 * (hi - lo)
+    while _nct_cdf(hi, df, ncp) < q:
+        hi += 2 * (hi - lo)
+    return float(optimize.brentq(lambda t: _nct_cdf(t, df, ncp) - q, lo, hi, xtol=1e-10))
+
+
+def smallest_n(ok, start: int = 2, limit: int = 10**7) -> int | None:
+    """The smallest integer n >= ``start`` with ``ok(n)`` for a predicate that is monotone in n
+    (exponential search, then bisection); None when even ``limit`` does not satisfy it."""
+    if ok(start):
+        return start
+    lo, hi = start, start * 2
+    while not ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return int(hi)
+
+
+def required_n_refute(d: float, *, min_d: float, power: float = 0.8, alpha: float = 0.05,
+                      paired: bool = False, alternative: str = "greater") -> int | None:
+    """Smallest n (pairs, or per group for equal independent groups) with which the refutation test at
+    level ``alpha`` (pass alpha / m) has ``power`` at true effect ``d`` in the claimed direction (d < min_d;
+    a magnitude |d| < min_d for 'two-sided'). None when no n suffices (d >= min_d in the claimed direction)."""
+    if not (0 < power < 1):
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    dd = abs(float(d)) if alternative == "two-sided" else float(d)
+    if not dd < min_d:
+        return None
+
+    def ok(n):
+        df, scale = _rule_design(n, None, paired)
+        return power_refute(dd, df, scale, min_d=min_d, alpha=alpha, alternative=alternative) >= power
+
+    return smallest_n(ok)

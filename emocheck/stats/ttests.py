@@ -133,3 +133,69 @@ def min_effect_test_bonett(x, y, *, min_d: float = 0.0, alternative: str = "grea
     if alternative == "less":
         return float(norm.cdf((d + min_d) / se))
     return float(min(1.0, 2 * norm.sf((abs(d) - min_d) / se)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Refutation: the effect is shown SMALLER than min_d (non-superiority / TOST equivalence)
+# ----------------------------------------------------------------------------------------------
+
+
+def nct_refute_p(t_obs: float, df: float, ncp: float, alternative: str) -> float:
+    """p-value of the test that the effect is smaller than ``min_d`` in the claimed direction, for an
+    observed t that follows a noncentral t(df, d * scale) with ``ncp`` = min_d * scale >= 0.
+
+    * 'greater': H0: d >= min_d against d < min_d, p = P(T <= t | +ncp) (non-superiority);
+    * 'less':    H0: d <= -min_d against d > -min_d, p = P(T >= t | -ncp);
+    * 'two-sided': H0: |d| >= min_d against |d| < min_d, two one-sided tests (Schuirmann 1987):
+      p = max(P(T <= t | +ncp), P(T >= t | -ncp)). Each side is tested at the full level (the
+      equivalence region is an intersection), so the rule is "the two-sided 1 - 2 alpha interval
+      lies inside (-min_d, min_d)"; with min_d = 0 it can never reject (p >= 0.5).
+
+    It mirrors :func:`nct_min_effect_p` (the two p-values of a one-sided claim sum to 1), so a claim can
+    never be both supported and refuted. ``df = inf`` gives the normal (z) version.
+    """
+    if not np.isfinite(t_obs):
+        return float("nan")
+    if math.isinf(df):
+        lower = float(_st.norm.cdf(t_obs - ncp))
+        upper = float(_st.norm.sf(t_obs + ncp))
+    elif ncp == 0:
+        lower = float(_st.t.cdf(t_obs, df))
+        upper = float(_st.t.sf(t_obs, df))
+    else:
+        lower = float(_nct_cdf(t_obs, df, ncp))
+        upper = float(_nct_sf(t_obs, df, -ncp))
+    if alternative == "greater":
+        p = lower
+    elif alternative == "less":
+        p = upper
+    else:
+        p = max(lower, upper)
+    return float(min(1.0, max(0.0, p)))
+
+
+def refute_test(x, y=None, *, paired: bool = False, min_d: float = 0.0, alternative: str = "greater") -> float:
+    """p-value of the test that the standardized effect is smaller than ``min_d`` in the claimed direction
+    (:func:`nct_refute_p` on the statistic of :func:`min_effect_test`: pooled / paired / one-sample t)."""
+    _check_alternative(alternative)
+    if not (min_d >= 0 and np.isfinite(min_d)):
+        raise ValueError(f"min_d must be a finite magnitude >= 0, got {min_d}")
+    x, y = _samples(x, y, paired)
+    d, df, scale = _design(x, y, paired)
+    if not np.isfinite(d):
+        return float("nan")
+    return nct_refute_p(d * scale, df, min_d * scale, alternative)
+
+
+def refute_test_bonett(x, y, *, min_d: float = 0.0, alternative: str = "greater") -> float:
+    """Welch-consistent version of :func:`refute_test` for independent groups of unequal size:
+    z = (d -/+ min_d) / SE with Bonett's d and SE, the mirror of :func:`min_effect_test_bonett`."""
+    from emocheck.stats.effect_sizes import bonett_d
+
+    _check_alternative(alternative)
+    if not (min_d >= 0 and np.isfinite(min_d)):
+        raise ValueError(f"min_d must be a finite magnitude >= 0, got {min_d}")
+    d, se = bonett_d(x, y)
+    if not (np.isfinite(d) and se > 0):
+        return float("nan")
+    return nct_refute_p(d / se, math.inf, min_d / se, alternative)
