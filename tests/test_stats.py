@@ -711,7 +711,9 @@ def test_identical_outcomes_are_judged():
         c = es.compare(same, same, paired=True, alternative=alt, min_d=0.2)
         assert (c.d, c.p_value, c.p_min_effect) == (0.0, 1.0, 1.0)
         assert c.d_ci_low == -np.inf and c.d_ci_high == np.inf
-        assert es.verdict(c, c.p_value, c.p_min_effect) == "not supported"
+        # no scale to measure d in: neither beyond nor within min_d can be shown
+        assert np.isnan(c.p_refute)
+        assert es.verdict(c, c.p_value, c.p_min_effect, c.p_refute) == "inconclusive"
     c = es.compare([3.0] * 4, [3.0] * 5)
     assert (c.d, c.p_value) == (0.0, 1.0)
 
@@ -721,11 +723,14 @@ def test_identical_nonzero_differences_use_the_exact_sign_and_rank_tests():
     c = es.compare(base + 1.0, base, paired=True, alternative="greater", min_d=0.5)
     assert c.d == np.inf and c.p_value == c.p_min_effect == 0.5 ** 12
     assert es.verdict(c, c.p_value, c.p_min_effect) == "supported"
-    assert es.compare(base + 1.0, base, paired=True, alternative="less").p_value == 1.0
+    against = es.compare(base + 1.0, base, paired=True, alternative="less")
+    # every unit against the claimed direction: refuted by the same exact sign test
+    assert against.p_value == 1.0 and against.p_refute == 0.5 ** 12
+    assert es.verdict(against, against.p_value, against.p_min_effect, against.p_refute) == "refuted"
     assert es.compare(base + 1.0, base, paired=True, alternative="two-sided").p_value == 2 * 0.5 ** 12
     # three identical differences are not enough: 0.125 > alpha
     c3 = es.compare([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], paired=True)
-    assert c3.p_value == 0.125 and es.verdict(c3, c3.p_value, c3.p_min_effect) == "not supported"
+    assert c3.p_value == 0.125 and es.verdict(c3, c3.p_value, c3.p_min_effect, c3.p_refute) == "inconclusive"
     # independent constant samples: every treated above every control, 1 / C(7, 3)
     ci = es.compare([2.0] * 3, [1.0] * 4, alternative="greater")
     assert ci.d == np.inf and ci.p_value == pytest.approx(1 / 35)

@@ -222,7 +222,7 @@ pre{max-height:22em;overflow:auto;background:#fff;border:1px solid #ddd;padding:
 
 
 def decision_n_cell(row: dict) -> str:
-    from emocheck.plugin.report import decision_n_cell as cell
+    from emocheck.plugin.tally import decision_n_cell as cell
 
     return cell(row)
 
@@ -275,7 +275,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
             f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor)}</td></tr>")
     head = "".join(f"<th data-col='{j}' data-key='{COLUMN_KEYS[j]}' data-kind='{kind}'>{_e(name)}</th>"
                    for j, (name, kind) in enumerate(COLUMNS))
-    from emocheck.plugin.report import verdict_tally
+    from emocheck.plugin.tally import verdict_tally
 
     lock = reg.get("lock")
     if lock is None:

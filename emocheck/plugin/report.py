@@ -25,11 +25,11 @@ from typing import Any, Iterable
 
 from emocheck.storage import (RUN_STARTED, atomic_write_dataframe, atomic_write_json, atomic_write_text,
                               file_lock, prune_older_than, stable_hash, write_manifest)
+from emocheck.plugin.tally import VERDICTS, _count, decision_n_cell, verdict_counts, verdict_tally  # noqa: F401
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
 # The claim's three p-values, each corrected within its family: no effect, effect > min_d, effect < min_d.
 P_KEYS = ("p_value", "p_min_effect", "p_refute")
-VERDICTS = ("supported", "refuted", "inconclusive")
 EXCESS_KEYS = ("0.2", "0.3", "0.5")
 
 VERDICT_TEXT = """\
@@ -235,24 +235,6 @@ def _bound(r: dict) -> str:
     return " / ".join("-" if math.isnan(b) else f"{b:.2f}" for b in (lo, hi))
 
 
-def _count(value) -> str:
-    if value is None:
-        return "-"
-    try:
-        if isinstance(value, float) and math.isnan(value):
-            return "-"
-        return str(int(value))
-    except (TypeError, ValueError):
-        return "-"
-
-
-def decision_n_cell(r: dict) -> str:
-    """"57/43": the n that would decide an inconclusive claim at the observed effect / if the true d = 0."""
-    if r.get("verdict") != "inconclusive":
-        return "-"
-    return "/".join(_count(r.get(k)) for k in ("n_decide_at_observed", "n_refute_if_d0"))
-
-
 def _verdict_cell(r: dict) -> str:
     v = r["verdict"]
     if v == "supported" and r["alternative"] == "two-sided":
@@ -260,21 +242,6 @@ def _verdict_cell(r: dict) -> str:
     if v != "supported" and r.get("reason"):
         v += f": {r['reason']}"
     return v
-
-
-def verdict_counts(rows: list[dict]) -> dict[str, int]:
-    """{"supported": n, "refuted": n, "inconclusive": n, <other statuses>: n}: every row counted once."""
-    out = {v: 0 for v in VERDICTS}
-    for r in rows:
-        out[r.get("verdict") or "error"] = out.get(r.get("verdict") or "error", 0) + 1
-    return out
-
-
-def verdict_tally(rows: list[dict]) -> str:
-    """"3 supported, 1 refuted, 5 inconclusive of 9 claims" (other outcomes, e.g. error, appended when present)."""
-    counts = verdict_counts(rows)
-    parts = [f"{counts[v]} {v}" for v in VERDICTS] + [f"{n} {k}" for k, n in counts.items() if k not in VERDICTS and n]
-    return f"{', '.join(parts)} of {len(rows)} claims"
 
 
 def _shorten_middle(text: str, width: int) -> str:
