@@ -3,8 +3,13 @@
 Why: pytest-xdist workers and parallel sessions share `results/` and the model cache; a reader must
 never see half a file, never trust a damaged one, and never get a mix of two writers' files.
 
-    write_artifact(path, payload_bytes, meta)      # atomic; sidecar JSON = meta + sha256 + size
+    write_artifact(path, payload_bytes, meta)      # atomic; sidecar JSON = meta + sha256 + size, sealed
     read_artifact(path, key=...) -> (bytes, meta) | None   # None = missing/stale/damaged: rebuild
+
+The sidecar says what the payload means (prompt ids, layers, emotions, the key), so it is as much a
+part of the artefact as the tensors: the whole record is sealed by `record_sha256`, the sha256 of its
+canonical JSON (`seal_record`). An edited or damaged sidecar fails the seal and the artefact is rebuilt
+exactly like a damaged payload; a sidecar without a seal (an older emocheck's) is rebuilt, never read.
 
 `read_artifact` reads the payload ONCE into memory, checks it against the sidecar's checksum and hands
 out exactly those bytes (decoders parse them; nothing reopens the file after the check: the bug behind
@@ -156,6 +161,52 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 # ----------------------------------------------------------------------------------------- verified artefacts
 
 
+RECORD_CHECKSUM = "record_sha256"
+
+
+def _canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def seal_record(record: dict) -> dict:
+    """`record` as plain JSON data plus `record_sha256`, the sha256 of its canonical JSON: every field
+    of the record (ids, layers, emotions, the key, the payload's checksum) is then vouched for."""
+    plain = json.loads(_canonical_json({k: v for k, v in record.items() if k != RECORD_CHECKSUM}))
+    return {**plain, RECORD_CHECKSUM: sha256_bytes(_canonical_json(plain))}
+
+
+def record_is_sealed(record: Any) -> bool:
+    """True when `record` (read back from JSON) carries a seal that matches every other field."""
+    if not isinstance(record, dict) or not isinstance(record.get(RECORD_CHECKSUM), str):
+        return False
+    rest = {k: v for k, v in record.items() if k != RECORD_CHECKSUM}
+    return sha256_bytes(_canonical_json(rest)) == record[RECORD_CHECKSUM]
+
+
+def atomic_write_sealed_json(path: str | os.PathLike, record: dict) -> dict:
+    """A JSON record that vouches for itself (`seal_record`), written atomically; returns it."""
+    sealed = seal_record(record)
+    atomic_write_bytes(path, json_bytes(sealed))
+    return sealed
+
+
+def read_sealed_json(path: str | os.PathLike, what: str = "record") -> dict | None:
+    """The record at `path` when its seal matches; None when missing, unreadable, unsealed or edited
+    (logged, except missing): the caller treats it as absent."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s %s is unreadable (%s); not trusted", what, path.name, exc)
+        return None
+    if not record_is_sealed(record):
+        log.warning("%s %s is not sealed or was edited; not trusted", what, path.name)
+        return None
+    return record
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     """Where an artefact's checksum and metadata live by default: `<stem>.json` beside it."""
     return Path(path).with_suffix(".json")
@@ -163,12 +214,12 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 def write_artifact(path: str | os.PathLike, payload: bytes, meta: dict | None = None, *,
                    meta_path: str | os.PathLike | None = None) -> dict:
-    """Write `payload` atomically, then the sidecar JSON that vouches for it (meta + sha256 + size),
-    both under the artefact's lock. A crash between the two leaves a payload the old sidecar does not
-    vouch for: the next read rebuilds it. Returns the sidecar's content."""
+    """Write `payload` atomically, then the sealed sidecar JSON that vouches for it (meta + sha256 +
+    size + record_sha256), both under the artefact's lock. A crash between the two leaves a payload the
+    old sidecar does not vouch for: the next read rebuilds it. Returns the sidecar's content."""
     path = Path(path)
     meta_path = Path(meta_path) if meta_path is not None else sidecar_path(path)
-    record = {**(meta or {}), "sha256": sha256_bytes(payload), "size": len(payload)}
+    record = seal_record({**(meta or {}), "sha256": sha256_bytes(payload), "size": len(payload)})
     with file_lock(path):
         atomic_write_bytes(path, payload)
         atomic_write_bytes(meta_path, json_bytes(record))
@@ -197,6 +248,10 @@ def _read_verified(path, *, key=None, meta_path=None, what="artefact") -> tuple[
             return None
     if not isinstance(meta, dict) or "sha256" not in meta:
         log.warning("%s %s has no checksum record; rebuilding", what, path.name)
+        return None
+    if not record_is_sealed(meta):
+        log.warning("%s %s: its record (%s) was edited, damaged or written by an older emocheck; rebuilding",
+                    what, path.name, meta_path.name)
         return None
     if key is not None and meta.get("key") != key:
         return None

@@ -127,3 +127,43 @@ def test_manifest_vouches_for_a_folder_and_prune_removes_an_earlier_sessions_fil
     assert storage.read_verified(tmp_path, "a.csv") is None
     removed = storage.prune_older_than(tmp_path, started)
     assert [p.name for p in removed] == ["old.csv"]
+
+
+# ------------------------------------------------------------------ the sidecar is sealed with the payload
+
+
+@pytest.mark.parametrize("kind", ["table", "tensors", "json"])
+def test_an_edited_sidecar_is_not_trusted_for_any_artefact_kind(tmp_path, kind):
+    """Phase-5 tables, the head screen's tensors and the circuits' JSON all go through the one rule: a
+    field of the record edited while the payload stays intact is a damaged artefact (rebuilt)."""
+    meta = {"key": "k1", "emotions": ["anger", "joy"], "layers": [0, 1], "ids": ["p12", "p13"]}
+    path = tmp_path / {"table": "t.parquet", "tensors": "t.safetensors", "json": "t.bin"}[kind]
+    if kind == "table":
+        storage.write_table_artifact(path, _pd.DataFrame({"x": [1, 2]}), meta)
+        read = lambda: storage.read_table_artifact(path, key="k1")   # noqa: E731
+    elif kind == "tensors":
+        storage.save_tensors_artifact(path, {"a": _torch.arange(4.0)}, meta)
+        read = lambda: storage.load_tensors_artifact(path, key="k1")  # noqa: E731
+    else:
+        storage.write_artifact(path, storage.json_bytes({"edges": [1, 2]}), meta)
+        read = lambda: storage.read_artifact(path, key="k1")          # noqa: E731
+    assert read() is not None
+    sidecar = storage.sidecar_path(path)
+    record = _json.loads(sidecar.read_text())
+    for field, value in (("ids", ["p13", "p13"]), ("emotions", ["joy", "anger"]), ("layers", [1, 0])):
+        edited = {**record, field: value}
+        sidecar.write_text(_json.dumps(edited))
+        assert read() is None, field
+    sidecar.write_text(_json.dumps({k: v for k, v in record.items() if k != storage.RECORD_CHECKSUM}))
+    assert read() is None                     # an unsealed record (an older emocheck's) is rebuilt, not read
+    sidecar.write_text(_json.dumps(record))
+    assert read() is not None
+
+
+def test_a_rewrite_from_read_metadata_is_sealed_again(tmp_path):
+    path = tmp_path / "s.csv"
+    storage.write_table_artifact(path, _pd.DataFrame({"x": [1]}), {"key": "a", "n": 1})
+    _, meta = storage.read_artifact(path, key="a")
+    storage.write_table_artifact(path, _pd.DataFrame({"x": [1, 2]}), {**meta, "n": 2})
+    _, meta2 = storage.read_artifact(path, key="a")
+    assert meta2["n"] == 2 and storage.record_is_sealed(meta2)
