@@ -23,6 +23,7 @@ cache key built from a dataset carries, so two datasets never share a cache entr
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 import math
@@ -70,11 +71,15 @@ def _read_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
     if not path.is_file():
         raise DatasetError(f"data file {path} does not exist (give an existing CSV or JSONL file, set "
                            "EMOCHECK_DATA_DIR, or run from the repository root)")
+    from emocheck.shipped import verify_shipped
+
+    shipped = verify_shipped(path)      # the project's own tables: checked against their recorded digest
     if path.suffix.lower() in JSONL_SUFFIXES:
         return _read_jsonl(path, columns)
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with (io.StringIO(shipped.decode("utf-8-sig"), newline="") if shipped is not None
+              else open(path, newline="", encoding="utf-8-sig")) as fh:
             reader = csv.reader(fh, strict=True)
             header = next(reader, None)
             if header is None:
