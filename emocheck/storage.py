@@ -387,8 +387,66 @@ def write_manifest(folder: str | os.PathLike, files: list[str | os.PathLike], me
         data = (folder / rel).read_bytes()
         entries[rel] = {"sha256": sha256_bytes(data), "size": len(data)}
     path = folder / MANIFEST
-    atomic_write_json(path, {**(meta or {}), "files": entries})
+    atomic_write_sealed_json(path, {**(meta or {}), "files": entries})
     return path
+
+
+def manifest_files(folder: str | os.PathLike) -> set[str] | None:
+    """The files the folder's manifest says emocheck wrote there, or None when there is no manifest
+    emocheck can vouch for: missing, unreadable, or sealed but edited (an older emocheck's unsealed
+    manifest is taken as written)."""
+    try:
+        record = json.loads((Path(folder) / MANIFEST).read_bytes())
+        files = record["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict) or (RECORD_CHECKSUM in record and not record_is_sealed(record)):
+        return None
+    return {str(rel) for rel in files}
+
+
+def _own_file(folder: Path, rel: str) -> Path | None:
+    """folder/rel when it is a plain file inside `folder`, reached without a symbolic link; else None."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return None
+    p = folder / rel
+    try:
+        if p.is_symlink() or not p.is_file() or p.resolve() != folder.resolve() / rel:
+            return None
+    except OSError:
+        return None
+    return p
+
+
+def prune_by_manifest(folder: str | os.PathLike, previous: set[str] | None, keep: set[str],
+                      started: float) -> tuple[list[Path], list[str]]:
+    """Remove what an earlier session wrote and this one did not: the files the `previous` manifest
+    lists (read before this session's was written), not in `keep`, last written before `started`.
+    Nothing else is touched: returns (removed, foreign), foreign being the files there that emocheck
+    did not write (a user's notes), left intact. Sub-folders emptied by a removal go too."""
+    folder = Path(folder)
+    removed = []
+    for rel in sorted(previous or ()):
+        p = _own_file(folder, rel)
+        if p is None or rel in keep or rel == MANIFEST:
+            continue
+        try:
+            if p.stat().st_mtime < started:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    for p in removed:
+        for parent in p.parents:
+            if parent == folder or folder not in parent.parents:
+                break
+            with contextlib.suppress(OSError):
+                parent.rmdir()          # only when empty
+    own = set(previous or ()) | set(keep) | {MANIFEST}
+    foreign = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() not in own
+                     and not p.name.endswith((".lock", ".tmp")))
+    return removed, foreign
 
 
 def verify_manifest(folder: str | os.PathLike) -> dict[str, str]:
@@ -396,9 +454,12 @@ def verify_manifest(folder: str | os.PathLike) -> dict[str, str]:
     {MANIFEST: problem} when there is no readable manifest."""
     folder = Path(folder)
     try:
-        entries = json.loads((folder / MANIFEST).read_bytes())["files"]
+        record = json.loads((folder / MANIFEST).read_bytes())
+        entries = record["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return {MANIFEST: f"missing or unreadable ({exc})"}
+    if not record_is_sealed(record):
+        return {MANIFEST: "not sealed or edited"}
     problems = {}
     for rel, rec in entries.items():
         try:
@@ -415,30 +476,13 @@ def read_verified(folder: str | os.PathLike, rel: str) -> bytes | None:
     """One file of a manifest folder, verified; None when missing or damaged."""
     folder = Path(folder)
     try:
-        entries = json.loads((folder / MANIFEST).read_bytes())["files"]
-        rec = entries[rel]
+        record = json.loads((folder / MANIFEST).read_bytes())
+        rec = record["files"][rel]
         data = (folder / rel).read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not record_is_sealed(record):
         return None
     if len(data) != rec.get("size") or sha256_bytes(data) != rec.get("sha256"):
         return None
     return data
-
-
-def prune_older_than(folder: str | os.PathLike, started: float, keep: set[str] | None = None) -> list[Path]:
-    """Remove files under `folder` last written before `started` (an earlier session's), except
-    `keep` (relative paths) and lock files; empty sub-folders go too. Returns what was removed."""
-    folder = Path(folder)
-    keep = keep or set()
-    removed = []
-    for p in sorted(folder.rglob("*"), reverse=True):
-        rel = p.relative_to(folder).as_posix()
-        try:
-            if p.is_file() and not p.name.endswith(".lock") and rel not in keep and p.stat().st_mtime < started:
-                p.unlink()
-                removed.append(p)
-            elif p.is_dir() and not any(p.iterdir()):
-                p.rmdir()
-        except OSError:
-            continue
-    return removed

@@ -125,8 +125,40 @@ def test_manifest_vouches_for_a_folder_and_prune_removes_an_earlier_sessions_fil
     (tmp_path / "a.csv").write_text("x\n2\n")
     assert storage.verify_manifest(tmp_path) == {"a.csv": "does not match its checksum"}
     assert storage.read_verified(tmp_path, "a.csv") is None
-    removed = storage.prune_older_than(tmp_path, started)
-    assert [p.name for p in removed] == ["old.csv"]
+    # a later session: its manifest names what emocheck wrote; only those files may go
+    (tmp_path / "my_notes.txt").write_text("the user's")
+    os.utime(tmp_path / "my_notes.txt", (past, past))
+    for name in ("a.csv", "sub/b.md"):
+        os.utime(tmp_path / name, (past, past))
+    previous = storage.manifest_files(tmp_path)
+    assert previous == {"a.csv", "sub/b.md"}
+    removed, foreign = storage.prune_by_manifest(tmp_path, previous, {"a.csv"}, started)
+    assert [p.name for p in removed] == ["b.md"] and not (tmp_path / "sub").exists()
+    assert foreign == ["my_notes.txt", "old.csv"]
+    assert (tmp_path / "my_notes.txt").read_text() == "the user's" and (tmp_path / "old.csv").exists()
+
+
+def test_pruning_never_follows_an_edited_manifest_or_leaves_the_folder(tmp_path):
+    import json
+
+    folder = tmp_path / "statistics"
+    folder.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (folder / "my_notes.txt").write_text("keep")
+    (folder / "a.csv").write_text("x")
+    (folder / "link.csv").symlink_to(outside)
+    storage.write_manifest(folder, [folder / "a.csv"])
+    record = json.loads((folder / "manifest.json").read_text())
+    record["files"]["my_notes.txt"] = {"sha256": "0" * 64, "size": 4}      # edited: the seal no longer matches
+    (folder / "manifest.json").write_text(json.dumps(record))
+    assert storage.manifest_files(folder) is None
+    future = _time.time() + 100
+    removed, _ = storage.prune_by_manifest(folder, storage.manifest_files(folder), set(), future)
+    assert removed == [] and (folder / "my_notes.txt").exists()
+    # even a list that names them removes nothing outside the folder or through a link
+    removed, _ = storage.prune_by_manifest(folder, {"../outside.txt", "link.csv", str(outside)}, set(), future)
+    assert removed == [] and outside.read_text() == "keep"
 
 
 # ------------------------------------------------------------------ the sidecar is sealed with the payload

@@ -31,6 +31,9 @@ def check_results_writable(root: str | os.PathLike, profile_name: str) -> Path:
                 raise ConfigError(f"the results path {root} is not a folder ({p} is a file); {hint}")
             break
     folder = root / safe_part(profile_name) / "statistics"
+    from emocheck.plugin.report import refuse_linked_statistics
+
+    refuse_linked_statistics(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".preflight.{os.getpid()}.{secrets.token_hex(4)}.tmp"
