@@ -184,10 +184,25 @@ def is_project_dataset(path: str | os.PathLike | None) -> bool:
         return False
 
 
+# Control characters (NUL, escape, form feed, ...) are never part of a prompt: they come from a damaged
+# or binary file and tokenize into something else than what the file seems to say. Tab and newlines are text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+# The fewest training prompts per emotion (and neutral) the vectors are computed from (a mean difference
+# with its spread); `check_emotion_counts` refuses a dataset below it before any extraction.
+MIN_TRAIN_PROMPTS = 2
+
+
 def _check_common(path: Path, rows: list[dict]) -> None:
     seen_ids, seen_texts = {}, {}
     for row in rows:
         where = f"{path} line {row['_line']} (id {row.get('id') or '?'})"
+        for col, value in row.items():
+            bad = _CONTROL.search(value) if isinstance(value, str) else None
+            if bad:
+                raise DatasetError(f"{where}: column {col!r} contains the control character U+{ord(bad.group()):04X} "
+                                   f"at character {bad.start() + 1}; remove it (prompts are plain text; a damaged "
+                                   "or binary file?)")
         for col in ("id", "text"):
             if not row[col].strip():
                 raise DatasetError(f"{where}: empty {col}")
@@ -276,6 +291,26 @@ def subsample(df: pd.DataFrame, per_emotion: int | None, seed: int = 0) -> pd.Da
     for _, group in df.groupby("emotion"):
         keep.update(_rank(group["id"].tolist(), seed)[:per_emotion])
     return df[df["id"].isin(keep)].reset_index(drop=True)
+
+
+def check_emotion_counts(df: pd.DataFrame, held_out_fraction: float, minimum: int = MIN_TRAIN_PROMPTS) -> None:
+    """Every emotion (and neutral) of a subsampled table keeps at least `minimum` training prompts after
+    the held-out split (`split`): the vectors need them. Raises DatasetError naming each short emotion."""
+    labels = split(df, held_out_fraction) if len(df) else pd.Series([], dtype=str)
+    short = []
+    for emotion, group in df.groupby("emotion"):
+        n_train = int((labels[group.index] == "train").sum())
+        if n_train < minimum:
+            short.append(f"{emotion!r} ({len(group)} prompt(s), {n_train} for training)")
+    if short:
+        need = minimum
+        while need - max(1, math.floor(need * held_out_fraction)) < minimum:
+            need += 1
+        where = df.attrs.get("path", "the dataset")
+        raise DatasetError(
+            f"{where}: too few prompts for {', '.join(short)}: each emotion needs at least {minimum} training prompts "
+            f"after {held_out_fraction:g} of its prompts are held out (about {need} prompts); add prompts to it, or "
+            "leave it out (the profile's emotions / a dataset without it)")
 
 
 def split(df: pd.DataFrame, held_out_fraction: float = 0.3, seed: int = 0) -> pd.Series:

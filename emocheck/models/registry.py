@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -95,15 +96,54 @@ def resolve_spec(name: str) -> ModelSpec:
             raise ModelUnavailableError(f"GGUF file {name!r} does not exist")
         return ModelSpec(path.stem, "gguf-file", gguf_name=str(path.resolve()))
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelUnavailableError(f"{name!r} is a folder but has no config.json: not a Hugging Face model folder")
+        _check_model_folder(name, path)
         return ModelSpec(path.name, "local-dir", hub_id=str(path.resolve()))
-    if "/" in name and not name.startswith((".", "/")):
+    if path.is_absolute() or name.startswith((".", "~")):
+        raise ModelUnavailableError(f"the model folder {name!r} does not exist; give an existing folder written by "
+                                    "save_pretrained, a .gguf file, a registry name or a hub id ('org/name')")
+    if "/" in name:
+        _check_hub_id(name)
         return ModelSpec(name.replace("/", "--"), "hub", hub_id=name)
     raise ModelUnavailableError(
         f"unknown model {name!r}. Known names: {', '.join(available_models())}; "
         "or pass a hub id ('org/name'), a local Hugging Face folder, or a .gguf file path"
     )
+
+
+# Hugging Face's rule for repository ids: 'org/name' of letters, digits, '-', '_', '.', neither part
+# starting or ending with '-' or '.', no '--' or '..', at most 96 characters.
+_HUB_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
+
+
+def _check_hub_id(name: str) -> None:
+    parts = name.split("/")
+    if (len(parts) != 2 or len(name) > 96 or not all(_HUB_PART.match(p) for p in parts)
+            or ".." in name or "--" in name):
+        raise ModelUnavailableError(
+            f"{name!r} is not a hub id: give 'org/name' (letters, digits, '-', '_', '.'; no '..' or '--'), a registry "
+            f"name ({', '.join(available_models())}), a local model folder or a .gguf file")
+
+
+def _check_model_folder(name: str, path: Path) -> None:
+    """A local folder is a model folder (config.json naming a model type transformers knows, and weight
+    files) before transformers sees it, so that a wrong folder is one message, not a traceback."""
+    hint = "give a folder written by save_pretrained (config.json and *.safetensors weights), a .gguf file, " \
+           "a registry name or a hub id"
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelUnavailableError(f"{name!r} is a folder but has no config.json: not a Hugging Face model folder; {hint}")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelUnavailableError(f"{config} is not a readable model config ({exc}); {hint}") from None
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        raise ModelUnavailableError(f"{config} names model_type {model_type!r}, which this transformers does not "
+                                    f"know; {hint}")
+    if not any(next(path.glob(pattern), None) for pattern in _WEIGHT_FILES):
+        raise ModelUnavailableError(f"{name!r} has a config.json but no weights (*.safetensors or pytorch_model.bin); {hint}")
 
 
 # ----------------------------------------------------------------------------------------- devices
@@ -273,7 +313,17 @@ def locate_gguf(spec: ModelSpec) -> Path:
 
 
 def model_cache_root() -> Path:
-    return Path(os.environ.get("EMOCHECK_MODEL_CACHE") or Path.home() / ".cache" / "emocheck" / "models")
+    """$EMOCHECK_MODEL_CACHE, else ~/.cache/emocheck/models; an existing path must be a folder."""
+    env = os.environ.get("EMOCHECK_MODEL_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "emocheck" / "models"
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ModelUnavailableError(
+                    f"the model cache {root} is not a folder ({p} is a file); set EMOCHECK_MODEL_CACHE to a folder "
+                    "(or unset it for ~/.cache/emocheck/models)")
+            break
+    return root
 
 
 def _checksum_memo(path: Path) -> tuple[Path, str, dict]:
