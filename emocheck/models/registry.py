@@ -566,7 +566,9 @@ def _install_copy(cache_dir: Path, checksum: str, fill) -> None:
         _share_tree(tmp)
         atomic_write_json(tmp / _MANIFEST, {"gguf_sha256": checksum, "files": _hash_files(tmp, rels)})
         if cache_dir.exists():
-            old = cache_dir.parent / f".{cache_dir.name}.{os.getpid()}.{secrets.token_hex(4)}.old.tmp"
+            # named like every temporary (".<name>.<pid>.<rand>.tmp") so that a writer killed before
+            # removing it leaves something the next write's cleanup recognises as its own
+            old = cache_dir.parent / f".{cache_dir.name}-old.{os.getpid()}.{secrets.token_hex(4)}.tmp"
             os.replace(cache_dir, old)
         os.replace(tmp, cache_dir)
     except BaseException:
