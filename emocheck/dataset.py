@@ -23,6 +23,7 @@ cache key built from a dataset carries, so two datasets never share a cache entr
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 import math
@@ -70,11 +71,15 @@ def _read_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
     if not path.is_file():
         raise DatasetError(f"data file {path} does not exist (give an existing CSV or JSONL file, set "
                            "EMOCHECK_DATA_DIR, or run from the repository root)")
+    from emocheck.shipped import verify_shipped
+
+    shipped = verify_shipped(path)      # the project's own tables: checked against their recorded digest
     if path.suffix.lower() in JSONL_SUFFIXES:
         return _read_jsonl(path, columns)
     try:
         # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with (io.StringIO(shipped.decode("utf-8-sig"), newline="") if shipped is not None
+              else open(path, newline="", encoding="utf-8-sig")) as fh:
             reader = csv.reader(fh, strict=True)
             header = next(reader, None)
             if header is None:
@@ -179,10 +184,25 @@ def is_project_dataset(path: str | os.PathLike | None) -> bool:
         return False
 
 
+# Control characters (NUL, escape, form feed, ...) are never part of a prompt: they come from a damaged
+# or binary file and tokenize into something else than what the file seems to say. Tab and newlines are text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+# The fewest training prompts per emotion (and neutral) the vectors are computed from (a mean difference
+# with its spread); `check_emotion_counts` refuses a dataset below it before any extraction.
+MIN_TRAIN_PROMPTS = 2
+
+
 def _check_common(path: Path, rows: list[dict]) -> None:
     seen_ids, seen_texts = {}, {}
     for row in rows:
         where = f"{path} line {row['_line']} (id {row.get('id') or '?'})"
+        for col, value in row.items():
+            bad = _CONTROL.search(value) if isinstance(value, str) else None
+            if bad:
+                raise DatasetError(f"{where}: column {col!r} contains the control character U+{ord(bad.group()):04X} "
+                                   f"at character {bad.start() + 1}; remove it (prompts are plain text; a damaged "
+                                   "or binary file?)")
         for col in ("id", "text"):
             if not row[col].strip():
                 raise DatasetError(f"{where}: empty {col}")
@@ -271,6 +291,26 @@ def subsample(df: pd.DataFrame, per_emotion: int | None, seed: int = 0) -> pd.Da
     for _, group in df.groupby("emotion"):
         keep.update(_rank(group["id"].tolist(), seed)[:per_emotion])
     return df[df["id"].isin(keep)].reset_index(drop=True)
+
+
+def check_emotion_counts(df: pd.DataFrame, held_out_fraction: float, minimum: int = MIN_TRAIN_PROMPTS) -> None:
+    """Every emotion (and neutral) of a subsampled table keeps at least `minimum` training prompts after
+    the held-out split (`split`): the vectors need them. Raises DatasetError naming each short emotion."""
+    labels = split(df, held_out_fraction) if len(df) else pd.Series([], dtype=str)
+    short = []
+    for emotion, group in df.groupby("emotion"):
+        n_train = int((labels[group.index] == "train").sum())
+        if n_train < minimum:
+            short.append(f"{emotion!r} ({len(group)} prompt(s), {n_train} for training)")
+    if short:
+        need = minimum
+        while need - max(1, math.floor(need * held_out_fraction)) < minimum:
+            need += 1
+        where = df.attrs.get("path", "the dataset")
+        raise DatasetError(
+            f"{where}: too few prompts for {', '.join(short)}: each emotion needs at least {minimum} training prompts "
+            f"after {held_out_fraction:g} of its prompts are held out (about {need} prompts); add prompts to it, or "
+            "leave it out (the profile's emotions / a dataset without it)")
 
 
 def split(df: pd.DataFrame, held_out_fraction: float = 0.3, seed: int = 0) -> pd.Series:

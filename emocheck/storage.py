@@ -3,8 +3,13 @@
 Why: pytest-xdist workers and parallel sessions share `results/` and the model cache; a reader must
 never see half a file, never trust a damaged one, and never get a mix of two writers' files.
 
-    write_artifact(path, payload_bytes, meta)      # atomic; sidecar JSON = meta + sha256 + size
+    write_artifact(path, payload_bytes, meta)      # atomic; sidecar JSON = meta + sha256 + size, sealed
     read_artifact(path, key=...) -> (bytes, meta) | None   # None = missing/stale/damaged: rebuild
+
+The sidecar says what the payload means (prompt ids, layers, emotions, the key), so it is as much a
+part of the artefact as the tensors: the whole record is sealed by `record_sha256`, the sha256 of its
+canonical JSON (`seal_record`). An edited or damaged sidecar fails the seal and the artefact is rebuilt
+exactly like a damaged payload; a sidecar without a seal (an older emocheck's) is rebuilt, never read.
 
 `read_artifact` reads the payload ONCE into memory, checks it against the sidecar's checksum and hands
 out exactly those bytes (decoders parse them; nothing reopens the file after the check: the bug behind
@@ -93,6 +98,33 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def fast_file_digest(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
+    """xxh3_128 of a whole file: not cryptographic, but any accidental damage (a flipped bit, a block
+    overwritten in place with size and mtime kept) changes it, fast enough to check a model on every
+    load (benchmarks/bench_model_verify.py). The file is hashed through a read-only memory map (no copy
+    into a buffer: about 40% faster than chunked reads from the page cache); chunked reads where a file
+    cannot be mapped."""
+    import mmap
+
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    with open(path, "rb", buffering=0) as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return h.hexdigest()
+        try:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                h.update(mapped)
+            return h.hexdigest()
+        except (OSError, ValueError):
+            pass
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        while n := fh.readinto(view):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -106,6 +138,52 @@ def stable_hash(obj: Any, length: int = 16) -> str:
 # ----------------------------------------------------------------------------------------- verified artefacts
 
 
+RECORD_CHECKSUM = "record_sha256"
+
+
+def _canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default).encode("utf-8")
+
+
+def seal_record(record: dict) -> dict:
+    """`record` as plain JSON data plus `record_sha256`, the sha256 of its canonical JSON: every field
+    of the record (ids, layers, emotions, the key, the payload's checksum) is then vouched for."""
+    plain = json.loads(_canonical_json({k: v for k, v in record.items() if k != RECORD_CHECKSUM}))
+    return {**plain, RECORD_CHECKSUM: sha256_bytes(_canonical_json(plain))}
+
+
+def record_is_sealed(record: Any) -> bool:
+    """True when `record` (read back from JSON) carries a seal that matches every other field."""
+    if not isinstance(record, dict) or not isinstance(record.get(RECORD_CHECKSUM), str):
+        return False
+    rest = {k: v for k, v in record.items() if k != RECORD_CHECKSUM}
+    return sha256_bytes(_canonical_json(rest)) == record[RECORD_CHECKSUM]
+
+
+def atomic_write_sealed_json(path: str | os.PathLike, record: dict) -> dict:
+    """A JSON record that vouches for itself (`seal_record`), written atomically; returns it."""
+    sealed = seal_record(record)
+    atomic_write_bytes(path, json_bytes(sealed))
+    return sealed
+
+
+def read_sealed_json(path: str | os.PathLike, what: str = "record") -> dict | None:
+    """The record at `path` when its seal matches; None when missing, unreadable, unsealed or edited
+    (logged, except missing): the caller treats it as absent."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s %s is unreadable (%s); not trusted", what, path.name, exc)
+        return None
+    if not record_is_sealed(record):
+        log.warning("%s %s is not sealed or was edited; not trusted", what, path.name)
+        return None
+    return record
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     """Where an artefact's checksum and metadata live by default: `<stem>.json` beside it."""
     return Path(path).with_suffix(".json")
@@ -113,12 +191,12 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 def write_artifact(path: str | os.PathLike, payload: bytes, meta: dict | None = None, *,
                    meta_path: str | os.PathLike | None = None) -> dict:
-    """Write `payload` atomically, then the sidecar JSON that vouches for it (meta + sha256 + size),
-    both under the artefact's lock. A crash between the two leaves a payload the old sidecar does not
-    vouch for: the next read rebuilds it. Returns the sidecar's content."""
+    """Write `payload` atomically, then the sealed sidecar JSON that vouches for it (meta + sha256 +
+    size + record_sha256), both under the artefact's lock. A crash between the two leaves a payload the
+    old sidecar does not vouch for: the next read rebuilds it. Returns the sidecar's content."""
     path = Path(path)
     meta_path = Path(meta_path) if meta_path is not None else sidecar_path(path)
-    record = {**(meta or {}), "sha256": sha256_bytes(payload), "size": len(payload)}
+    record = seal_record({**(meta or {}), "sha256": sha256_bytes(payload), "size": len(payload)})
     with file_lock(path):
         atomic_write_bytes(path, payload)
         atomic_write_bytes(meta_path, json_bytes(record))
@@ -147,6 +225,10 @@ def _read_verified(path, *, key=None, meta_path=None, what="artefact") -> tuple[
             return None
     if not isinstance(meta, dict) or "sha256" not in meta:
         log.warning("%s %s has no checksum record; rebuilding", what, path.name)
+        return None
+    if not record_is_sealed(meta):
+        log.warning("%s %s: its record (%s) was edited, damaged or written by an older emocheck; rebuilding",
+                    what, path.name, meta_path.name)
         return None
     if key is not None and meta.get("key") != key:
         return None
@@ -267,8 +349,66 @@ def write_manifest(folder: str | os.PathLike, files: list[str | os.PathLike], me
         data = (folder / rel).read_bytes()
         entries[rel] = {"sha256": sha256_bytes(data), "size": len(data)}
     path = folder / MANIFEST
-    atomic_write_json(path, {**(meta or {}), "files": entries})
+    atomic_write_sealed_json(path, {**(meta or {}), "files": entries})
     return path
+
+
+def manifest_files(folder: str | os.PathLike) -> set[str] | None:
+    """The files the folder's manifest says emocheck wrote there, or None when there is no manifest
+    emocheck can vouch for: missing, unreadable, or sealed but edited (an older emocheck's unsealed
+    manifest is taken as written)."""
+    try:
+        record = json.loads((Path(folder) / MANIFEST).read_bytes())
+        files = record["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(files, dict) or (RECORD_CHECKSUM in record and not record_is_sealed(record)):
+        return None
+    return {str(rel) for rel in files}
+
+
+def _own_file(folder: Path, rel: str) -> Path | None:
+    """folder/rel when it is a plain file inside `folder`, reached without a symbolic link; else None."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return None
+    p = folder / rel
+    try:
+        if p.is_symlink() or not p.is_file() or p.resolve() != folder.resolve() / rel:
+            return None
+    except OSError:
+        return None
+    return p
+
+
+def prune_by_manifest(folder: str | os.PathLike, previous: set[str] | None, keep: set[str],
+                      started: float) -> tuple[list[Path], list[str]]:
+    """Remove what an earlier session wrote and this one did not: the files the `previous` manifest
+    lists (read before this session's was written), not in `keep`, last written before `started`.
+    Nothing else is touched: returns (removed, foreign), foreign being the files there that emocheck
+    did not write (a user's notes), left intact. Sub-folders emptied by a removal go too."""
+    folder = Path(folder)
+    removed = []
+    for rel in sorted(previous or ()):
+        p = _own_file(folder, rel)
+        if p is None or rel in keep or rel == MANIFEST:
+            continue
+        try:
+            if p.stat().st_mtime < started:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            continue
+    for p in removed:
+        for parent in p.parents:
+            if parent == folder or folder not in parent.parents:
+                break
+            with contextlib.suppress(OSError):
+                parent.rmdir()          # only when empty
+    own = set(previous or ()) | set(keep) | {MANIFEST}
+    foreign = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                     if (p.is_file() or p.is_symlink()) and p.relative_to(folder).as_posix() not in own
+                     and not p.name.endswith((".lock", ".tmp")))
+    return removed, foreign
 
 
 def verify_manifest(folder: str | os.PathLike) -> dict[str, str]:
@@ -276,9 +416,12 @@ def verify_manifest(folder: str | os.PathLike) -> dict[str, str]:
     {MANIFEST: problem} when there is no readable manifest."""
     folder = Path(folder)
     try:
-        entries = json.loads((folder / MANIFEST).read_bytes())["files"]
+        record = json.loads((folder / MANIFEST).read_bytes())
+        entries = record["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return {MANIFEST: f"missing or unreadable ({exc})"}
+    if not record_is_sealed(record):
+        return {MANIFEST: "not sealed or edited"}
     problems = {}
     for rel, rec in entries.items():
         try:
@@ -295,30 +438,13 @@ def read_verified(folder: str | os.PathLike, rel: str) -> bytes | None:
     """One file of a manifest folder, verified; None when missing or damaged."""
     folder = Path(folder)
     try:
-        entries = json.loads((folder / MANIFEST).read_bytes())["files"]
-        rec = entries[rel]
+        record = json.loads((folder / MANIFEST).read_bytes())
+        rec = record["files"][rel]
         data = (folder / rel).read_bytes()
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not record_is_sealed(record):
         return None
     if len(data) != rec.get("size") or sha256_bytes(data) != rec.get("sha256"):
         return None
     return data
-
-
-def prune_older_than(folder: str | os.PathLike, started: float, keep: set[str] | None = None) -> list[Path]:
-    """Remove files under `folder` last written before `started` (an earlier session's), except
-    `keep` (relative paths) and lock files; empty sub-folders go too. Returns what was removed."""
-    folder = Path(folder)
-    keep = keep or set()
-    removed = []
-    for p in sorted(folder.rglob("*"), reverse=True):
-        rel = p.relative_to(folder).as_posix()
-        try:
-            if p.is_file() and not p.name.endswith(".lock") and rel not in keep and p.stat().st_mtime < started:
-                p.unlink()
-                removed.append(p)
-            elif p.is_dir() and not any(p.iterdir()):
-                p.rmdir()
-        except OSError:
-            continue
-    return removed

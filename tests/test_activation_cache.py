@@ -95,3 +95,46 @@ def test_concurrent_processes_compute_once(tmp_path):
         p.join(timeout=60)
     assert sum(calls for calls, _ in results) == 1
     assert len({value for _, value in results}) == 1
+
+
+# Everything in the sidecar that says what a row or a tensor is counts as much as the tensors: an edited
+# id, layer, site, position or key is detected and the entry rebuilt, never served.
+def _edit_ids_flip(meta):
+    meta["ids"][1] = meta["ids"][1][:-1] + chr(ord(meta["ids"][1][-1]) + 1)    # 'b' -> 'c' style: one character
+
+
+def _edit_ids_swap(meta):
+    meta["ids"][0], meta["ids"][2] = meta["ids"][2], meta["ids"][0]
+
+
+def _edit_layers_reverse(meta):
+    meta["layers"] = meta["layers"][::-1]
+
+
+def _edit_sites(meta):
+    meta["sites"] = meta["sites"][::-1]
+
+
+def _edit_positions(meta):
+    meta["positions"] = meta["positions"][::-1]
+
+
+def _edit_key(meta):
+    meta["model_identity"]["name"] = "another-model"
+
+
+@pytest.mark.parametrize("edit", [_edit_ids_flip, _edit_ids_swap, _edit_layers_reverse, _edit_sites, _edit_positions,
+                                  _edit_key], ids=lambda f: f.__name__[6:])
+def test_an_edited_sidecar_field_is_detected_and_the_entry_rebuilt(tmp_path, edit):
+    loader = CountingLoader()
+    good = _get(loader, tmp_path)
+    meta_file = next(tmp_path.glob("*.safetensors")).with_suffix(".json")
+    meta = json.loads(meta_file.read_text())
+    edit(meta)
+    meta_file.write_text(json.dumps(meta))          # tensors untouched, their checksum still matches
+    rebuilt = _get(loader, tmp_path)
+    assert loader.calls == 2                        # not served: rebuilt
+    assert rebuilt.ids == IDS and rebuilt.layers == good.layers
+    assert rebuilt.meta["sites"] == good.meta["sites"] and rebuilt.meta["positions"] == good.meta["positions"]
+    for name in good.tensors:
+        assert torch.equal(good.tensors[name], rebuilt.tensors[name])

@@ -128,3 +128,45 @@ def test_k_selection_csv_replaces_rows_of_an_older_layout(computed, results_tmp)
     ks.drop(columns=["position"], errors="ignore").to_csv(path, index=False)     # no position column
     run_mod._merge_statistics(get_profile("ci"), "tgt", "src", "last", ks)
     assert len(pd.read_csv(path)) == len(ks)
+
+
+@pytest.mark.parametrize("edit", ["layers", "files", "config"])
+def test_an_edited_summary_is_not_trusted(computed, edit):
+    """summary.json says which layers were aligned: an edit is detected like a damaged table."""
+    import json
+    import shutil
+
+    res, _ = computed
+    copy = res.out_dir.parent / f"edited-{edit}"
+    shutil.copytree(res.out_dir, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    if edit == "layers":
+        summary["layers"]["source_layer"], summary["layers"]["target_layer"] = 0, 0
+    elif edit == "files":
+        del summary["files"]["k_selection.csv"]      # that table would no longer be checked
+    else:
+        summary["config"]["p"] = 99
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert run_mod._load(copy, "key1", "tgt", "src", CFG) is None
+
+
+def test_a_cached_run_writes_its_k_selection_rows_again(results_tmp, monkeypatch):
+    """statistics/k_selection.csv is an output of phase 4: present after a warm run too (the cached run
+    is read back, not recomputed, and its rows are written to the session's statistics)."""
+    monkeypatch.setattr(run_mod, "paired_activations", lambda *a, **k: _KeyedPaired())
+    profile = get_profile("ci")
+    cold = run_mod.run_alignment("tgt", "src", profile, CFG, progress=False)
+    stats_csv = results_tmp / "ci" / "statistics" / "k_selection.csv"
+    stats_csv.unlink()                                   # as a pruning of an earlier session's files did
+    monkeypatch.setattr(run_mod, "_compute", lambda *a, **k: pytest.fail("recomputed a cached run"))
+    run_mod.clear_memo()
+    run_mod.run_alignment("tgt", "src", profile, CFG, progress=False)
+    table = pd.read_csv(stats_csv)
+    assert len(table) == len(cold.tables["k_selection"]) and set(table.source) == {"src"}
+
+
+class _KeyedPaired(FakePaired):
+    def __init__(self):
+        super().__init__()
+        for side, key in ((self.source, "s"), (self.target, "t")):
+            side.activations = type("Acts", (), {"meta": {"key": key}})()

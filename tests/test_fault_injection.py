@@ -218,11 +218,59 @@ def statistics_expected(key):
         return statistics_read(tmp, key)
 
 
+# The largest write emocheck does: the de-quantised copy of a model (a folder: weights, tokenizer,
+# manifest), swapped in whole. A tiny random model per key stands in for the GGUF's weights.
+_MODELS: dict = {}
+
+
+def _model_for(key):
+    if key not in _MODELS:
+        from emocheck.testing import tiny_model
+
+        _MODELS[key] = tiny_model("llama", n_layers=2, seed=int(key[1:]))
+    return _MODELS[key]
+
+
+def _model_copy_dir(folder, key) -> Path:
+    return Path(folder) / "models" / f"tiny-{key}-v1"
+
+
+def model_write(folder, key):
+    from emocheck.models import registry
+
+    tiny = _model_for(key)
+    cache_dir = _model_copy_dir(folder, key)
+    with storage.file_lock(cache_dir):      # as _load_gguf: a rebuild replaces the whole copy
+        registry._install_copy(cache_dir, key * 16, lambda tmp: (tiny.model.save_pretrained(tmp),
+                                                                 tiny.tokenizer.save_pretrained(tmp)))
+
+
+def model_read(folder, key):
+    """What a load would use: the quick look, then the weights read with the copy's digests checked
+    alongside (None = the load rebuilds the copy instead)."""
+    from emocheck.models import registry
+
+    cache_dir = _model_copy_dir(folder, key)
+    with storage.file_lock(cache_dir):
+        if not registry._dequantised_copy_ok(cache_dir, sizes_only=True):
+            return None
+    try:
+        model, _, verified = registry._load_copy(cache_dir, torch.float32, verify=True)
+    except Exception:      # a copy a concurrent rebuild has just moved away: a load would retry
+        return None
+    return dict(model.state_dict()) if verified else None
+
+
+def model_expected(key):
+    return dict(_model_for(key).model.state_dict())
+
+
 KINDS = {
     "activations": (activations_write, activations_read, activations_expected),
     "vectors": (vectors_write, vectors_read, vectors_expected),
     "parquet": (table_write, table_read, lambda key: _table_for(key)),
     "statistics": (statistics_write, statistics_read, statistics_expected),
+    "model_copy": (model_write, model_read, model_expected),
 }
 
 
@@ -260,7 +308,13 @@ def _write_forever(kind, folder, ready):
     # inherited through fork and shared with the parent (taken even for a disabled bar), so a kill while
     # the child holds it would leave the parent's next progress bar waiting forever: give the child a
     # lock of its own.
-    tqdm.tqdm.set_lock(threading.RLock())
+    # The same for every subclass that took a lock of its own before the fork (transformers' and
+    # huggingface_hub's progress bars of a model's save and load).
+    classes = [tqdm.tqdm]
+    while classes:
+        cls = classes.pop()
+        cls.set_lock(threading.RLock())
+        classes.extend(cls.__subclasses__())
     write = KINDS[kind][0]
     ready.set()
     r = 0
@@ -423,6 +477,132 @@ def test_concurrent_cold_fill_computes_once(fault_dir):
         assert sum(c for c, _ in got) == 1
     _record("concurrent/cold_fill", rounds=rounds, processes=4, extractions=computed, wrong=wrong)
     assert wrong == 0
+
+
+# ----------------------------------------------------------------------------------------- edits and damage
+# Not kills: a sidecar edited by hand or by a tool, a model copy damaged in place with its size and
+# mtime kept, a user's file in statistics/, a statistics folder that is a link.
+
+
+def _edit_record(rng, meta: dict) -> str:
+    """One random edit of what the record says the tensors are; returns its name."""
+    fields = [f for f in ("ids", "layers", "emotions", "sites", "positions", "tensor_names") if isinstance(meta.get(f), list)
+              and len(meta[f]) > 1]
+    field = rng.choice(fields)
+    values = meta[field]
+    how = rng.choice(["flip", "swap", "reverse"])
+    if how == "flip" and all(isinstance(v, str) and v for v in values):
+        i = rng.randrange(len(values))
+        values[i] = values[i][:-1] + chr(ord(values[i][-1]) ^ 1)          # one bit of one character
+    elif how == "swap":
+        i, j = rng.sample(range(len(values)), 2)
+        values[i], values[j] = values[j], values[i]
+    else:
+        values.reverse()
+    return f"{field}/{how}"
+
+
+def test_edited_metadata_is_never_served(fault_dir):
+    """Random one-field edits of the activations and vectors sidecars (ids, layers, emotions, sites,
+    positions): every edited record is detected and rebuilt, never served."""
+    rng = random.Random("metadata-edits")
+    rounds = KILLS or 10
+    edits = served_wrong = rebuilt = 0
+    kinds = {"activations": (activations_write, activations_serve, activations_expected,
+                             lambda: next(p for p in fault_dir.glob("*.json"))),
+             "vectors": (vectors_write, vectors_read, vectors_expected,
+                         lambda: build._paths(PROFILE, "tiny")[rng.randrange(2)].with_suffix(".json"))}
+    for name, (write, serve, expected, sidecar) in kinds.items():
+        for p in fault_dir.iterdir():
+            p.unlink()
+        write(fault_dir, "k0")
+        want = expected("k0")
+        for _ in range(rounds):
+            path = sidecar()
+            meta = json.loads(path.read_text())
+            before = json.dumps(meta, sort_keys=True)
+            _edit_record(rng, meta)
+            if json.dumps(meta, sort_keys=True) == before:
+                continue
+            path.write_text(json.dumps(meta))
+            edits += 1
+            got = serve(fault_dir, "k0")
+            if got is None:
+                rebuilt += 1
+                write(fault_dir, "k0")
+            elif not _same(got, want):
+                served_wrong += 1
+            if name == "vectors":
+                got = build._load_saved(PROFILE, "tiny", "k0")
+                if got is not None and got[0].emotions != ["anger", "gratitude", "remorse"]:
+                    served_wrong += 1
+    _record("edit/metadata", edits=edits, refused_and_rebuilt=rebuilt, served_after_rebuild=edits - rebuilt - served_wrong,
+            wrong=served_wrong)
+    assert served_wrong == 0 and edits >= rounds
+
+
+def test_model_copy_damaged_in_place_is_never_used(fault_dir):
+    """1 MiB (or the whole tensor data of the tiny copy) XOR'd at a random offset, size and mtime kept:
+    a load by default never uses it and rebuilds the copy."""
+    from emocheck.models import registry
+
+    rng = random.Random("model-damage")
+    rounds = KILLS or 10
+    want = model_expected("k0")
+    model_write(fault_dir, "k0")
+    weights = _model_copy_dir(fault_dir, "k0") / "model.safetensors"
+    served_damaged = caught = 0
+    for _ in range(rounds):
+        st = weights.stat()
+        data = bytearray(weights.read_bytes())
+        start = rng.randrange(0, max(1, len(data) - 1))
+        for i in range(start, min(len(data), start + (1 << 20))):
+            data[i] ^= rng.randrange(1, 256)
+        weights.write_bytes(bytes(data))
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+        got = model_read(fault_dir, "k0")
+        if got is None:
+            caught += 1
+        elif not _same(got, want):
+            served_damaged += 1
+        assert not registry._dequantised_copy_ok(weights.parent)
+        model_write(fault_dir, "k0")
+        assert _same(model_read(fault_dir, "k0"), want)
+    _record("damage/model_copy_same_size_and_mtime", damaged=rounds, caught=caught, wrong=served_damaged)
+    assert served_damaged == 0 and caught == rounds
+
+
+def test_statistics_never_delete_a_users_file_or_write_through_a_link(fault_dir):
+    rounds = KILLS or 10
+    out = fault_dir / "statistics"
+    kept = lost = 0
+    past = time.time() - 3600
+    for r in range(rounds):
+        notes = out / f"my_notes_{r}.txt"
+        if r:
+            notes.write_text(f"notes {r}\n")
+            os.utime(notes, (past, past))
+        statistics_write(fault_dir, KEYS[r % len(KEYS)])
+        for i in range(1, r + 1):
+            if (out / f"my_notes_{i}.txt").is_file():
+                kept += 1
+            else:
+                lost += 1
+    target = fault_dir / "elsewhere"
+    target.mkdir()
+    (target / "older.csv").write_text("the user's\n")
+    os.utime(target / "older.csv", (past, past))
+    linked = fault_dir / "linked"
+    linked.mkdir()
+    (linked / "statistics").symlink_to(target, target_is_directory=True)
+    from emocheck.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="symbolic link"):
+        statistics_write(linked, "k0")
+    target_intact = sorted(p.name for p in target.iterdir()) == ["older.csv"]
+    _record("statistics/foreign_files", sessions=rounds, user_files_checked=kept + lost, kept=kept, wrong=lost,
+            symlink_refused_target_intact=int(target_intact))
+    assert lost == 0 and target_intact
 
 
 def test_print_counts():

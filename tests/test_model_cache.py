@@ -58,21 +58,60 @@ def test_byte_flip_in_place_is_detected_and_the_copy_rebuilt(fake_gguf):
     assert torch.equal(_logits(model2), ref)
 
 
-def test_a_flip_that_keeps_the_mtime_is_caught_by_the_full_check(fake_gguf, monkeypatch):
-    spec, _, writes, _ = fake_gguf
-    registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
-    path = _weights(spec)
+def _damage_keeping_size_and_mtime(path: Path, n: int = 1 << 20) -> None:
+    """XOR up to 1 MiB of the tensor data in place (the header stays parseable); size and mtime as recorded."""
     st = path.stat()
     data = bytearray(path.read_bytes())
-    data[-100] ^= 0x01
+    start = 8 + int.from_bytes(data[:8], "little")
+    for i in range(start, min(len(data), start + n)):
+        data[i] ^= 0x5A
     path.write_bytes(bytes(data))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))       # size and mtime as recorded
-    cache_dir = path.parent
-    assert registry._dequantised_copy_ok(cache_dir)            # the cheap check cannot see it...
-    assert not registry._dequantised_copy_ok(cache_dir, full=True)   # ...the full re-hash does
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_damage_that_keeps_size_and_mtime_is_caught_by_default(fake_gguf, monkeypatch):
+    spec, _, writes, _ = fake_gguf
+    monkeypatch.delenv("EMOCHECK_VERIFY_MODELS", raising=False)
+    model, _, _ = registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    ref = _logits(model)
+    _damage_keeping_size_and_mtime(_weights(spec))
+    assert not registry._dequantised_copy_ok(_weights(spec).parent)      # the default check sees it
+    model2, _, _ = registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    assert len(writes) == 2                                                # rebuilt, not served
+    assert torch.equal(_logits(model2), ref)
+    registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    assert len(writes) == 2                                                # and the rebuilt copy is trusted
+
+
+def test_the_full_check_verifies_sha256(fake_gguf, monkeypatch):
+    spec, _, writes, _ = fake_gguf
+    registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    cache_dir = _weights(spec).parent
+    assert registry._dequantised_copy_ok(cache_dir, full=True)
+    _damage_keeping_size_and_mtime(_weights(spec), n=1)
+    assert not registry._dequantised_copy_ok(cache_dir, full=True)
     monkeypatch.setenv("EMOCHECK_VERIFY_MODELS", "1")
     registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
     assert len(writes) == 2
+
+
+def test_a_manifest_without_the_fast_digest_is_upgraded_after_its_sha256_is_checked(fake_gguf):
+    spec, _, writes, _ = fake_gguf
+    registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    mpath = _weights(spec).parent / "emocheck_manifest.json"
+    record = json.loads(mpath.read_text())
+    for m in record["files"].values():
+        del m["xxh3_128"]                                                  # an older emocheck's manifest
+    mpath.write_text(json.dumps(record))
+    assert registry._dequantised_copy_ok(mpath.parent)
+    assert all("xxh3_128" in m for m in json.loads(mpath.read_text())["files"].values())
+    for m in record["files"].values():
+        m.pop("xxh3_128", None)
+    mpath.write_text(json.dumps(record))
+    _damage_keeping_size_and_mtime(_weights(spec), n=1)
+    assert not registry._dequantised_copy_ok(mpath.parent)                 # the upgrade never vouches for damage
+    assert len(writes) == 1
 
 
 def test_touching_without_changing_is_not_a_rebuild(fake_gguf):
@@ -110,3 +149,17 @@ def test_cache_is_group_readable_under_a_group_umask(fake_gguf):
     for p in copy.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o664, p.name    # not 0600
     assert not [p for p in cache.iterdir() if p.name.endswith((".tmp", ".lock"))]
+
+
+def test_a_copy_damaged_so_that_it_does_not_parse_is_rebuilt_not_raised(fake_gguf):
+    spec, _, writes, _ = fake_gguf
+    model, _, _ = registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    ref = _logits(model)
+    path = _weights(spec)
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[8:40] = b"\xff" * 32                         # the JSON header, same size
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    model2, _, _ = registry._load_gguf(spec, Path(spec.gguf_name), torch.float32)
+    assert len(writes) == 2 and torch.equal(_logits(model2), ref)

@@ -22,8 +22,13 @@ def test_local_paths(tmp_path):
         resolve_spec(str(tmp_path / "missing.gguf"))
     with pytest.raises(ModelUnavailableError, match="no config.json"):
         resolve_spec(str(tmp_path))
-    (tmp_path / "config.json").write_text("{}")
-    assert resolve_spec(str(tmp_path)).source == "local-dir"
+    (tmp_path / "config.json").write_text("{}")           # not a model folder: refused before transformers sees it
+    with pytest.raises(ModelUnavailableError, match="model_type None"):
+        resolve_spec(str(tmp_path))
+    from emocheck.testing import tiny_model
+
+    tiny_model("llama", n_layers=1).model.save_pretrained(tmp_path / "saved")
+    assert resolve_spec(str(tmp_path / "saved")).source == "local-dir"
     assert resolve_spec("EleutherAI/pythia-70m").hub_id == "EleutherAI/pythia-70m"
 
 

@@ -140,9 +140,9 @@ def test_preflight_functions_raise_one_clear_error_each(tmp_path, monkeypatch):
         check_dataset()
     monkeypatch.delenv("EMOCHECK_DATA_DIR")
     assert preflight(get_profile("smoke"), tmp_path / "results") == [
-        "results folder writable", "profile", "models", "layers", "dataset"]
+        "environment", "results folder writable", "profile", "models", "layers", "dataset"]
     assert preflight(get_profile("smoke"), tmp_path / "results", models=[], dataset=False) == [
-        "results folder writable", "profile"]
+        "environment", "results folder writable", "profile"]
 
 
 def test_under_xdist_the_preflight_error_is_each_claims_message_not_an_internal_error(pytester, monkeypatch):

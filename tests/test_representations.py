@@ -71,3 +71,52 @@ def test_damaged_saved_vectors_are_recomputed(tiny_setup, results_tmp):
     again = representations.build_representations("tiny", profile, progress=False)
     assert calls["vectors"] == 2
     assert again.vectors.vector("gratitude", 0).shape == (64,)
+
+
+def _vectors_sidecar(results_tmp, kind="emotion_vectors", stem="tiny-llama_vectors_token_based"):
+    return results_tmp / "unit" / kind / f"{stem}.json"
+
+
+@pytest.mark.parametrize("edit", ["reorder_emotions", "reverse_layers", "subspace_emotions"])
+def test_an_edited_vectors_sidecar_never_serves_another_emotions_vector(tiny_setup, results_tmp, edit):
+    import json
+
+    profile, calls = tiny_setup
+    _fresh_process()
+    first = representations.build_representations("tiny", profile, progress=False)
+    anger, layer0 = first.vectors.vector("anger", 1), first.vectors.vector("anger", 0)
+    if edit == "subspace_emotions":
+        path = _vectors_sidecar(results_tmp, "emotion_subspaces", "tiny-llama_subspaces")
+    else:
+        path = _vectors_sidecar(results_tmp)
+    meta = json.loads(path.read_text())
+    if edit == "reverse_layers":
+        meta["layers"] = meta["layers"][::-1]
+    else:
+        meta["emotions"] = meta["emotions"][::-1]
+    path.write_text(json.dumps(meta))
+    _fresh_process()
+    again = representations.build_representations("tiny", profile, progress=False)
+    assert calls["vectors"] == 2                     # detected and recomputed
+    assert again.emotions == first.emotions and again.layers == first.layers
+    assert torch.equal(again.vectors.vector("anger", 1), anger)
+    assert torch.equal(again.vectors.vector("anger", 0), layer0)
+    assert torch.equal(again.subspaces.components("anger", 1), first.subspaces.components("anger", 1))
+
+
+def test_load_saved_vectors_refuses_an_edited_sidecar(tiny_setup, results_tmp):
+    import json
+
+    from emocheck.errors import DatasetError
+
+    profile, _ = tiny_setup
+    _fresh_process()
+    representations.build_representations("tiny", profile, progress=False)
+    path = _vectors_sidecar(results_tmp)
+    vec_file = path.with_suffix(".safetensors")
+    assert representations.load_saved_vectors(vec_file).emotions
+    meta = json.loads(path.read_text())
+    meta["emotions"] = meta["emotions"][::-1]
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="rebuild it"):
+        representations.load_saved_vectors(vec_file)

@@ -125,5 +125,77 @@ def test_manifest_vouches_for_a_folder_and_prune_removes_an_earlier_sessions_fil
     (tmp_path / "a.csv").write_text("x\n2\n")
     assert storage.verify_manifest(tmp_path) == {"a.csv": "does not match its checksum"}
     assert storage.read_verified(tmp_path, "a.csv") is None
-    removed = storage.prune_older_than(tmp_path, started)
-    assert [p.name for p in removed] == ["old.csv"]
+    # a later session: its manifest names what emocheck wrote; only those files may go
+    (tmp_path / "my_notes.txt").write_text("the user's")
+    os.utime(tmp_path / "my_notes.txt", (past, past))
+    for name in ("a.csv", "sub/b.md"):
+        os.utime(tmp_path / name, (past, past))
+    previous = storage.manifest_files(tmp_path)
+    assert previous == {"a.csv", "sub/b.md"}
+    removed, foreign = storage.prune_by_manifest(tmp_path, previous, {"a.csv"}, started)
+    assert [p.name for p in removed] == ["b.md"] and not (tmp_path / "sub").exists()
+    assert foreign == ["my_notes.txt", "old.csv"]
+    assert (tmp_path / "my_notes.txt").read_text() == "the user's" and (tmp_path / "old.csv").exists()
+
+
+def test_pruning_never_follows_an_edited_manifest_or_leaves_the_folder(tmp_path):
+    import json
+
+    folder = tmp_path / "statistics"
+    folder.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (folder / "my_notes.txt").write_text("keep")
+    (folder / "a.csv").write_text("x")
+    (folder / "link.csv").symlink_to(outside)
+    storage.write_manifest(folder, [folder / "a.csv"])
+    record = json.loads((folder / "manifest.json").read_text())
+    record["files"]["my_notes.txt"] = {"sha256": "0" * 64, "size": 4}      # edited: the seal no longer matches
+    (folder / "manifest.json").write_text(json.dumps(record))
+    assert storage.manifest_files(folder) is None
+    future = _time.time() + 100
+    removed, _ = storage.prune_by_manifest(folder, storage.manifest_files(folder), set(), future)
+    assert removed == [] and (folder / "my_notes.txt").exists()
+    # even a list that names them removes nothing outside the folder or through a link
+    removed, _ = storage.prune_by_manifest(folder, {"../outside.txt", "link.csv", str(outside)}, set(), future)
+    assert removed == [] and outside.read_text() == "keep"
+
+
+# ------------------------------------------------------------------ the sidecar is sealed with the payload
+
+
+@pytest.mark.parametrize("kind", ["table", "tensors", "json"])
+def test_an_edited_sidecar_is_not_trusted_for_any_artefact_kind(tmp_path, kind):
+    """Phase-5 tables, the head screen's tensors and the circuits' JSON all go through the one rule: a
+    field of the record edited while the payload stays intact is a damaged artefact (rebuilt)."""
+    meta = {"key": "k1", "emotions": ["anger", "joy"], "layers": [0, 1], "ids": ["p12", "p13"]}
+    path = tmp_path / {"table": "t.parquet", "tensors": "t.safetensors", "json": "t.bin"}[kind]
+    if kind == "table":
+        storage.write_table_artifact(path, _pd.DataFrame({"x": [1, 2]}), meta)
+        read = lambda: storage.read_table_artifact(path, key="k1")   # noqa: E731
+    elif kind == "tensors":
+        storage.save_tensors_artifact(path, {"a": _torch.arange(4.0)}, meta)
+        read = lambda: storage.load_tensors_artifact(path, key="k1")  # noqa: E731
+    else:
+        storage.write_artifact(path, storage.json_bytes({"edges": [1, 2]}), meta)
+        read = lambda: storage.read_artifact(path, key="k1")          # noqa: E731
+    assert read() is not None
+    sidecar = storage.sidecar_path(path)
+    record = _json.loads(sidecar.read_text())
+    for field, value in (("ids", ["p13", "p13"]), ("emotions", ["joy", "anger"]), ("layers", [1, 0])):
+        edited = {**record, field: value}
+        sidecar.write_text(_json.dumps(edited))
+        assert read() is None, field
+    sidecar.write_text(_json.dumps({k: v for k, v in record.items() if k != storage.RECORD_CHECKSUM}))
+    assert read() is None                     # an unsealed record (an older emocheck's) is rebuilt, not read
+    sidecar.write_text(_json.dumps(record))
+    assert read() is not None
+
+
+def test_a_rewrite_from_read_metadata_is_sealed_again(tmp_path):
+    path = tmp_path / "s.csv"
+    storage.write_table_artifact(path, _pd.DataFrame({"x": [1]}), {"key": "a", "n": 1})
+    _, meta = storage.read_artifact(path, key="a")
+    storage.write_table_artifact(path, _pd.DataFrame({"x": [1, 2]}), {**meta, "n": 2})
+    _, meta2 = storage.read_artifact(path, key="a")
+    assert meta2["n"] == 2 and storage.record_is_sealed(meta2)

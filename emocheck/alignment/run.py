@@ -32,8 +32,8 @@ from emocheck.alignment.paired import paired_activations, relative_depth
 from emocheck.alignment.subspaces import CONTRASTS
 from emocheck.errors import ConfigError
 from emocheck.profiles import Profile, results_dir
-from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomic_write_json, file_lock, sha256_file,
-                              stable_hash)
+from emocheck.storage import (atomic_save_tensors, atomic_write_dataframe, atomic_write_sealed_json, file_lock,
+                              read_sealed_json, sha256_bytes, sha256_file, stable_hash)
 from emocheck import timing
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,8 @@ def run_alignment(reference: str, other: str, profile: Profile, cfg: AlignConfig
         result = _load(out, key, reference, other, cfg)
         if result is None:
             result = _compute(paired, reference, other, profile, cfg, key, out, progress)
+        else:   # statistics/k_selection.csv describes this session: a cached run writes its rows too
+            _merge_statistics(profile, reference, other, cfg.position, result.tables["k_selection"])
     _MEMO[key] = result
     return result
 
@@ -224,7 +226,8 @@ def _compute(paired, reference, other, profile, cfg, key, out, progress) -> Alig
     for path in sorted(out.iterdir()):
         if path.suffix in (".csv", ".safetensors", ".png"):
             summary["files"][path.name] = sha256_file(path)
-    atomic_write_json(out / "summary.json", summary)   # last: it vouches for the files above
+    # last: it vouches for the files above, and its seal for itself (the chosen layers, the key)
+    summary = atomic_write_sealed_json(out / "summary.json", summary)
     return AlignmentResult(reference, other, layers, cfg, tables, dict(main.nulls), summary, out)
 
 
@@ -250,20 +253,26 @@ def _merge_statistics(profile, reference, other, position, kselect):
 
 
 def _load(out: Path, key: str, reference: str, other: str, cfg: AlignConfig) -> AlignmentResult | None:
-    """A complete earlier run for exactly this key, verified by checksums; None to recompute."""
-    from safetensors.torch import load_file
+    """A complete earlier run for exactly this key, verified by checksums; None to recompute. The
+    summary is sealed (an edited layer or key is not trusted) and each file is parsed from the very
+    bytes its checksum vouched for."""
+    import io
 
+    from safetensors.torch import load as load_tensors
+
+    summary = read_sealed_json(out / "summary.json", what="alignment summary")
+    if summary is None or summary.get("key") != key:
+        return None
     try:
-        summary = json.loads((out / "summary.json").read_text())
-        if summary.get("key") != key:
-            return None
+        data = {}
         for name, digest in summary["files"].items():
-            if sha256_file(out / name) != digest:
+            data[name] = (out / name).read_bytes()
+            if sha256_bytes(data[name]) != digest:
                 log.warning("alignment output %s does not match its checksum; recomputing", name)
                 return None
-        tables = {name: pd.read_csv(out / f"{name}.csv") for name in TABLES}
-        nulls = {k: v.double().numpy() for k, v in load_file(str(out / "nulls.safetensors")).items()}
-    except (OSError, ValueError, KeyError):
+        tables = {name: pd.read_csv(io.BytesIO(data[f"{name}.csv"])) for name in TABLES}
+        nulls = {k: v.double().numpy() for k, v in load_tensors(data["nulls.safetensors"]).items()}
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return AlignmentResult(reference, other, summary["layers"], cfg, tables, nulls, summary, out)
 

@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelUnavailableError
-from ..storage import atomic_write_bytes, sha256_file
+from ..storage import atomic_write_bytes, sha256_bytes
+
+
+def _safetensors_metadata(data: bytes) -> dict:
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]).get("__metadata__") or {}
 
 
 @dataclass
@@ -56,26 +61,35 @@ class LinearHead:
 
     @classmethod
     def load(cls, path: str | Path) -> "LinearHead":
-        from safetensors import safe_open
+        from safetensors.numpy import load
+
+        from ..shipped import verify_shipped
 
         path = Path(path)
-        if not path.exists():
-            raise ModelUnavailableError(
-                f"evaluator head {path} is missing; rebuild it with `python -m emocheck.evaluators.train`"
+        data = verify_shipped(path)    # a shipped head: checked against the repository's digest
+        if data is None:
+            if not path.exists():
+                raise ModelUnavailableError(
+                    f"evaluator head {path} is missing; rebuild it with `python -m emocheck.evaluators.train`"
+                )
+            data = path.read_bytes()
+        try:
+            md = _safetensors_metadata(data)
+            tensors = load(data)
+            return cls(
+                name=md.get("name", path.stem),
+                labels=tuple(json.loads(md["labels"])),
+                kind=md["kind"],
+                W=tensors["W"],
+                b=tensors["b"],
+                meta=json.loads(md.get("meta", "{}")),
+                sha256=sha256_bytes(data),
             )
-        with safe_open(str(path), framework="numpy") as f:
-            md = f.metadata() or {}
-            W = f.get_tensor("W")
-            b = f.get_tensor("b")
-        return cls(
-            name=md.get("name", path.stem),
-            labels=tuple(json.loads(md["labels"])),
-            kind=md["kind"],
-            W=W,
-            b=b,
-            meta=json.loads(md.get("meta", "{}")),
-            sha256=sha256_file(path),
-        )
+        except Exception as exc:   # not a head file (truncated, another format): one clear message
+            raise ModelUnavailableError(
+                f"evaluator head {path} is not a readable head file ({type(exc).__name__}: {exc}); restore it "
+                "(`git checkout -- PATH` for a shipped head) or rebuild it with `python -m emocheck.evaluators.train`"
+            ) from None
 
 
 def fit_linear_head(

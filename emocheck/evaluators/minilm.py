@@ -133,7 +133,11 @@ class EmotionEvaluator(MiniLMHeadEvaluator):
         path = data_dir() / "thresholds.json"
         if not path.exists():
             return {lab: 0.5 for lab in self.labels}
-        return {k: float(v) for k, v in json.loads(path.read_text())["emotion"].items()}
+        from ..shipped import verify_shipped
+
+        data = verify_shipped(path)
+        data = path.read_bytes() if data is None else data
+        return {k: float(v) for k, v in json.loads(data)["emotion"].items()}
 
     def predict_labels(self, texts) -> list[list[str]]:
         """Labels whose score passes its threshold (multi-label decision), per text."""

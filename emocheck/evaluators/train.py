@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -38,8 +39,16 @@ DEFAULT_FILES = ("train_emotion.csv", "train_politeness.csv")
 AUGMENT_VERSION = "1"   # bump when augment() or the fitting below changes
 
 
+def _shipped_bytes(path: Path) -> bytes:
+    """The file's bytes, checked against the repository's digest when it is a shipped file."""
+    from ..shipped import verify_shipped
+
+    data = verify_shipped(path)
+    return path.read_bytes() if data is None else data
+
+
 def training_files(label_map: dict | None = None) -> list[str]:
-    label_map = label_map if label_map is not None else json.loads((data_dir() / "label_map.json").read_text())
+    label_map = label_map if label_map is not None else json.loads(_shipped_bytes(data_dir() / "label_map.json"))
     files = list(label_map.get("files", DEFAULT_FILES))
     bad = [f for f in files if Path(f).name in FORBIDDEN]
     if bad:
@@ -51,16 +60,16 @@ def training_data_hash() -> str:
     """sha256 of what the heads are fitted from: every training file, label_map.json, AUGMENT_VERSION."""
     d = data_dir()
     h = hashlib.sha256(f"augment={AUGMENT_VERSION}\n".encode())
-    h.update((d / "label_map.json").read_bytes())
+    h.update(_shipped_bytes(d / "label_map.json"))
     for name in training_files():
         h.update(f"\n{name}\n".encode())
-        h.update((d / name).read_bytes())
+        h.update(_shipped_bytes(d / name))
     return h.hexdigest()
 
 
 def load_sentences() -> pd.DataFrame:
     d = data_dir()
-    frames = [pd.read_csv(d / name)[["text", "label"]] for name in training_files()]
+    frames = [pd.read_csv(io.BytesIO(_shipped_bytes(d / name)))[["text", "label"]] for name in training_files()]
     df = pd.concat(frames, ignore_index=True)
     df["source"] = np.arange(len(df))
     return df
@@ -208,7 +217,7 @@ def main(argv=None) -> None:
     only = set(args.only or ("emotion", "sentiment", "politeness"))
     log = print
     d = data_dir()
-    label_map = json.loads((d / "label_map.json").read_text())
+    label_map = json.loads(_shipped_bytes(d / "label_map.json"))
     sent = load_sentences()
     data = augment(sent, label_map["augment"])
     log(f"{len(sent)} sentences -> {len(data)} training texts; encoding...")
@@ -228,6 +237,11 @@ def main(argv=None) -> None:
         for name, labels in (("sentiment", SentimentEvaluator.labels), ("politeness", PolitenessEvaluator.labels)):
             if name in only:
                 _fit_softmax(name, labels, label_map[name], data, X, log)
+        # the heads and thresholds just written are the shipped ones now: record their digests
+        from ..shipped import DIGEST_LIST, record_digests
+
+        if (d.parent / DIGEST_LIST).is_file():
+            record_digests(d.parent, [*heads_dir().glob("*.safetensors"), d / "thresholds.json"])
     log("wrote heads to", heads_dir())
 
 

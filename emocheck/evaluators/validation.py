@@ -79,7 +79,13 @@ CONTRASTS = _contrasts()
 
 def load_validation(name: str = "validation.csv") -> pd.DataFrame:
     """The validation set (default) or another labelled set in data/evaluators/ (id, group, text)."""
-    return pd.read_csv(data_dir() / name)
+    import io
+
+    from ..shipped import verify_shipped
+
+    path = data_dir() / name
+    data = verify_shipped(path)
+    return pd.read_csv(path if data is None else io.BytesIO(data))
 
 
 def auc(pos, neg) -> float:

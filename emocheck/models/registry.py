@@ -8,9 +8,11 @@ dtype).
 Embedded GGUF models take about a minute to parse (gguf's pure-Python vocabulary reader), so the
 first load writes a de-quantised copy (safetensors + tokenizer files) under the model cache
 (`$EMOCHECK_MODEL_CACHE`, default `~/.cache/emocheck/models`); later loads read that copy in seconds.
-The copy is keyed by the GGUF file's checksum, written atomically under a lock; the sha256 of every
-file is recorded once at write and verified on load (sizes and mtimes always, a full re-hash when an
-mtime moved, with EMOCHECK_VERIFY_MODELS=1 or `verify_model_cache(name)`); a damaged copy is rebuilt.
+The copy is keyed by the GGUF file's checksum, written atomically under a lock; two digests of every
+file are recorded once at write: xxh3_128, verified on every load (a whole-file hash at about 6 GB/s:
+a few percent of a warm load, so a copy damaged in place with its size and mtime kept is never used),
+and sha256, the slow cryptographic check of EMOCHECK_VERIFY_MODELS=1 or `verify_model_cache(name)`.
+A damaged copy is rebuilt.
 Files get the modes of the umask at write time, so a cache on a group-readable folder can be shared.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -35,7 +38,8 @@ from emocheck.models.devices import device_for_worker, input_device
 from emocheck.errors import ModelUnavailableError
 from emocheck.models.hub_loading import _explain_hub_failure, _hub_revision, _load_hf  # noqa: F401
 from emocheck.models.spec import ModelSpec
-from emocheck.storage import atomic_write_json, clean_stale, dir_mode, file_lock, file_mode, make_dirs, sha256_file
+from emocheck.storage import (atomic_write_json, clean_stale, dir_mode, fast_file_digest, file_lock, file_mode,
+                              make_dirs, sha256_file)
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +83,54 @@ def resolve_spec(name: str) -> ModelSpec:
             raise ModelUnavailableError(f"GGUF file {name!r} does not exist")
         return ModelSpec(path.stem, "gguf-file", gguf_name=str(path.resolve()))
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelUnavailableError(f"{name!r} is a folder but has no config.json: not a Hugging Face model folder")
+        _check_model_folder(name, path)
         return ModelSpec(path.name, "local-dir", hub_id=str(path.resolve()))
-    if "/" in name and not name.startswith((".", "/")):
+    if path.is_absolute() or name.startswith((".", "~")):
+        raise ModelUnavailableError(f"the model folder {name!r} does not exist; give an existing folder written by "
+                                    "save_pretrained, a .gguf file, a registry name or a hub id ('org/name')")
+    if "/" in name:
+        _check_hub_id(name)
         return ModelSpec(name.replace("/", "--"), "hub", hub_id=name)
     raise ModelUnavailableError(
         f"unknown model {name!r}. Known names: {', '.join(available_models())}; "
         "or pass a hub id ('org/name'), a local Hugging Face folder, or a .gguf file path"
     )
+
+
+# Hugging Face's rule for repository ids: 'org/name' of letters, digits, '-', '_', '.', neither part
+# starting or ending with '-' or '.', no '--' or '..', at most 96 characters.
+_HUB_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
+
+
+def _check_hub_id(name: str) -> None:
+    parts = name.split("/")
+    if (len(parts) != 2 or len(name) > 96 or not all(_HUB_PART.match(p) for p in parts)
+            or ".." in name or "--" in name):
+        raise ModelUnavailableError(
+            f"{name!r} is not a hub id: give 'org/name' (letters, digits, '-', '_', '.'; no '..' or '--'), a registry "
+            f"name ({', '.join(available_models())}), a local model folder or a .gguf file")
+
+
+def _check_model_folder(name: str, path: Path) -> None:
+    """A local folder is a model folder (config.json naming a model type transformers knows, and weight
+    files) before transformers sees it, so that a wrong folder is one message, not a traceback."""
+    hint = "give a folder written by save_pretrained (config.json and *.safetensors weights), a .gguf file, " \
+           "a registry name or a hub id"
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelUnavailableError(f"{name!r} is a folder but has no config.json: not a Hugging Face model folder; {hint}")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelUnavailableError(f"{config} is not a readable model config ({exc}); {hint}") from None
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        raise ModelUnavailableError(f"{config} names model_type {model_type!r}, which this transformers does not "
+                                    f"know; {hint}")
+    if not any(next(path.glob(pattern), None) for pattern in _WEIGHT_FILES):
+        raise ModelUnavailableError(f"{name!r} has a config.json but no weights (*.safetensors or pytorch_model.bin); {hint}")
 
 
 # ----------------------------------------------------------------------------------------- devices
@@ -257,7 +300,17 @@ def locate_gguf(spec: ModelSpec) -> Path:
 
 
 def model_cache_root() -> Path:
-    return Path(os.environ.get("EMOCHECK_MODEL_CACHE") or Path.home() / ".cache" / "emocheck" / "models")
+    """$EMOCHECK_MODEL_CACHE, else ~/.cache/emocheck/models; an existing path must be a folder."""
+    env = os.environ.get("EMOCHECK_MODEL_CACHE")
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "emocheck" / "models"
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ModelUnavailableError(
+                    f"the model cache {root} is not a folder ({p} is a file); set EMOCHECK_MODEL_CACHE to a folder "
+                    "(or unset it for ~/.cache/emocheck/models)")
+            break
+    return root
 
 
 def _checksum_memo(path: Path) -> tuple[Path, str, dict]:
@@ -309,7 +362,9 @@ def model_config(name: str):
     if spec.source in ("gguf-package", "gguf-file"):
         path = locate_gguf(spec)
         cache_dir = _dequantised_dir(spec, _gguf_checksum(path))
-        if not _dequantised_copy_ok(cache_dir):
+        with file_lock(cache_dir):   # only the config is read here: only it is hashed
+            usable = _dequantised_copy_ok(cache_dir, sizes_only=True) and _dequantised_copy_ok(cache_dir, files=["config.json"])
+        if not usable:
             return load_model(name).config
         config = AutoConfig.from_pretrained(cache_dir)
     else:
@@ -333,21 +388,50 @@ def _dequantised_dir(spec: ModelSpec, checksum: str) -> Path:
 
 
 def _load_gguf(spec: ModelSpec, gguf_path: Path, dtype: torch.dtype, **load_kw):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     checksum = _gguf_checksum(gguf_path)
     identity = {"source": "gguf", "gguf_file": gguf_path.name, "gguf_sha256": checksum}
     cache_dir = _dequantised_dir(spec, checksum)
     with file_lock(cache_dir):
-        if not _dequantised_copy_ok(cache_dir):
+        if not _dequantised_copy_ok(cache_dir, sizes_only=True):
             _write_dequantised_copy(gguf_path, cache_dir, checksum)
-    # The tokenizer (Gemma: a 262k-token vocabulary, about 3 s) is built in a thread while the weights
-    # load: the two overlap, which brings a warm load of Gemma 3 270M from about 7 s to under 5 s.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(AutoTokenizer.from_pretrained, cache_dir)
-        model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype, **load_kw)
-        tokenizer = pending.result()
+    model, tokenizer, verified = _load_copy(cache_dir, dtype, verify=True, **load_kw)
+    if not verified:
+        # Damaged in place: the weights just read are dropped, never used; the copy is rebuilt (unless
+        # another process did so meanwhile) and read again.
+        del model, tokenizer
+        with file_lock(cache_dir):
+            if not _dequantised_copy_ok(cache_dir):
+                _write_dequantised_copy(gguf_path, cache_dir, checksum)
+        model, tokenizer, _ = _load_copy(cache_dir, dtype, verify=False, **load_kw)
     return model, tokenizer, identity
+
+
+def _load_copy(cache_dir: Path, dtype: torch.dtype, *, verify: bool, **load_kw):
+    """(model, tokenizer, verified) read from the de-quantised copy. The tokenizer (Gemma: a 262k-token
+    vocabulary, about 3 s) and the whole-file digests (`verify`) run in threads while the weights load:
+    the three overlap (hashing and safetensors release the GIL), so checking every byte of the copy
+    on each load adds little to its wall time (benchmarks/bench_model_verify.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        checked = pool.submit(_verify_copy_locked, cache_dir) if verify else None
+        pending = pool.submit(AutoTokenizer.from_pretrained, cache_dir)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(cache_dir, dtype=dtype, **load_kw)
+            tokenizer = pending.result()
+            failure = None
+        except Exception as exc:    # a damaged file may not even parse: the digests decide below
+            model = tokenizer = None
+            failure = exc
+        verified = checked.result() if checked is not None else True
+    if failure is not None and verified:
+        raise failure
+    return model, tokenizer, verified
+
+
+def _verify_copy_locked(cache_dir: Path) -> bool:
+    with file_lock(cache_dir):
+        return _dequantised_copy_ok(cache_dir)
 
 
 _MANIFEST = "emocheck_manifest.json"
@@ -358,25 +442,30 @@ def _hash_files(folder: Path, rels) -> dict:
     for rel in rels:
         p = folder / rel
         st = p.stat()
-        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(p)}
+        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(p),
+                    "xxh3_128": fast_file_digest(p)}
     return out
 
 
-def _dequantised_copy_ok(cache_dir: Path, full: bool | None = None) -> bool:
-    """Is the de-quantised copy exactly what was written? Every file's sha256 is recorded once, at
-    write; a load checks sizes and mtimes (cheap) and re-hashes a file whose mtime moved (an in-place
-    edit keeps the size but not the mtime). `full=True` (or EMOCHECK_VERIFY_MODELS=1) re-hashes every
-    file. A manifest from before checksums (sizes only) is upgraded in place, once."""
+def _dequantised_copy_ok(cache_dir: Path, full: bool | None = None, *, sizes_only: bool = False,
+                         files: list[str] | None = None) -> bool:
+    """Is the de-quantised copy exactly what was written? Every load checks each file's size and
+    whole-file xxh3_128 (fast: any in-place damage is caught, whatever the mtime says); `full=True` (or
+    EMOCHECK_VERIFY_MODELS=1) checks the sha256 instead. A manifest of an older emocheck is upgraded in
+    place, once: one without xxh3 gets it after its sha256 is verified; one from before checksums
+    (sizes only) is hashed trusting its sizes. `sizes_only`: the quick look before a load whose
+    digests are checked alongside it (`_load_copy`); `files`: check only these (e.g. config.json)."""
     if full is None:
-        full = os.environ.get("EMOCHECK_VERIFY_MODELS", "") not in ("", "0")
+        full = verify_models_requested()
     manifest = cache_dir / _MANIFEST
     if not manifest.is_file():
         return False
     try:
         record = json.loads(manifest.read_text())
-        files = record["files"]
         changed = False
-        for rel, meta in files.items():
+        for rel, meta in record["files"].items():
+            if files is not None and rel not in files:
+                continue
             p = cache_dir / rel
             if not p.is_file():
                 return False
@@ -384,16 +473,25 @@ def _dequantised_copy_ok(cache_dir: Path, full: bool | None = None) -> bool:
             if st.st_size != meta["size"]:
                 log.warning("model cache file %s has the wrong size; rebuilding the copy", p)
                 return False
+            if sizes_only:
+                continue
             if "sha256" not in meta:        # written before checksums: hash once, trusting the sizes
                 meta.update(_hash_files(cache_dir, [rel])[rel])
                 changed = True
-            elif full or st.st_mtime_ns != meta.get("mtime_ns"):
-                if sha256_file(p) != meta["sha256"]:
-                    log.warning("model cache file %s does not match its checksum; rebuilding the copy", p)
-                    return False
-                if st.st_mtime_ns != meta.get("mtime_ns"):
-                    meta["mtime_ns"] = st.st_mtime_ns   # touched, not changed: remember the new mtime
-                    changed = True
+                continue
+            if full or "xxh3_128" not in meta:
+                ok = sha256_file(p) == meta["sha256"]
+            else:
+                ok = fast_file_digest(p) == meta["xxh3_128"]
+            if not ok:
+                log.warning("model cache file %s does not match its checksum; rebuilding the copy", p)
+                return False
+            if "xxh3_128" not in meta:      # an older manifest, vouched for by its sha256 just now
+                meta["xxh3_128"] = fast_file_digest(p)
+                changed = True
+            if st.st_mtime_ns != meta.get("mtime_ns"):
+                meta["mtime_ns"] = st.st_mtime_ns   # touched, not changed: remember the new mtime
+                changed = True
         if changed:
             atomic_write_json(manifest, record)
         return True
@@ -405,6 +503,12 @@ def verify_dequantised_copy(cache_dir: Path) -> bool:
     """Re-hash every file of the de-quantised copy in `cache_dir`; False when one is missing or differs
     (`emocheck cache verify`; the caller holds the copy's lock)."""
     return _dequantised_copy_ok(Path(cache_dir), full=True)
+
+
+def verify_models_requested() -> bool:
+    """EMOCHECK_VERIFY_MODELS: 1 for the sha256 check of every model file on load, 0 (default) for xxh3."""
+    value = os.environ.get("EMOCHECK_VERIFY_MODELS", "").strip().lower()
+    return value not in ("", "0", "false", "no")
 
 
 def verify_model_cache(name: str) -> bool:
@@ -455,7 +559,9 @@ def _install_copy(cache_dir: Path, checksum: str, fill) -> None:
         _share_tree(tmp)
         atomic_write_json(tmp / _MANIFEST, {"gguf_sha256": checksum, "files": _hash_files(tmp, rels)})
         if cache_dir.exists():
-            old = cache_dir.parent / f".{cache_dir.name}.{os.getpid()}.{secrets.token_hex(4)}.old.tmp"
+            # named like every temporary (".<name>.<pid>.<rand>.tmp") so that a writer killed before
+            # removing it leaves something the next write's cleanup recognises as its own
+            old = cache_dir.parent / f".{cache_dir.name}-old.{os.getpid()}.{secrets.token_hex(4)}.tmp"
             os.replace(cache_dir, old)
         os.replace(tmp, cache_dir)
     except BaseException:

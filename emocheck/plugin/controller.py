@@ -92,14 +92,14 @@ def _finish(session, state: _State) -> None:
         with timing.phase("statistics", part="report files"):      # its figures are a phase of their own
             state.paths = rep.write_statistics(results, rows, families, settings, out_dir,
                                                session_started=state.started, registration=state.registration,
-                                               baseline=state.baseline_comparison)
+                                               baseline=state.baseline_comparison, notes=state.notes)
         state.times["report"] = time.perf_counter() - report_start
         timing.flush()
         state.paths["settings"] = session_json(session, state, results, rows, families, out_dir)
         with contextlib.suppress(OSError):    # older runs' timing files; session.json has this run's
             timing.prune(settings["results_dir"], str(settings["profile"]))
         # session.json was rewritten with the provenance record: seal the folder again (manifest, pruning).
-        rep.seal_statistics(out_dir, state.paths, results, settings, session_started=state.started)
+        rep.seal_statistics(out_dir, state.paths, results, settings, session_started=state.started, notes=state.notes)
     except (EmocheckError, OSError) as exc:
         # The preflight checked the folder; it can still fill up or vanish. One message, no INTERNALERROR.
         state.notes.append(f"statistics were NOT written ({type(exc).__name__}: {exc}); "

@@ -18,14 +18,19 @@ builtins, built on the xdist worker) per claim test and calls :func:`finalize` a
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from emocheck.errors import ConfigError
 from emocheck.storage import (RUN_STARTED, atomic_write_dataframe, atomic_write_json, atomic_write_text,
-                              file_lock, prune_older_than, stable_hash, write_manifest)
+                              file_lock, manifest_files, prune_by_manifest, stable_hash, write_manifest)
 from emocheck.plugin.tally import VERDICTS, _count, decision_n_cell, verdict_counts, verdict_tally  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 CORRECTIONS = ("bonferroni", "holm", "bh")
 # The claim's three p-values, each corrected within its family: no effect, effect > min_d, effect < min_d.
@@ -440,17 +445,20 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
 
 def write_statistics(results: list[dict], rows: list[dict], families: dict, settings: dict,
                      out_dir: str | Path, session_started: float | None = None,
-                     registration: dict | None = None, baseline=None) -> dict[str, Path]:
+                     registration: dict | None = None, baseline=None, notes: list[str] | None = None) -> dict[str, Path]:
     """Write every statistics file of the session into ``out_dir`` (atomically); returns the paths.
 
     The files describe exactly this session: they are rewritten, not merged with earlier runs
-    (claims not run this session do not appear), files an earlier session wrote (last written before
-    ``session_started``) are removed, and ``manifest.json`` records the sha256 of each file written
-    here (``emocheck.storage.verify_manifest`` / ``read_verified`` check them).
+    (claims not run this session do not appear), files an earlier session wrote (listed in the
+    previous ``manifest.json`` and not rewritten now) are removed, and ``manifest.json`` records the
+    sha256 of each file written here (``emocheck.storage.verify_manifest`` / ``read_verified`` check
+    them). Files emocheck did not write are never touched (one line in ``notes`` names them); a
+    statistics folder that is a symbolic link is refused before anything is written.
     """
     import pandas as pd
 
     out = Path(out_dir)
+    refuse_linked_statistics(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     with file_lock(out.parent / ".statistics"):
@@ -504,33 +512,62 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
         from emocheck.plugin.figures import family_forest_plots
         from emocheck.plugin.html_report import write_html
 
-        for old in out.glob("forest_*.png"):  # the files describe this session only
-            old.unlink()
         figures = family_forest_plots(rows, families, out)
         paths.update({f"forest_plot:{family}": path for family, path in figures.items()})
         paths["html"] = write_html(out / "report.html", rows, families, settings, results=results,
                                    registration=registration, figures=figures, validity=validity)
         paths["settings"] = out / "session.json"
         atomic_write_json(paths["settings"], {"settings": settings, "families": families})
-        _seal(out, paths, results, settings, session_started)
+        _seal(out, paths, results, settings, session_started, notes)
     return paths
 
 
-def _seal(out: Path, paths: dict, results: list[dict], settings: dict, session_started: float | None) -> None:
+# Files a phase writes into statistics/ during a session (phase 4's k selection of every model pair);
+# listed in the manifest when this session wrote them.
+PHASE_OUTPUTS = ("k_selection.csv",)
+
+
+def refuse_linked_statistics(out: str | Path) -> None:
+    """A statistics folder that is a symbolic link points at someone else's folder: emocheck rewrites
+    and prunes its own files there, so it refuses rather than touch the target."""
+    out = Path(out)
+    if out.is_symlink():
+        raise ConfigError(
+            f"the statistics folder {out} is a symbolic link (to {os.readlink(out)}); emocheck writes and prunes "
+            f"its files there and will not do so in another folder: replace the link with a folder of its own "
+            f"(remove the link, then mkdir {out}) or choose another results folder with --emocheck-results DIR")
+
+
+def _seal(out: Path, paths: dict, results: list[dict], settings: dict, session_started: float | None,
+          notes: list[str] | None = None) -> None:
+    started = RUN_STARTED if session_started is None else session_started
     written = [p for k, p in paths.items() if k not in ("samples", "manifest")]
     written += [out / "samples" / f"{safe_name(r['claim_id'])}.csv" for r in results if r.get("samples")]
+    for name in PHASE_OUTPUTS:
+        p = out / name
+        if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= started and p not in written:
+            written.append(p)
+    previous = manifest_files(out)      # what emocheck wrote here before: the only files it may remove
     paths["manifest"] = write_manifest(out, written, {"settings": settings})
     keep = {Path(p).relative_to(out).as_posix() for p in [*written, paths["manifest"]]}
-    prune_older_than(out, RUN_STARTED if session_started is None else session_started, keep=keep)
+    _, foreign = prune_by_manifest(out, previous, keep, started)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        line = (f"{out} holds {len(foreign)} file(s) emocheck did not write, left untouched: {shown} "
+                "(statistics/ is rewritten by every session; keep your own files elsewhere)")
+        log.warning(line)
+        if notes is not None and line not in notes:
+            notes.append(line)
 
 
 def seal_statistics(out_dir: str | Path, paths: dict, results: list[dict], settings: dict,
-                    session_started: float | None = None) -> None:
+                    session_started: float | None = None, notes: list[str] | None = None) -> None:
     """Re-record the manifest (and prune) after a file of ``paths`` was rewritten outside
     :func:`write_statistics` (the plugin's provenance ``session.json``)."""
     out = Path(out_dir)
+    refuse_linked_statistics(out)
     with file_lock(out.parent / ".statistics"):
-        _seal(out, paths, results, settings, session_started)
+        _seal(out, paths, results, settings, session_started, notes)
 
 
 def append_github_summary(markdown: str, summary_path: str | Path) -> None:
