@@ -18,6 +18,7 @@ import math
 import random
 from pathlib import Path
 
+from emocheck.plugin.questions import by_question, question_of
 from emocheck.storage import atomic_write_text
 
 FLUENCY_WORDS = ("fluen", "perplex", "ppl", "repeti", "distinct", "entropy", "coheren")
@@ -113,6 +114,46 @@ def _kv_table(pairs) -> str:
     return f"<table class='kv'>{body}</table>"
 
 
+def _score_line(side: dict, column: str) -> str:
+    parts = [f"{_e(column)} {_e(_f(side.get('score')))}"]
+    for key, label in (("nll", "NLL/token"), ("rep3", "rep3")):
+        if key in side:
+            parts.append(f"{label} {_e(_f(side.get(key)))}")
+    if "draw" in side:
+        parts.append(f"draw {_e(side['draw'])}")
+    return "<div class='sc'>" + " &middot; ".join(parts) + "</div>"
+
+
+def _continuation(side: dict, column: str) -> str:
+    prefix = f"<span class='pre'>[{_e(side['prefix'])}]</span> " if side.get("prefix") else ""
+    text = side.get("text")
+    shown = _e(text) if text else "<span class='none'>(empty continuation)</span>"
+    return f"<td>{prefix}{shown}{_score_line(side, column)}</td>"
+
+
+def examples_html(examples: dict | None) -> str:
+    """The claim's example continuations side by side (treated | control, one prompt a row) with the
+    rule that chose them; empty when the claim recorded none."""
+    if not examples or not examples.get("rows"):
+        return ""
+    column = str(examples.get("column") or "score")
+    n = examples.get("n_judged")
+    body = []
+    for ex in examples["rows"]:
+        where = (f"{_e(_f(ex.get('percentile')))}th percentile<br>rank {_e(ex.get('rank'))} of {_e(n)}"
+                 if ex.get("percentile") is not None else _e(ex.get("label", "")))
+        body.append(
+            f"<tr><td class='where'>{where}<br>difference {_e(_f(ex.get('difference')))}</td>"
+            f"<td class='prompt'>{_e(ex.get('prompt'))}<div class='sc'>prompt {_e(ex.get('sample_id'))}</div></td>"
+            f"{_continuation(ex.get('treated') or {}, column)}{_continuation(ex.get('control') or {}, column)}</tr>")
+    treated = _e((examples.get("treated") or "treated"))
+    control = _e((examples.get("control") or "control"))
+    return (f"<div class='examples'><h4>Example continuations: treated and control on the same prompt</h4>"
+            f"<p class='rule'>Chosen by a fixed rule, not by hand: {_e(examples.get('rule'))}.</p>"
+            f"<table class='ex'><tr><th></th><th>prompt</th><th>treated: <code>{treated}</code></th>"
+            f"<th>control: <code>{control}</code></th></tr>{''.join(body)}</table></div>")
+
+
 def _detail(row: dict, result: dict | None, registration: dict | None, figure_href: str | None) -> str:
     tr, co, labels = _distribution(result)
     reg = registration or {}
@@ -131,12 +172,17 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
     link = (f"<a href='{_e(row.get('samples_file'))}'>{_e(row.get('samples_file'))}</a>"
             if row.get("samples_file") else "no samples file")
     fig = f" &middot; <a href='#{_e(figure_href)}'>family forest plot</a>" if figure_href else ""
+    question = question_of(row.get("family"))
+    ex_link = (f" &middot; <b>examples</b> <a href='{_e(row.get('examples_file'))}'>{_e(row.get('examples_file'))}</a>"
+               if row.get("examples_file") else "")
     return (
         f"<div class='detail-body'><p class='statement'>{_e(row.get('statement'))}</p>"
-        f"<p><b>claim id</b> <code>{_e(row.get('claim_id'))}</code> &middot; <b>samples</b> {link}{fig}</p>"
+        f"<p class='question'>{_e(question.key)}: {_e(question.title)}</p>"
+        f"<p><b>claim id</b> <code>{_e(row.get('claim_id'))}</code> &middot; <b>samples</b> {link}{ex_link}{fig}</p>"
         f"<p><b>registration</b>: <span class='reg'>{_e(reg.get('status', row.get('registration')))}</span>"
         f" (spec {_e((row.get('spec_hash') or '-')[:12])}, registered {_e((row.get('registered_hash') or '-')[:12])})"
         f"</p>{change_table}"
+        f"{examples_html((result or {}).get('examples'))}"
         f"<div class='cols'><div><h4>{_e(labels[2])}</h4>{samples_svg(tr, co, labels=labels[:2])}</div>"
         f"<div><h4>verdict</h4>{_kv_table([('d [CI]', row.get('d_ci')), ('p raw', row.get('p_value')), ('p corrected', row.get('p_adjusted')), ('p(d>min_d) corrected', row.get('p_min_effect_adjusted')), ('min_d', row.get('min_d')), ('alternative', row.get('alternative')), ('paired', row.get('paired')), ('power', row.get('power'))])}</div>"
         f"<div><h4>controls</h4>{_kv_table(control_summary + controls)}</div>"
@@ -159,7 +205,8 @@ REGISTRATION_COL = 9
 SCRIPT = r"""
 (function(){
   const rows = Array.from(document.querySelectorAll('tr.claim'));
-  const sel = {model: document.getElementById('f-model'), family: document.getElementById('f-family'),
+  const sel = {question: document.getElementById('f-question'),
+               model: document.getElementById('f-model'), family: document.getElementById('f-family'),
                verdict: document.getElementById('f-verdict'), registration: document.getElementById('f-registration')};
   const text = document.getElementById('f-text');
   function apply(){
@@ -214,6 +261,13 @@ table.kv{border-collapse:collapse;font-size:12px} table.kv th,table.kv td{paddin
 pre{max-height:22em;overflow:auto;background:#fff;border:1px solid #ddd;padding:6px;font-size:11px}
 .banner{padding:6px 10px;border-radius:4px;background:#fff4e5;border:1px solid #f0c36d}
 .none{color:#888;margin:0} img.forest{max-width:100%;border:1px solid #ddd;margin-bottom:1em}
+tr.question th{background:#eef3f8;text-align:left;padding-top:6px} .plain{font-weight:normal;color:#555}
+p.question{color:#555;margin:2px 0}
+.examples{margin:6px 0 10px} p.rule{font-size:12px;color:#555;margin:2px 0 4px}
+table.ex{border-collapse:collapse;font-size:12px;width:100%;table-layout:fixed}
+table.ex th,table.ex td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left;white-space:pre-wrap}
+table.ex th:first-child,table.ex td:first-child{width:8em} table.ex td.prompt{width:22%}
+.sc{color:#555;font-size:11px;margin-top:3px;white-space:normal} .pre{color:#6a1b9a}
 """
 
 
@@ -260,6 +314,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         body_rows.append(
             f"<tr class='claim' id='c{i}' data-detail='d{i}' data-claim='{_e(row['claim_id'])}' "
             f"data-model='{_e(row.get('model') or '-')}' data-family='{_e(row.get('family'))}' "
+            f"data-question='{_e(question_of(row.get('family')).key)}' "
             f"data-verdict='{_e(verdict)}' data-registration='{_e(status)}'>{tds}</tr>"
             f"<tr class='detail' id='d{i}' hidden><td colspan='{len(COLUMNS)}'>"
             f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor)}</td></tr>")
@@ -288,8 +343,10 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         for j, (fam, path) in enumerate(sorted(figures.items())) if Path(path).is_file())
     summary = _family_summary(rows)
     fam_rows = "".join(
-        f"<tr><td>{_e(name)}</td><td>{_e(f.get('declared'))}</td><td>{_e(f.get('run'))}</td>"
-        f"<td>{'yes' if f.get('membership_changed') else 'no'}</td></tr>" for name, f in sorted(families.items()))
+        _question_row(q, 4) + "".join(
+            f"<tr><td>{_e(name)}</td><td>{_e(families[name].get('declared'))}</td><td>{_e(families[name].get('run'))}</td>"
+            f"<td>{'yes' if families[name].get('membership_changed') else 'no'}</td></tr>" for name in names)
+        for q, names in by_question(families))
     settings_line = " | ".join(f"{_e(k)}: {_e(v)}" for k, v in settings.items())
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>emocheck report</title>"
@@ -297,6 +354,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         f"<h1>emocheck report: {supported} of {len(rows)} claims supported</h1><p>{settings_line}</p>{banner}"
         + summary +
         "<div class='filters'>"
+        + _options("question", [question_of(r.get("family")).key for r in rows])
         + _options("model", [r.get("model") or "-" for r in rows])
         + _options("family", [r.get("family") for r in rows])
         + _options("verdict", [str(r.get("verdict") or "-") for r in rows])
@@ -313,8 +371,14 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
     )
 
 
+def _question_row(question, colspan: int) -> str:
+    return (f"<tr class='question'><th colspan='{colspan}'>{_e(question.key)}: {_e(question.title)} "
+            f"<span class='plain'>{_e(question.plain)}</span></th></tr>")
+
+
 def _family_summary(rows: list[dict]) -> str:
-    """Supported / judged per family and model: the first thing a reader looks for."""
+    """Supported / judged per family and model, families under the research question they answer: the
+    first thing a reader looks for."""
     models = sorted({str(r.get("model") or "-") for r in rows})
     cells: dict[str, dict[str, list[int]]] = {}
     for r in rows:
@@ -323,10 +387,12 @@ def _family_summary(rows: list[dict]) -> str:
         c[1] += 1
     head = "".join(f"<th>{_e(m)}</th>" for m in models)
     body = "".join(
-        f"<tr><td>{_e(fam)}</td>" + "".join(
-            f"<td>{by[m][0]} / {by[m][1]}</td>" if m in by else "<td>-</td>" for m in models) + "</tr>"
-        for fam, by in sorted(cells.items()))
-    return ("<details open><summary><b>Supported / judged, by family and model</b></summary>"
+        _question_row(q, len(models) + 1) + "".join(
+            f"<tr><td>{_e(fam)}</td>" + "".join(
+                f"<td>{cells[fam][m][0]} / {cells[fam][m][1]}</td>" if m in cells[fam] else "<td>-</td>"
+                for m in models) + "</tr>" for fam in fams)
+        for q, fams in by_question(cells))
+    return ("<details open><summary><b>Supported / judged, by research question, family and model</b></summary>"
             f"<table class='kv summary'><tr><th>family</th>{head}</tr>{body}</table></details>")
 
 

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from emocheck.plugin.questions import by_question
 from emocheck.storage import (RUN_STARTED, atomic_write_dataframe, atomic_write_json, atomic_write_text,
                               file_lock, prune_older_than, stable_hash, write_manifest)
 
@@ -184,6 +185,7 @@ def finalize(results: Iterable[dict], correction: str = "holm") -> tuple[list[di
             row[f"p_{method}"] = adj[f"p_{method}"] if adj else float("nan")
             row[f"p_min_effect_{method}"] = adj[f"p_min_effect_{method}"] if adj else float("nan")
         row["samples_file"] = f"samples/{safe_name(r['claim_id'])}.csv" if r.get("samples") else ""
+        row["examples_file"] = examples_file(r) or ""
         for key, value in sorted((r.get("metrics") or {}).items()):
             row[f"metric_{key}"] = value
         rows.append(row)
@@ -300,6 +302,11 @@ def power_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def examples_file(result: dict) -> str | None:
+    """``examples/<claim>.json`` (relative to the statistics folder) when the claim recorded examples."""
+    return f"examples/{safe_name(result['claim_id'])}.json" if (result.get("examples") or {}).get("rows") else None
+
+
 def _samples_frame(result: dict):
     import pandas as pd
 
@@ -363,14 +370,65 @@ def registration_markdown(rows: list[dict], families: dict, registration: dict |
     return lines + [""]
 
 
+def _md_text(text, width: int = 160) -> str:
+    """One line of continuation text for a Markdown table cell or list item."""
+    text = " ".join(str(text or "").split()).replace("|", "\\|")
+    return _shorten(text, width) if text else "(empty)"
+
+
+def examples_markdown(rows: list[dict], results: list[dict]) -> list[str]:
+    """One example per claim that recorded examples (the median-difference prompt, else the middle row
+    shown), with a link to all of them; empty when no claim recorded any."""
+    by_id = {r["claim_id"]: r for r in results}
+    lines = []
+    for row in rows:
+        ex = (by_id.get(row["claim_id"]) or {}).get("examples") or {}
+        shown = ex.get("rows") or []
+        if not shown:
+            continue
+        one = next((e for e in shown if e.get("percentile") == 50), shown[len(shown) // 2])
+        col = ex.get("column", "score")
+        t, c = one.get("treated") or {}, one.get("control") or {}
+
+        def side(s):
+            pre = f"[{_md_text(s.get('prefix'), 60)}] " if s.get("prefix") else ""
+            return (f"`{s.get('condition')}` ({col} {_fmt_num(s.get('score'))}, NLL {_fmt_num(s.get('nll'))}): "
+                    f"{pre}{_md_text(s.get('text'))}")
+
+        lines += [f"- **{row['short_id']}** ({row['verdict']}, d = {_fmt_num(row.get('d'))}); prompt "
+                  f"{one.get('sample_id')}, rank {one.get('rank')} of {ex.get('n_judged')} by treated - control: "
+                  f"\"{_md_text(one.get('prompt'), 100)}\"",
+                  f"  - treated {side(t)}", f"  - control {side(c)}",
+                  f"  - all {len(shown)} examples: [{row['examples_file']}]({row['examples_file']})"]
+    if not lines:
+        return []
+    return (["## Example continuations", "",
+             "For each claim about generated text: the continuation at the median prompt (the prompt whose "
+             "treated - control difference is the median among the judged prompts), treated and control on that "
+             "prompt. report.html shows the 10th, 50th and 90th percentile prompts side by side; the rule is "
+             "fixed, so these are not picked by hand.", "", "<details><summary>one example per claim</summary>",
+             ""] + lines + ["", "</details>", ""])
+
+
+def _fmt_num(x) -> str:
+    v = _num(x)
+    return "-" if math.isnan(v) else f"{v:.3g}"
+
+
 def render_markdown(rows: list[dict], families: dict, settings: dict, registration: dict | None = None,
-                    validity=None) -> str:
+                    validity=None, results: list[dict] | None = None) -> str:
     lines = ["# emocheck statistics report", ""]
     lines += ["## Session", ""] + session_settings_lines(settings) + [""]
     supported = sum(r["verdict"] == "supported" for r in rows)
     lines += [f"**{supported} of {len(rows)} claims supported** "
               f"({settings.get('correction')} correction within declared families, alpha = {settings.get('alpha')}).", ""]
-    lines += ["## Claims", "", format_table(rows, tablefmt="github", statement_width=200), ""]
+    lines += ["## Claims", "", "Grouped by the research question each claim family answers.", ""]
+    for question, fams in by_question(sorted({r["family"] for r in rows})):
+        members = [r for r in rows if r["family"] in fams]
+        n_sup = sum(r["verdict"] == "supported" for r in members)
+        lines += [f"### {question.key}: {question.title}", "", f"{question.plain} **{n_sup} of {len(members)} "
+                  f"claims supported.**", "", format_table(members, tablefmt="github", statement_width=200), ""]
+    lines += examples_markdown(rows, results or [])
     late = not_supported_after_correction(rows)
     if late:
         lines += ["### Not supported after correction", ""]
@@ -384,13 +442,18 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
         from emocheck.evaluators.validity import validity_markdown
 
         lines += validity_markdown(validity)
-    lines += ["## Families", "", format_families(families, tablefmt="github"), ""]
+    lines += ["## Families", ""]
+    for question, names in by_question(families):
+        lines += [f"**{question.key}: {question.title}**", "",
+                  format_families({n: families[n] for n in names}, tablefmt="github"), ""]
     lines += ["## How the verdict is reached", "", VERDICT_TEXT, ""]
     lines += ["## Files", "",
               "- `effect_sizes.csv`: one row per claim, every number, all three corrections, `metric_*` columns",
               "- `power_analysis.csv` / `power_analysis.json`: planning power of the rule that decides (min-effect "
               "test at alpha / m): detectable d at 80% power, n needed when d exceeds min_d by 0.2/0.3/0.5",
               "- `samples/<claim>.csv`: the per-sample values behind each claim",
+              "- `examples/<claim>.json`: a claim's example continuations (treated and control on the same "
+              "prompts, chosen by the rule stated in the file), for claims about generated text",
               "- `forest_<family>-<hash>.png`: one forest plot per family (d with its CI per claim, a panel "
               "per model, dashed min_d, grey null band)",
               "- `report.html`: this report with sorting, filtering and per-claim details (self-contained)",
@@ -457,7 +520,11 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
             paths["instrument_validity"] = out / VALIDITY_FILE
             paths["instrument_validity_meta"] = sidecar_path(out / VALIDITY_FILE)
         paths["report"] = out / "report.md"
-        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration, validity))
+        for r in results:
+            if examples_file(r):
+                atomic_write_json(out / examples_file(r), r["examples"])
+        atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration, validity,
+                                                           results=results))
         from emocheck.plugin.figures import family_forest_plots
         from emocheck.plugin.html_report import write_html
 
@@ -476,6 +543,7 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
 def _seal(out: Path, paths: dict, results: list[dict], settings: dict, session_started: float | None) -> None:
     written = [p for k, p in paths.items() if k not in ("samples", "manifest")]
     written += [out / "samples" / f"{safe_name(r['claim_id'])}.csv" for r in results if r.get("samples")]
+    written += [out / examples_file(r) for r in results if examples_file(r)]
     paths["manifest"] = write_manifest(out, written, {"settings": settings})
     keep = {Path(p).relative_to(out).as_posix() for p in [*written, paths["manifest"]]}
     prune_older_than(out, RUN_STARTED if session_started is None else session_started, keep=keep)
