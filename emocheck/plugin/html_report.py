@@ -74,9 +74,12 @@ def samples_svg(treated: list[float], control: list[float], width: int = 360, he
         drawn = sorted(finite)
         if len(drawn) > MAX_POINTS:
             drawn = [drawn[round(i * (len(drawn) - 1) / (MAX_POINTS - 1))] for i in range(MAX_POINTS)]
-        for v in drawn:
-            parts.append(f"<circle cx='{x(v):.1f}' cy='{y0 + rng.uniform(-8, 8):.1f}' r='2' "
-                         f"fill='{colour}' fill-opacity='0.55'/>")
+        if drawn:
+            # One path of zero-length round-capped segments, one dot per value: about 12 bytes a point
+            # where a <circle> element took 70 (the page's size is mostly these strips).
+            dots = "".join(f"M{x(v):.0f} {y0 + rng.uniform(-8, 8):.0f}h0" for v in drawn)
+            parts.append(f"<path class='dots' d='{dots}' stroke='{colour}' stroke-opacity='0.55' stroke-width='4' "
+                         "stroke-linecap='round' fill='none'/>")
         if finite:
             m = sum(finite) / len(finite)
             parts.append(f"<line x1='{x(m):.1f}' x2='{x(m):.1f}' y1='{y0 - 12}' y2='{y0 + 12}' "
@@ -154,7 +157,58 @@ def examples_html(examples: dict | None) -> str:
             f"<th>control: <code>{control}</code></th></tr>{''.join(body)}</table></div>")
 
 
-def _detail(row: dict, result: dict | None, registration: dict | None, figure_href: str | None) -> str:
+#: a spec value (code hashes, data hashes, profile) longer than this that several claims share is listed once
+SHARED_MIN_CHARS = 200
+
+
+def _spec_of(row: dict, result: dict | None, registration: dict | None):
+    return (registration or {}).get("spec") or ((result or {}).get("registration_spec") or {}).get("spec")
+
+
+def _part_json(value) -> str:
+    return json.dumps(value, indent=1, sort_keys=True)
+
+
+def shared_spec_parts(specs) -> dict[str, tuple[str, str]]:
+    """{part JSON: (part id, its key)} for every long top-level spec value that two or more claims share
+    (most of a spec is the hashes of the code and data a claim uses, the same for a whole module)."""
+    counts: dict[str, list] = {}
+    for spec in specs:
+        for key, value in sorted((spec or {}).items()):
+            text = _part_json(value)
+            if len(text) > SHARED_MIN_CHARS:
+                counts.setdefault(text, [key, 0])[1] += 1
+    shared = [(text, key) for text, (key, n) in counts.items() if n > 1]
+    return {text: (f"S{i + 1}", key) for i, (text, key) in enumerate(shared)}
+
+
+def _spec_html(spec, shared: dict[str, tuple[str, str]]) -> str:
+    if not spec:
+        return "<pre>-</pre>"
+    shown, links = {}, []
+    for key, value in spec.items():
+        ref = shared.get(_part_json(value))
+        if ref:
+            size = len(value) if isinstance(value, (dict, list)) else 1
+            shown[key] = f"shared part {ref[0]} ({size} entries; listed once under 'Spec parts shared by several claims')"
+            links.append(f"<a href='#spec-{ref[0]}'>{ref[0]} ({_e(key)})</a>")
+        else:
+            shown[key] = value
+    link_line = f"<p>shared parts: {', '.join(links)}</p>" if links else ""
+    return f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre>{link_line}"
+
+
+def _shared_parts_section(shared: dict[str, tuple[str, str]]) -> str:
+    if not shared:
+        return ""
+    body = "".join(f"<details id='spec-{pid}'><summary>{pid}: <code>{_e(key)}</code></summary><pre>{_e(text)}</pre></details>"
+                   for text, (pid, key) in shared.items())
+    return ("<h2>Spec parts shared by several claims</h2><p>Parts of the claims' specs (what each spec hash covers) "
+            f"that several claims have in common, listed once.</p>{body}")
+
+
+def _detail(row: dict, result: dict | None, registration: dict | None, figure_href: str | None,
+            shared: dict[str, tuple[str, str]] | None = None) -> str:
     tr, co, labels = _distribution(result)
     reg = registration or {}
     changes = reg.get("changes") or []
@@ -163,7 +217,7 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
         f"<td>{_e(json.dumps(c.get('to')))}</td></tr>" for c in changes)
     change_table = (f"<table class='kv'><tr><th>field</th><th>registered</th><th>now</th></tr>{change_rows}</table>"
                     if changes else "")
-    spec = reg.get("spec") or ((result or {}).get("registration_spec") or {}).get("spec")
+    spec = _spec_of(row, result, registration)
     fluency = _metrics(row, FLUENCY_WORDS)
     controls = _metrics(row, CONTROL_WORDS)
     control_summary = [("n control", row.get("n_control")), ("mean control", row.get("mean_control")),
@@ -188,7 +242,7 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
         f"<div><h4>controls</h4>{_kv_table(control_summary + controls)}</div>"
         f"<div><h4>fluency</h4>{_kv_table(fluency)}</div></div>"
         f"<details><summary>all metrics</summary>{_kv_table(others)}</details>"
-        f"<details><summary>spec (what the hash covers)</summary><pre>{_e(json.dumps(spec, indent=1, sort_keys=True) if spec else '-')}</pre></details>"
+        f"<details><summary>spec (what the hash covers)</summary>{_spec_html(spec, shared or {})}</details>"
         "</div>"
     )
 
@@ -271,6 +325,28 @@ table.ex th:first-child,table.ex td:first-child{width:8em} table.ex td.prompt{wi
 """
 
 
+#: colours kept in an embedded forest plot: its lines, points, bands and anti-aliased text fit in 32
+PNG_COLOURS = 32
+
+
+def embedded_png(path) -> bytes:
+    """The figure as embedded in the page: a 32-colour palette PNG (about a third of matplotlib's RGBA
+    file, same pixels size; the file on disk stays as drawn). Falls back to the file's bytes."""
+    import io
+
+    data = Path(path).read_bytes()
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            small = im.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT)
+            out = io.BytesIO()
+            small.save(out, "PNG", optimize=True)
+    except Exception:  # noqa: BLE001 - an image the palette step cannot read is embedded as it is
+        return data
+    return out.getvalue() if len(out.getvalue()) < len(data) else data
+
+
 def _options(name: str, values) -> str:
     opts = "".join(f"<option value='{_e(v)}'>{_e(v)}</option>" for v in sorted(set(values)))
     return f"<label>{name} <select id='f-{name}'><option value=''>all</option>{opts}</select></label>"
@@ -284,6 +360,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
     reg_claims = reg.get("claims") or {}
     figures = figures or {}
     fig_index = {fam: j for j, fam in enumerate(sorted(figures))}
+    shared = shared_spec_parts(_spec_of(r, by_id.get(r["claim_id"]), reg_claims.get(r["claim_id"])) for r in rows)
     body_rows = []
     for i, row in enumerate(rows):
         verdict = str(row.get("verdict") or "-")
@@ -317,7 +394,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
             f"data-question='{_e(question_of(row.get('family')).key)}' "
             f"data-verdict='{_e(verdict)}' data-registration='{_e(status)}'>{tds}</tr>"
             f"<tr class='detail' id='d{i}' hidden><td colspan='{len(COLUMNS)}'>"
-            f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor)}</td></tr>")
+            f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor, shared)}</td></tr>")
     head = "".join(f"<th data-col='{j}' data-key='{COLUMN_KEYS[j]}' data-kind='{kind}'>{_e(name)}</th>"
                    for j, (name, kind) in enumerate(COLUMNS))
     supported = sum(r.get("verdict") == "supported" for r in rows)
@@ -339,7 +416,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
                      if changed_fams else "") + "</p>")
     figs = "".join(
         f"<h3 id='fig-{j}'>{_e(fam)}</h3><img class='forest' alt='forest plot of {_e(fam)}' "
-        f"src='data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}'>"
+        f"src='data:image/png;base64,{base64.b64encode(embedded_png(path)).decode()}'>"
         for j, (fam, path) in enumerate(sorted(figures.items())) if Path(path).is_file())
     summary = _family_summary(rows)
     fam_rows = "".join(
@@ -367,6 +444,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         "<h2>Families</h2><table class='kv'><tr><th>family</th><th>declared</th><th>run</th>"
         f"<th>membership changed since lock</th></tr>{fam_rows}</table>"
         f"<h2>Forest plots</h2>{figs or '<p class=none>nothing to plot</p>'}"
+        + _shared_parts_section(shared) +
         f"<script>{SCRIPT}</script></body></html>"
     )
 

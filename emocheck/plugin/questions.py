@@ -45,7 +45,7 @@ def question_of(family: str) -> Question:
     """The question a family answers (OTHER when its name has no known prefix)."""
     name = str(family or "").lower()
     for q in QUESTIONS:
-        if any(name.startswith(p) for p in q.prefixes):
+        if any(name.startswith(p) or name == p.rstrip("_") for p in q.prefixes):
             return q
     return OTHER
 
