@@ -184,3 +184,26 @@ def test_examples_reach_the_files_the_html_and_the_markdown(pytester, monkeypatc
     assert "## Example continuations" in md and f"[{ex_file}]({ex_file})" in md
     assert f"plain {median['sample_id']}" in md and f"rank {median['rank']} of 11" in md
     assert md.index("### Q1: Where is emotion") < md.index("### Q3: Does steering")
+
+
+def test_spec_parts_shared_by_claims_are_listed_once():
+    from emocheck.plugin import html_report as html
+    from emocheck.plugin import report as rep
+    from tests.test_report import make_result
+
+    code = {f"emocheck/module_{i}.py::function_{i}": f"{i:064x}" for i in range(40)}
+    rng = np.random.default_rng(0)
+    results = []
+    for i in range(3):
+        r = make_result(f"h/test_q1.py::test_x[{i}]", "q1_x", 3, rng.normal(1, 1, 10), rng.normal(0, 1, 10))
+        r["registration_spec"] = {"spec": {"claim": {"min_d": 0.1 * i}, "code": code, "params": {"i": i}}}
+        results.append(r)
+    rows, families = rep.finalize(results, "holm")
+    page = html.render_html(rows, families, {"profile": "t"}, results=results)
+    assert page.count("function_39") == 1                        # the shared code hashes: once in the page
+    assert page.count("shared part S1 (40 entries") == 3 and page.count("<details id='spec-S1'>") == 1
+    assert "&quot;" not in page.split("<h2>Spec parts shared")[1]   # JSON in <pre> needs no escaped quotes
+    for i in range(3):                                           # what differs stays in each claim's own spec
+        assert f'"i": {i}' in page
+    alone = html.render_html(rows[:1], families, {"profile": "t"}, results=results[:1])
+    assert alone.count("function_39") == 1 and "shared part" not in alone   # one claim: nothing to share

@@ -47,6 +47,11 @@ def _e(x) -> str:
     return html.escape("-" if x is None or x == "" else str(x), quote=True)
 
 
+def _text(x: str) -> str:
+    """Escaped for element content (quotes need no escaping there: a spec's JSON stays readable and small)."""
+    return html.escape(x, quote=False)
+
+
 MAX_POINTS = 150
 
 
@@ -195,13 +200,13 @@ def _spec_html(spec, shared: dict[str, tuple[str, str]]) -> str:
         else:
             shown[key] = value
     link_line = f"<p>shared parts: {', '.join(links)}</p>" if links else ""
-    return f"<pre>{_e(json.dumps(shown, indent=1, sort_keys=True))}</pre>{link_line}"
+    return f"<pre>{_text(json.dumps(shown, indent=1, sort_keys=True))}</pre>{link_line}"
 
 
 def _shared_parts_section(shared: dict[str, tuple[str, str]]) -> str:
     if not shared:
         return ""
-    body = "".join(f"<details id='spec-{pid}'><summary>{pid}: <code>{_e(key)}</code></summary><pre>{_e(text)}</pre></details>"
+    body = "".join(f"<details id='spec-{pid}'><summary>{pid}: <code>{_e(key)}</code></summary><pre>{_text(text)}</pre></details>"
                    for text, (pid, key) in shared.items())
     return ("<h2>Spec parts shared by several claims</h2><p>Parts of the claims' specs (what each spec hash covers) "
             f"that several claims have in common, listed once.</p>{body}")
