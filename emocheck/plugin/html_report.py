@@ -3,10 +3,14 @@
 A claims table that sorts (click a column header) and filters (model, family, verdict,
 registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``,
 ``#sort=d&dir=desc`` sorts by effect size, largest first (column keys: COLUMN_KEYS, or a column number), ``#open=<claim id>`` opens a claim);
-clicking a claim opens its statement, registration status with the changed fields, the per-sample
+clicking a claim opens its statement and research question, registration status with the changed
+fields, for a claim about generated text its example continuations (treated and control on the same
+prompts, chosen by the rule the claim states; ``emocheck.patching.examples``), the per-sample
 distribution of treated and control as a small inline SVG, its controls and fluency metrics, every
-metric, its spec, and a link to its samples file. The per-family forest plots are embedded as data
-URIs. The page keeps the number of visible claims in ``#visible-count`` and ``body[data-visible]``
+metric, its spec (long parts several claims share are listed once at the end of the page), and links
+to its samples and examples files. Families are grouped under the research question they answer
+(``emocheck.plugin.questions``; also a filter). The per-family forest plots are embedded as data URIs
+(32-colour PNGs). The page keeps the number of visible claims in ``#visible-count`` and ``body[data-visible]``
 (what the headless-browser test reads).
 """
 from __future__ import annotations
@@ -166,7 +170,7 @@ def examples_html(examples: dict | None) -> str:
 SHARED_MIN_CHARS = 200
 
 
-def _spec_of(row: dict, result: dict | None, registration: dict | None):
+def _spec_of(result: dict | None, registration: dict | None):
     return (registration or {}).get("spec") or ((result or {}).get("registration_spec") or {}).get("spec")
 
 
@@ -222,7 +226,7 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
         f"<td>{_e(json.dumps(c.get('to')))}</td></tr>" for c in changes)
     change_table = (f"<table class='kv'><tr><th>field</th><th>registered</th><th>now</th></tr>{change_rows}</table>"
                     if changes else "")
-    spec = _spec_of(row, result, registration)
+    spec = _spec_of(result, registration)
     fluency = _metrics(row, FLUENCY_WORDS)
     controls = _metrics(row, CONTROL_WORDS)
     control_summary = [("n control", row.get("n_control")), ("mean control", row.get("mean_control")),
@@ -365,7 +369,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
     reg_claims = reg.get("claims") or {}
     figures = figures or {}
     fig_index = {fam: j for j, fam in enumerate(sorted(figures))}
-    shared = shared_spec_parts(_spec_of(r, by_id.get(r["claim_id"]), reg_claims.get(r["claim_id"])) for r in rows)
+    shared = shared_spec_parts(_spec_of(by_id.get(r["claim_id"]), reg_claims.get(r["claim_id"])) for r in rows)
     body_rows = []
     for i, row in enumerate(rows):
         verdict = str(row.get("verdict") or "-")
