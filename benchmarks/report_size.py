@@ -1,6 +1,7 @@
 """How big report.html is, what makes it big, and the same session rendered by another version of the code.
 
     python benchmarks/report_size.py results/ci/statistics [--lock preregistration.json] [--baseline-rev REV]
+    python benchmarks/report_size.py --synthetic-from-lock preregistration.json [--profile ci]
 
 1. Breaks the folder's report.html down by part: embedded PNG forest plots, the per-claim distribution
    strips (inline SVG), the per-claim spec blocks, the example continuations, everything else.
@@ -9,6 +10,10 @@
    renders the page twice in this process: with the html_report module of ``--baseline-rev`` (default
    HEAD~, any git revision; loaded from ``git show``) and with the current one. Prints both sizes, their
    ratio, and the breakdown of each, so a change is measured on the same inputs.
+3. ``--synthetic-from-lock``: without a session at that scale, every claim of a profile's lock (its real
+   claim ids, families and specs) gets synthetic samples of 200 treated and 200 control values (more
+   than the 150 a strip draws, so every strip is full: the per-claim upper bound) and the forest plots
+   are drawn from them; then step 2's comparison.
 """
 from __future__ import annotations
 
@@ -90,6 +95,38 @@ def rebuild(stats: Path, lock: Path | None):
     return rows, families, settings, results, {"claims": {}, "lock": None}
 
 
+def synthetic(lock: Path, profile: str, out: Path):
+    """(rows, families, settings, results, registration, figures) for every claim in the lock."""
+    import numpy as np
+
+    from emocheck.plugin import report as rep
+    from emocheck.plugin.figures import family_forest_plots
+    from emocheck.stats import compare
+
+    entry = json.loads(lock.read_text())["profiles"][profile]
+    declared = {fam: len(members) for fam, members in (entry.get("families") or {}).items()}
+    results = []
+    for i, (cid, rec) in enumerate(sorted(entry["claims"].items())):
+        spec = rec["spec"]
+        claim = spec.get("claim") or {}
+        rng = np.random.default_rng(i)
+        t, c = rng.normal(0.4, 1, 200), rng.normal(0, 1, 200)
+        model = str((spec.get("params") or {}).get("model_name", ""))
+        results.append({"claim_id": cid, "short_id": cid.split("/")[-1], "module": cid.split("::")[0],
+                        "family": claim.get("family", "f"), "family_size": declared.get(claim.get("family"), 1),
+                        "statement": claim.get("statement", cid), "model": model, "params": spec.get("params") or {},
+                        "settings": {"paired": False, "alternative": "greater", "min_d": claim.get("min_d", 0.0),
+                                     "alpha": 0.05, "ci_method": "analytic", "n_resamples": 200, "seed": i},
+                        "status": "ok", "error": None, "kind": "samples",
+                        "comparison": compare(t, c, min_d=claim.get("min_d", 0.0)).to_dict(),
+                        "metrics": {"auc": 0.6, "fluency_nll_diff": 0.1, "random_control_mean": 0.0},
+                        "samples": {"treated": t.tolist(), "control": c.tolist(), "sample_ids": None},
+                        "registration_spec": {"spec": spec}})
+    rows, families = rep.finalize(results, "holm")
+    figures = family_forest_plots(rows, families, out)
+    return rows, families, {"profile": profile}, results, {"claims": {}, "lock": None}, figures
+
+
 def load_html_module(rev: str):
     source = subprocess.run(["git", "show", f"{rev}:emocheck/plugin/html_report.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
@@ -107,27 +144,29 @@ def _mb(n: int) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("statistics", type=Path)
+    ap.add_argument("statistics", type=Path, nargs="?")
+    ap.add_argument("--synthetic-from-lock", type=Path, default=None, help="render every claim of this lock, synthetic samples")
+    ap.add_argument("--profile", default="ci", help="the lock's profile for --synthetic-from-lock")
     ap.add_argument("--lock", type=Path, default=None, help="pre-registration lock with the claims' specs")
     ap.add_argument("--baseline-rev", default="HEAD~", help="git revision whose html_report is the baseline")
     args = ap.parse_args(argv)
     stats = args.statistics
-    page = stats / "report.html"
+    page = stats / "report.html" if stats else Path("/nonexistent")
     if page.is_file():
         text = page.read_text(encoding="utf-8")
         print(f"{page}: {_mb(len(text.encode()))}, {text.count(chr(60) + 'tr class=' + chr(39) + 'claim')} claims")
         for name, n in breakdown(text).items():
             print(f"  {name:28s} {_mb(n)}")
-    rows, families, settings, results, registration = rebuild(stats, args.lock)
     from emocheck.plugin import html_report as current
+    from emocheck.plugin.figures import figure_name
 
-    figures = {}
-    for r in rows:
-        from emocheck.plugin.figures import figure_name
-
-        path = stats / figure_name(r["family"])
-        if path.is_file():
-            figures[r["family"]] = path
+    if args.synthetic_from_lock:
+        rows, families, settings, results, registration, figures = synthetic(
+            args.synthetic_from_lock, args.profile, Path(tempfile.mkdtemp()))
+    else:
+        rows, families, settings, results, registration = rebuild(stats, args.lock)
+        figures = {r["family"]: stats / figure_name(r["family"]) for r in rows
+                   if (stats / figure_name(r["family"])).is_file()}
     baseline = load_html_module(args.baseline_rev)
     sizes = {}
     for name, module in ((f"baseline ({args.baseline_rev})", baseline), ("current", current)):
@@ -139,8 +178,9 @@ def main(argv=None) -> int:
         for part, n in breakdown(text).items():
             print(f"  {part:28s} {_mb(n)}")
     base, cur = sizes.values()
+    lock = args.lock or args.synthetic_from_lock
     print(f"current / baseline = {cur / base:.3f} ({len(rows)} claims, {len(figures)} forest plots, "
-          f"specs {'from ' + str(args.lock) if args.lock else 'not available (no --lock)'})")
+          f"specs {'from ' + str(lock) if lock else 'not available (no --lock)'})")
     return 0
 
 

@@ -85,7 +85,7 @@ def samples_svg(treated: list[float], control: list[float], width: int = 360, he
             drawn = [drawn[round(i * (len(drawn) - 1) / (MAX_POINTS - 1))] for i in range(MAX_POINTS)]
         if drawn:
             # One path of zero-length round-capped segments, one dot per value: about 12 bytes a point
-            # where a <circle> element took 70 (the page's size is mostly these strips).
+            # where a <circle> element took 70 (at ci the strips were about half of the page).
             dots = "".join(f"M{x(v):.0f} {y0 + rng.uniform(-8, 8):.0f}h0" for v in drawn)
             parts.append(f"<path class='dots' d='{dots}' stroke='{colour}' stroke-opacity='0.55' stroke-width='4' "
                          "stroke-linecap='round' fill='none'/>")
@@ -129,7 +129,7 @@ def _kv_table(pairs) -> str:
 def _score_line(side: dict, column: str) -> str:
     parts = [f"{_e(column)} {_e(_f(side.get('score')))}"]
     for key, label in (("nll", "NLL/token"), ("rep3", "rep3")):
-        if key in side:
+        if key in side and key != column:
             parts.append(f"{label} {_e(_f(side.get(key)))}")
     if "draw" in side:
         parts.append(f"draw {_e(side['draw'])}")
@@ -348,7 +348,7 @@ def embedded_png(path) -> bytes:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
-            small = im.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.MEDIANCUT)
+            small = im.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
             out = io.BytesIO()
             small.save(out, "PNG", optimize=True)
     except Exception:  # noqa: BLE001 - an image the palette step cannot read is embedded as it is

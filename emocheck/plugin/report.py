@@ -392,8 +392,8 @@ def examples_markdown(rows: list[dict], results: list[dict]) -> list[str]:
 
         def side(s):
             pre = f"[{_md_text(s.get('prefix'), 60)}] " if s.get("prefix") else ""
-            return (f"`{s.get('condition')}` ({col} {_fmt_num(s.get('score'))}, NLL {_fmt_num(s.get('nll'))}): "
-                    f"{pre}{_md_text(s.get('text'))}")
+            nll = "" if col == "nll" else f", NLL {_fmt_num(s.get('nll'))}"
+            return f"`{s.get('condition')}` ({col} {_fmt_num(s.get('score'))}{nll}): {pre}{_md_text(s.get('text'))}"
 
         lines += [f"- **{row['short_id']}** ({row['verdict']}, d = {_fmt_num(row.get('d'))}); prompt "
                   f"{one.get('sample_id')}, rank {one.get('rank')} of {ex.get('n_judged')} by treated - control: "
