@@ -25,6 +25,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# A first verdict in about two minutes: a few real Q1 and Q3 claims on SmolLM2 (emocheck quickstart).
+quickstart: install
+	$(VENV)/bin/emocheck quickstart
+
 claims: install
 	$(VENV)/bin/python -m pytest hypotheses/ --emocheck-profile $(PROFILE) $(PYTEST_ARGS)
 
@@ -34,4 +38,4 @@ test: install
 bench: install
 	$(VENV)/bin/python benchmarks/bench_extraction.py
 
-.PHONY: install claims test bench
+.PHONY: install quickstart claims test bench

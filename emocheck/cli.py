@@ -6,6 +6,7 @@
     emocheck compare     A B [--top N] [--allow-missing] [--max-d-diff X]   verdict and d changes; exit 1 on a change
     emocheck cache       list|size|verify|clear [--profile P] [--model M] [--results DIR] [--model-cache DIR]
     emocheck export      --model M --emotion E --layer L [--format gguf|steering-vectors] --out PATH
+    emocheck quickstart  [-- PYTEST ARGS]                    a first verdict: a few Q1 and Q3 claims on SmolLM2
 
 preregister / status / claims are thin layers over ``pytest`` with the plugin's flags
 (``--emocheck-preregister``, ``--emocheck-registration-status``), so a study registered with either
@@ -97,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", dest="fmt", default="gguf", choices=("gguf", "steering-vectors"))
     p.add_argument("--out", required=True, metavar="PATH")
     _roots(p)
+
+    p = sub.add_parser("quickstart", help="run a few real Q1 and Q3 claims on SmolLM2 (profile quickstart, about "
+                       "two minutes on 2 cores) and say where the report is and how to go on")
     return ap
 
 
@@ -242,6 +246,63 @@ def run_export(ns: argparse.Namespace) -> int:
     return 0
 
 
+class _SessionCollector:
+    """Reads the finished session's claims and report paths off the plugin state."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.paths: dict = {}
+
+    def pytest_sessionfinish(self, session) -> None:
+        from emocheck.plugin.state import STATE_KEY
+
+        state = session.config.stash.get(STATE_KEY, None)
+        self.rows = list(getattr(state, "rows", None) or [])
+        self.paths = dict(getattr(state, "paths", None) or {})
+
+
+def quickstart_args(extra: list[str]) -> list[str]:
+    from emocheck.profiles import QUICKSTART_CLAIMS
+
+    return [*QUICKSTART_CLAIMS, "--emocheck-profile", "quickstart", "-p", "no:cacheprovider", *extra]
+
+
+def quickstart(extra: list[str]) -> int:
+    """Run the quickstart claims, then print the verdict count, the report's path and the next steps.
+    Exit 0 when every claim was judged (supported or not: both are findings), 1 when a claim could not be
+    judged, pytest's status for anything else (interrupted, usage error, nothing collected)."""
+    import time
+    from pathlib import Path
+
+    missing = [c.split("::")[0] for c in quickstart_args([]) if "::" in c and not Path(c.split("::")[0]).is_file()]
+    if missing:
+        print(f"emocheck quickstart: {missing[0]} not found; run it from the root of an emocheck checkout "
+              "(the folder with hypotheses/ and pytest.ini)", file=sys.stderr)
+        return 4
+    collector = _SessionCollector()
+    t0 = time.perf_counter()
+    ret = int(pytest.main(quickstart_args(extra), plugins=[collector]))
+    took = time.perf_counter() - t0
+    if ret not in (0, 1) or not collector.paths:
+        return ret if ret else 1
+    rows = collector.rows
+    judged = [r for r in rows if r.get("status") == "ok"]
+    from emocheck.plugin.tally import verdict_tally
+
+    html, md = collector.paths.get("html"), collector.paths.get("report")
+    print(f"\nemocheck quickstart: {verdict_tally(rows)}, {len(rows) - len(judged)} not judged, "
+          f"in {took // 60:.0f} min {took % 60:.0f} s (profile quickstart, SmolLM2-135M).")
+    print(f"  report:  {html}\n           open it in a browser; click a claim for its numbers and, for the "
+          "steering claims, example continuations")
+    print(f"  summary: {md}")
+    print("Next steps:\n"
+          "  emocheck claims --profile ci     every claim on both embedded models (Gemma 3 270M, SmolLM2-135M), "
+          "about 14 minutes on 2 cores\n"
+          "  emocheck claims --profile full   the full-size study (about 200 prompts per condition), hours on a CPU\n"
+          "  docs/quickstart.md and docs/report.md say how to read what you just ran")
+    return 0 if len(judged) == len(rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from emocheck.errors import EmocheckError
 
@@ -251,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
     ns = _parser().parse_args(argv)
+    if ns.command == "quickstart":
+        return quickstart(extra)
     if ns.command not in PYTEST_COMMANDS:
         if extra:
             return _fail(f"emocheck {ns.command} takes no pytest arguments after --")

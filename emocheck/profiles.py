@@ -1,7 +1,8 @@
 """Profiles: how big a run is and which models it covers.
 
 A profile is chosen with `--emocheck-profile` (default in pytest.ini) or `EMOCHECK_PROFILE`; its
-results live under `results/<profile>/`. Sizes grow from `smoke` (seconds, one model) through `ci`
+results live under `results/<profile>/`. Sizes grow from `smoke` (seconds, one model; `quickstart` is
+its sibling for a first run: a few real Q1 and Q3 claims, see QUICKSTART_CLAIMS) through `ci`
 (the default main job: both embedded models, every prompt for representation claims, a modest number
 of generations) to `full` (the seed's scale: about 200 prompts per condition).
 
@@ -142,6 +143,22 @@ PROFILES: dict[str, Profile] = {
                         generation_prompts=8),
         circuits=CircuitSizes(attr_prompts=6, neutral_prompts=12, exact_prompts=1, held_out=6, random=39),
     ),
+    # `emocheck quickstart`: a first verdict in about two minutes on a 2-core CPU (QUICKSTART_CLAIMS below):
+    # SmolLM2 only, 24 prompts per emotion for the representation claims, 8 judged generation prompts and
+    # a 2-alpha sweep on 4 tuning prompts for the steering claims, no secondary conditions. Its numbers
+    # are real but small-sample: most steering claims come out inconclusive at this n, and the report
+    # says how many prompts they would need.
+    "quickstart": Profile(
+        name="quickstart",
+        models=("smollm2-135m",),
+        prompts_per_emotion=24,
+        generation_prompts=8,
+        random_directions=2,
+        new_tokens=16,
+        bootstrap_resamples=500,
+        extra={"patching": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
+                            "rows_per_batch": 64, "secondary": ()}},
+    ),
     "ci": Profile(
         name="ci",
         models=EMBEDDED_MODELS,
@@ -167,6 +184,21 @@ PROFILES: dict[str, Profile] = {
 
 
 BUILTIN_PROFILES = tuple(PROFILES)
+
+#: The claims `emocheck quickstart` runs (pytest node ids, every parametrisation of each test): Q1, is the
+#: emotion written into the residual stream (each emotion's direction separates its prompts from neutral
+#: ones on held-out prompts); Q3, does adding that direction while generating change the text (the
+#: evaluators' scores against random directions of the same norm and against the unpatched model) and
+#: does it stay fluent. They are judged like any claim: their families are the ones their modules
+#: declare for the profile, so claims left out count as p = 1 in the correction.
+QUICKSTART_CLAIMS = (
+    "hypotheses/test_q1_write_in.py::test_emotion_vector_separates_from_neutral",
+    "hypotheses/test_q3_residual_patching.py::test_vs_random_raises",
+    "hypotheses/test_q3_residual_patching.py::test_vs_random_lowers",
+    "hypotheses/test_q3_residual_patching.py::test_vs_baseline_raises",
+    "hypotheses/test_q3_residual_patching.py::test_vs_baseline_lowers",
+    "hypotheses/test_q3_residual_patching.py::test_fluency_noninferior",
+)
 _USER_PROFILES: dict[str, Profile] = {}
 _CONFIGURABLE = {f.name: f for f in fields(Profile) if f.name not in ("name", "extra", *PHASE_SIZES)}
 #: sizes that may be None (written "none" or "all" in a configuration)

@@ -51,6 +51,7 @@ from emocheck import claim
 from emocheck.heads.exact_growth import (exact_grid, plot_specificity, specificity, specificity_arrays,
                                         write_exact_growth)
 from emocheck.heads.growth import CLAIM_N, EXACT_KINDS, N_VALUES, exact_arrays, out_dir
+from emocheck.patching.examples import example_continuations
 from emocheck.patching.scoring import noninferiority, paired_scores
 from emocheck.study import study_for
 
@@ -141,10 +142,13 @@ def test_heads_generation_raises_evaluator(model_name, emotion, head_generation,
     out = paired_scores(head_generation, f"top:{emotion}", f"random:{emotion}", EVALUATOR[emotion])
     base = paired_scores(head_generation, f"top:{emotion}", "baseline", EVALUATOR[emotion])["metrics"]
     top = head_generation[head_generation.condition == f"top:{emotion}"]
+    examples = example_continuations(head_generation, f"top:{emotion}", f"random:{emotion}", EVALUATOR[emotion],
+                                     out["sample_ids"], out["treated"] - out["control"])
     evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
                     metrics={**out["metrics"], "evaluator": EVALUATOR[emotion], "heads": top["heads"].iloc[0],
                              "top_minus_baseline": base["raw_mean_diff"], "top_vs_baseline_d": base["raw_d"],
-                             "judged_on": "raw paired difference, top set - fresh random set"})
+                             "judged_on": "raw paired difference, top set - fresh random set"},
+                    examples=examples)
 
 
 @claim(
@@ -157,9 +161,12 @@ def test_heads_generation_raises_evaluator(model_name, emotion, head_generation,
 def test_heads_generation_fluency_noninferior(model_name, emotion, measure, margin, head_generation, evidence):
     out = noninferiority(head_generation, f"top:{emotion}", "baseline", measure, margin)
     rnd = noninferiority(head_generation, f"random:{emotion}", "baseline", measure, margin)["metrics"]
+    examples = example_continuations(head_generation, f"top:{emotion}", "baseline", measure, out["sample_ids"],
+                                     out["treated"] + margin - out["control"])
     evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
                     metrics={**out["metrics"], "random_sets_mean_diff": rnd["mean_diff"],
-                             "judged_on": f"top - baseline - {margin:.3f} (non-inferiority)"})
+                             "judged_on": f"top - baseline - {margin:.3f} (non-inferiority)"},
+                    examples=examples)
 
 
 # --------------------------------------------------------------------------- exact growth (a table, not a claim)

@@ -38,6 +38,7 @@ import pytest
 
 from emocheck import claim
 from emocheck.errors import EvidenceError
+from emocheck.patching.examples import example_continuations
 from emocheck.patching.experiment import settings
 from emocheck.profiles import get_profile
 from emocheck.patching.scoring import noninferiority, paired_scores
@@ -95,7 +96,10 @@ def _record(evidence, samples, selection, treated, control, evaluator, extra=Non
     out = paired_scores(samples, treated, control, column(evaluator))
     metrics = {**out["metrics"], "layer": selection["layer"], "alpha": selection["alpha"], "treated": treated,
                "control": control, "judged_on": "raw paired difference", **(extra or {})}
-    evidence.record(treated=out["treated"], control=out["control"], metrics=metrics, sample_ids=out["sample_ids"])
+    examples = example_continuations(samples, treated, control, column(evaluator), out["sample_ids"],
+                                     out["treated"] - out["control"])
+    evidence.record(treated=out["treated"], control=out["control"], metrics=metrics, sample_ids=out["sample_ids"],
+                    examples=examples)
 
 
 @declared_for(RAISES)
@@ -282,10 +286,13 @@ def test_vector_specificity_lowers(model_name, emotion, other, evaluator, eviden
 @pytest.mark.parametrize("measure, margin", [("nll", NLL_MARGIN), ("rep3", REP3_MARGIN)], ids=["nll", "rep3"])
 def test_fluency_noninferior(model_name, emotion, measure, margin, evidence, patching_samples, patching_selection):
     out = noninferiority(patching_samples, emotion, "baseline", measure, margin)
+    examples = example_continuations(patching_samples, emotion, "baseline", measure, out["sample_ids"],
+                                     out["treated"] + margin - out["control"])
     evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
                     metrics={**out["metrics"], "layer": patching_selection["layer"],
                              "alpha": patching_selection["alpha"],
-                             "judged_on": f"treated - baseline - {margin:.3f} (non-inferiority)"})
+                             "judged_on": f"treated - baseline - {margin:.3f} (non-inferiority)"},
+                    examples=examples)
 
 
 # --------------------------------------------------------------------------- propagation (forward pass)

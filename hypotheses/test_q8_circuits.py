@@ -103,6 +103,7 @@ def test_circuits_completeness_beats_random_circuits(emotion, emotion_circuit, e
 
 from emocheck.circuits.generation import baseline_agreement, too_few_pairs_message  # noqa: E402
 NLL_MARGIN, REP3_MARGIN = STUDY.nll_margin, STUDY.rep3_margin
+from emocheck.patching.examples import example_continuations  # noqa: E402
 from emocheck.patching.scoring import noninferiority, paired_scores  # noqa: E402
 
 MODULATION = "q8_circuit_modulation"
@@ -124,7 +125,10 @@ def _paired(evidence, table, treated, control, emotion, extra=None, shift=0.0):
         raise EvidenceError(too_few_pairs_message(table, treated, control, out["metrics"]))
     metrics = {**out["metrics"], "treated": treated, "control": control, "target": _target(emotion),
                "baseline_tokens_identical_to_phase5": baseline_agreement(table), **(extra or {})}
-    evidence.record(treated=out["treated"] + shift, control=out["control"], metrics=metrics, sample_ids=out["sample_ids"])
+    examples = example_continuations(table, treated, control, f"signed_{emotion}", out["sample_ids"],
+                                     out["treated"] - out["control"])
+    evidence.record(treated=out["treated"] + shift, control=out["control"], metrics=metrics, sample_ids=out["sample_ids"],
+                    examples=examples)
 
 
 @declared_for(TARGETED)
@@ -145,7 +149,13 @@ def test_circuits_modulation_beats_random_circuits(emotion, circuit_modulation, 
     control = control.loc[:, control.notna().sum() >= 2]
     ids = [i for i in ids if control.loc[i].notna().any()]
     control = control.loc[ids]
+    examples = example_continuations(
+        t, f"circuit:{emotion}", f"randcircuit:{emotion}", col, ids,
+        treated[ids].to_numpy(float) - np.nanmean(control.to_numpy(float), axis=1),
+        note="the difference is against the mean over the prompt's random circuits; the control shown is the "
+             "one with the lowest draw number")
     evidence.record(treated=treated[ids].to_numpy(float), control=control.to_numpy(float), sample_ids=ids,
+                    examples=examples,
                     metrics={"target": _target(emotion), "k_random_circuits": int(rand.shape[1]),
                              "k_random_circuits_judged": int(control.shape[1]),
                              "empty_random_cells": int(rand.isna().sum().sum()),
@@ -201,7 +211,9 @@ def test_circuits_modulation_fluency_noninferior(emotion, measure, margin, circu
     out = noninferiority(t, f"circuit:{emotion}", "circuit_baseline", measure, margin)
     # an empty (e.g. newlines-only) continuation has a finite NLL and can look fluent: count them beside it
     empty = {c: int(t.loc[t.condition == c, "empty"].astype(bool).sum()) for c in (f"circuit:{emotion}", "circuit_baseline")}
-    evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"],
+    examples = example_continuations(t, f"circuit:{emotion}", "circuit_baseline", measure, out["sample_ids"],
+                                     out["treated"] + margin - out["control"])
+    evidence.record(treated=out["treated"], control=out["control"], sample_ids=out["sample_ids"], examples=examples,
                     metrics={**out["metrics"], "n_empty_treated": empty[f"circuit:{emotion}"],
                              "n_empty_baseline": empty["circuit_baseline"],
                              "judged_on": f"circuit - baseline - {margin:.3f} (non-inferiority)"})

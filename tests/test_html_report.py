@@ -46,6 +46,15 @@ def page(tmp_path_factory):
         r = make_result(f"h/test_q3.py::test_steer[{model}]", "q3", 2, rng.normal(0.9, 1, 20), rng.normal(0, 1, 20),
                         paired=True)
         r["model"] = model
+        r["examples"] = {"rule": "prompts at the 10th, 50th, 90th percentile (test)", "column": "politeness",
+                         "treated": "gratitude", "control": "random:gratitude", "n_judged": 20,
+                         "rows": [{"percentile": p, "rank": k, "sample_id": f"p{k}", "prompt": f"Opening {k}",
+                                   "difference": 0.1 * k,
+                                   "treated": {"condition": "gratitude", "text": f"Thank you so much {model} {k}",
+                                               "score": 0.9, "nll": 2.0, "rep3": 0.0},
+                                   "control": {"condition": "random:gratitude", "text": f"The weather {model} {k}",
+                                               "score": 0.2, "nll": 2.1, "rep3": 0.0}}
+                                  for p, k in ((10, 2), (50, 10), (90, 18))]}
         results.append(r)
     rows, families = rep.finalize(results, "holm")
     statuses = {}
@@ -107,9 +116,10 @@ def test_large_nulls_are_drawn_as_quantiles_not_every_point():
     from emocheck.plugin.html_report import MAX_POINTS, samples_svg
 
     svg = samples_svg([1.0], [i / 1000 for i in range(2000)], labels=("observed", "null"))
-    assert svg.count("<circle") == 1 + MAX_POINTS
+    dots = re.findall(r"M(\d+) (\d+)h0", svg)         # one zero-length round-capped segment per point
+    assert len(dots) == 1 + MAX_POINTS
     assert "null (2000)" in svg                        # the count shown is every value
-    xs = sorted(float(c.split("cx='")[1].split("'")[0]) for c in svg.split("<circle")[1:])
+    xs = sorted(float(x) for x, _ in dots[1:])
     assert max(xs) - min(xs) > 250                     # the drawn subset spans the whole range
 
 
@@ -164,3 +174,26 @@ def test_distribution_strips_for_each_evidence_kind():
                                          "samples": {"treated": [1.0, 2.0], "control": [[0.1, None], [0.3, 0.4]]}})
     assert tr == [1.0, 2.0] and co == [0.1, 0.3, 0.4] and labels[1] == "controls"
     assert "observed (1)" in html.samples_svg([2.5], [0.1, -0.2], labels=("observed", "null draws"))
+
+
+def test_an_opened_steering_claim_shows_its_example_continuations(page, tmp_path):
+    claim = next(r["claim_id"] for r in page["rows"] if r["family"] == "q3" and r["model"] == "smollm2-135m")
+    res = _browser(tmp_path, page["path"].as_uri() + "#open=" + claim, "--dump-dom")
+    assert res.returncode == 0, res.stderr[-2000:]
+    opened = re.search(r'<tr class="detail" id="d\d+">', res.stdout)
+    assert opened, "the claim's detail row is not open"
+    rest = res.stdout[opened.end():]
+    pane = rest[:rest.find('<tr class="claim"')]
+    assert "Chosen by a fixed rule, not by hand: prompts at the 10th, 50th, 90th percentile (test)" in pane
+    for k in (2, 10, 18):     # treated and control of every example, side by side in one row
+        assert re.search(rf"Thank you so much smollm2-135m {k}.*?</td>\s*<td>The weather smollm2-135m {k}", pane, re.S)
+    assert "gemma3-270m" not in pane
+
+
+def test_question_filter_and_grouped_summary(page, tmp_path):
+    res = _browser(tmp_path, page["path"].as_uri() + "#question=Q3", "--dump-dom")
+    count, shown = _visible(res.stdout)
+    want = sorted(r["claim_id"] for r in page["rows"] if r["family"] == "q3")
+    assert count == len(want) == 2 and sorted(s.replace("&amp;", "&") for s in shown) == want
+    text = page["path"].read_text()
+    assert text.index("Q1: Where is emotion written in the model?") < text.index("Q3: Does steering change")

@@ -237,6 +237,48 @@ def _metric_value(name: str, value):
 
 
 KINDS = ("samples", "directions", "vs_null")
+#: at most this many example rows per claim (the report shows them side by side)
+MAX_EXAMPLES = 10
+
+
+def _plain_value(value, where: str):
+    """A JSON-able copy of an example field: str/bool/None, a finite number (else None), or a dict /
+    list of those. numpy scalars become Python numbers."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, Mapping):
+        return {str(k): _plain_value(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v, where) for v in value]
+    if hasattr(value, "item") and getattr(value, "size", 2) == 1:
+        return _plain_value(value.item(), where)
+    raise EvidenceError(f"evidence.record(): examples field {where} must be text, a number or a list/dict of "
+                        f"those, got {type(value).__name__}")
+
+
+def _clean_examples(examples) -> dict | None:
+    """Check ``examples`` ({"rule": str, "rows": [dict, ...], ...}, e.g. from
+    emocheck.patching.examples.example_continuations) and return a plain copy."""
+    if examples is None:
+        return None
+    if not isinstance(examples, Mapping):
+        raise EvidenceError("evidence.record(): examples must be a dict with 'rule' (how they were chosen) and "
+                            f"'rows', got {type(examples).__name__}")
+    rule, rows = examples.get("rule"), examples.get("rows")
+    if not isinstance(rule, str) or not rule.strip():
+        raise EvidenceError("evidence.record(): examples need a 'rule' saying how the examples were chosen "
+                            "(a fixed rule, not a hand pick)")
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, Mapping) for r in rows):
+        raise EvidenceError("evidence.record(): examples['rows'] must be a list of dicts (one per example)")
+    if len(rows) > MAX_EXAMPLES:
+        raise EvidenceError(f"evidence.record(): {len(rows)} example rows; at most {MAX_EXAMPLES} (the report "
+                            "shows a few; the samples table holds them all)")
+    return _plain_value(dict(examples), "examples")
 
 
 def _direction_matrix(values, n_prompts: int) -> list[list[float | None]]:
@@ -279,6 +321,7 @@ class Evidence:
         self.null: list[float] | None = None
         self.metrics: dict[str, Any] = {}
         self.sample_ids: dict[str, list[str]] | None = None
+        self.examples: dict | None = None
 
     @property
     def recorded(self) -> bool:
@@ -306,6 +349,7 @@ class Evidence:
         null: Sequence[float],
         *,
         metrics: Mapping[str, Any] | None = None,
+        examples: Mapping[str, Any] | None = None,
     ) -> None:
         """Record an observed statistic and K draws of it under a null (label-permuted subspaces,
         random head sets, random circuits). Judged by :func:`emocheck.stats.compare_to_null`: a
@@ -331,8 +375,9 @@ class Evidence:
         if bad:
             raise EvidenceError(f"evidence.record_null(): null has non-finite draws at positions {bad[:5]}")
         clean = self._clean_metrics(metrics)
+        shown = _clean_examples(examples)
         self.kind, self.observed, self.null, self.metrics = "vs_null", x, draws, clean
-        self.sample_ids = None
+        self.sample_ids, self.examples = None, shown
 
     def record(
         self,
@@ -341,6 +386,7 @@ class Evidence:
         *,
         metrics: Mapping[str, Any] | None = None,
         sample_ids: Sequence | Mapping[str, Sequence] | None = None,
+        examples: Mapping[str, Any] | None = None,
     ) -> None:
         """Record the samples the claim is judged on.
 
@@ -356,8 +402,15 @@ class Evidence:
         sample_ids: ids written next to the values in ``samples/<claim>.csv``. Paired: one id per
             pair. Independent: either ``{"treated": [...], "control": [...]}`` or one sequence
             with the treated ids first, then the control ids.
+        examples: a few treated/control pairs for a reader of the report (for a claim about generated
+            text: the continuations, with their scores), chosen by a stated rule:
+            ``{"rule": "how they were chosen", "rows": [{...}, ...], ...}`` of plain values, at most
+            MAX_EXAMPLES rows (:func:`emocheck.patching.examples.example_continuations` builds them from
+            a samples table). Shown in report.html's detail pane and report.md, written to
+            ``statistics/examples/<claim>.json``; never part of the verdict.
         """
         self._refuse_second()
+        shown = _clean_examples(examples)
         tr = _float_list(treated, "treated")
         paired = bool(self.spec.paired) if self.spec is not None else False
         if _is_matrix(control):
@@ -369,7 +422,7 @@ class Evidence:
             co_matrix = _direction_matrix(control, len(tr))
             ids = self._sample_ids(sample_ids, len(tr), len(tr), True)
             self.kind, self.treated, self.control = "directions", tr, co_matrix
-            self.metrics, self.sample_ids = self._clean_metrics(metrics), ids
+            self.metrics, self.sample_ids, self.examples = self._clean_metrics(metrics), ids, shown
             return
         co = _float_list(control, "control")
         if paired and len(tr) != len(co):
@@ -381,6 +434,7 @@ class Evidence:
         clean_metrics = self._clean_metrics(metrics)
         self.kind = "samples"
         self.treated, self.control, self.metrics, self.sample_ids = tr, co, clean_metrics, ids
+        self.examples = shown
 
     @staticmethod
     def _sample_ids(sample_ids, n_t: int, n_c: int, paired: bool) -> dict[str, list[str]]:

@@ -4,10 +4,14 @@ A claims table that sorts (click a column header) and filters (model, family, ve
 registration status, free text; also from the URL: ``report.html#model=gemma3-270m&verdict=supported``;
 each row's left edge and verdict cell are coloured by verdict: green supported, red refuted, orange inconclusive,
 ``#sort=d&dir=desc`` sorts by effect size, largest first (column keys: COLUMN_KEYS, or a column number), ``#open=<claim id>`` opens a claim);
-clicking a claim opens its statement, registration status with the changed fields, the per-sample
+clicking a claim opens its statement and research question, registration status with the changed
+fields, for a claim about generated text its example continuations (treated and control on the same
+prompts, chosen by the rule the claim states; ``emocheck.patching.examples``), the per-sample
 distribution of treated and control as a small inline SVG, its controls and fluency metrics, every
-metric, its spec, and a link to its samples file. The per-family forest plots are embedded as data
-URIs. The page keeps the number of visible claims in ``#visible-count`` and ``body[data-visible]``
+metric, its spec (long parts several claims share are listed once at the end of the page), and links
+to its samples and examples files. Families are grouped under the research question they answer
+(``emocheck.plugin.questions``; also a filter). The per-family forest plots are embedded as data URIs
+(32-colour PNGs). The page keeps the number of visible claims in ``#visible-count`` and ``body[data-visible]``
 (what the headless-browser test reads).
 """
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import random
 from pathlib import Path
 
+from emocheck.plugin.questions import by_question, question_of
 from emocheck.storage import atomic_write_text
 
 FLUENCY_WORDS = ("fluen", "perplex", "ppl", "repeti", "distinct", "entropy", "coheren")
@@ -45,6 +50,11 @@ def _f(x, digits: int = 3) -> str:
 
 def _e(x) -> str:
     return html.escape("-" if x is None or x == "" else str(x), quote=True)
+
+
+def _text(x: str) -> str:
+    """Escaped for element content (quotes need no escaping there: a spec's JSON stays readable and small)."""
+    return html.escape(x, quote=False)
 
 
 MAX_POINTS = 150
@@ -74,9 +84,12 @@ def samples_svg(treated: list[float], control: list[float], width: int = 360, he
         drawn = sorted(finite)
         if len(drawn) > MAX_POINTS:
             drawn = [drawn[round(i * (len(drawn) - 1) / (MAX_POINTS - 1))] for i in range(MAX_POINTS)]
-        for v in drawn:
-            parts.append(f"<circle cx='{x(v):.1f}' cy='{y0 + rng.uniform(-8, 8):.1f}' r='2' "
-                         f"fill='{colour}' fill-opacity='0.55'/>")
+        if drawn:
+            # One path of zero-length round-capped segments, one dot per value: about 12 bytes a point
+            # where a <circle> element took 70 (at ci the strips were about half of the page).
+            dots = "".join(f"M{x(v):.0f} {y0 + rng.uniform(-8, 8):.0f}h0" for v in drawn)
+            parts.append(f"<path class='dots' d='{dots}' stroke='{colour}' stroke-opacity='0.55' stroke-width='4' "
+                         "stroke-linecap='round' fill='none'/>")
         if finite:
             m = sum(finite) / len(finite)
             parts.append(f"<line x1='{x(m):.1f}' x2='{x(m):.1f}' y1='{y0 - 12}' y2='{y0 + 12}' "
@@ -114,7 +127,98 @@ def _kv_table(pairs) -> str:
     return f"<table class='kv'>{body}</table>"
 
 
-def _detail(row: dict, result: dict | None, registration: dict | None, figure_href: str | None) -> str:
+def _score_line(side: dict, column: str) -> str:
+    parts = [f"{_e(column)} {_e(_f(side.get('score')))}"]
+    for key, label in (("nll", "NLL/token"), ("rep3", "rep3")):
+        if key in side and key != column:
+            parts.append(f"{label} {_e(_f(side.get(key)))}")
+    if "draw" in side:
+        parts.append(f"draw {_e(side['draw'])}")
+    return "<div class='sc'>" + " &middot; ".join(parts) + "</div>"
+
+
+def _continuation(side: dict, column: str) -> str:
+    prefix = f"<span class='pre'>[{_e(side['prefix'])}]</span> " if side.get("prefix") else ""
+    text = side.get("text")
+    shown = _e(text) if text else "<span class='none'>(empty continuation)</span>"
+    return f"<td>{prefix}{shown}{_score_line(side, column)}</td>"
+
+
+def examples_html(examples: dict | None) -> str:
+    """The claim's example continuations side by side (treated | control, one prompt a row) with the
+    rule that chose them; empty when the claim recorded none."""
+    if not examples or not examples.get("rows"):
+        return ""
+    column = str(examples.get("column") or "score")
+    n = examples.get("n_judged")
+    body = []
+    for ex in examples["rows"]:
+        where = (f"{_e(_f(ex.get('percentile')))}th percentile<br>rank {_e(ex.get('rank'))} of {_e(n)}"
+                 if ex.get("percentile") is not None else _e(ex.get("label", "")))
+        body.append(
+            f"<tr><td class='where'>{where}<br>difference {_e(_f(ex.get('difference')))}</td>"
+            f"<td class='prompt'>{_e(ex.get('prompt'))}<div class='sc'>prompt {_e(ex.get('sample_id'))}</div></td>"
+            f"{_continuation(ex.get('treated') or {}, column)}{_continuation(ex.get('control') or {}, column)}</tr>")
+    treated = _e((examples.get("treated") or "treated"))
+    control = _e((examples.get("control") or "control"))
+    return (f"<div class='examples'><h4>Example continuations: treated and control on the same prompt</h4>"
+            f"<p class='rule'>Chosen by a fixed rule, not by hand: {_e(examples.get('rule'))}.</p>"
+            f"<table class='ex'><tr><th></th><th>prompt</th><th>treated: <code>{treated}</code></th>"
+            f"<th>control: <code>{control}</code></th></tr>{''.join(body)}</table></div>")
+
+
+#: a spec value (code hashes, data hashes, profile) longer than this that several claims share is listed once
+SHARED_MIN_CHARS = 200
+
+
+def _spec_of(result: dict | None, registration: dict | None):
+    return (registration or {}).get("spec") or ((result or {}).get("registration_spec") or {}).get("spec")
+
+
+def _part_json(value) -> str:
+    return json.dumps(value, indent=1, sort_keys=True)
+
+
+def shared_spec_parts(specs) -> dict[str, tuple[str, str]]:
+    """{part JSON: (part id, its key)} for every long top-level spec value that two or more claims share
+    (most of a spec is the hashes of the code and data a claim uses, the same for a whole module)."""
+    counts: dict[str, list] = {}
+    for spec in specs:
+        for key, value in sorted((spec or {}).items()):
+            text = _part_json(value)
+            if len(text) > SHARED_MIN_CHARS:
+                counts.setdefault(text, [key, 0])[1] += 1
+    shared = [(text, key) for text, (key, n) in counts.items() if n > 1]
+    return {text: (f"S{i + 1}", key) for i, (text, key) in enumerate(shared)}
+
+
+def _spec_html(spec, shared: dict[str, tuple[str, str]]) -> str:
+    if not spec:
+        return "<pre>-</pre>"
+    shown, links = {}, []
+    for key, value in spec.items():
+        ref = shared.get(_part_json(value))
+        if ref:
+            size = len(value) if isinstance(value, (dict, list)) else 1
+            shown[key] = f"shared part {ref[0]} ({size} entries; listed once under 'Spec parts shared by several claims')"
+            links.append(f"<a href='#spec-{ref[0]}'>{ref[0]} ({_e(key)})</a>")
+        else:
+            shown[key] = value
+    link_line = f"<p>shared parts: {', '.join(links)}</p>" if links else ""
+    return f"<pre>{_text(json.dumps(shown, indent=1, sort_keys=True))}</pre>{link_line}"
+
+
+def _shared_parts_section(shared: dict[str, tuple[str, str]]) -> str:
+    if not shared:
+        return ""
+    body = "".join(f"<details id='spec-{pid}'><summary>{pid}: <code>{_e(key)}</code></summary><pre>{_text(text)}</pre></details>"
+                   for text, (pid, key) in shared.items())
+    return ("<h2>Spec parts shared by several claims</h2><p>Parts of the claims' specs (what each spec hash covers) "
+            f"that several claims have in common, listed once.</p>{body}")
+
+
+def _detail(row: dict, result: dict | None, registration: dict | None, figure_href: str | None,
+            shared: dict[str, tuple[str, str]] | None = None) -> str:
     tr, co, labels = _distribution(result)
     reg = registration or {}
     changes = reg.get("changes") or []
@@ -123,7 +227,7 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
         f"<td>{_e(json.dumps(c.get('to')))}</td></tr>" for c in changes)
     change_table = (f"<table class='kv'><tr><th>field</th><th>registered</th><th>now</th></tr>{change_rows}</table>"
                     if changes else "")
-    spec = reg.get("spec") or ((result or {}).get("registration_spec") or {}).get("spec")
+    spec = _spec_of(result, registration)
     fluency = _metrics(row, FLUENCY_WORDS)
     controls = _metrics(row, CONTROL_WORDS)
     control_summary = [("n control", row.get("n_control")), ("mean control", row.get("mean_control")),
@@ -132,18 +236,23 @@ def _detail(row: dict, result: dict | None, registration: dict | None, figure_hr
     link = (f"<a href='{_e(row.get('samples_file'))}'>{_e(row.get('samples_file'))}</a>"
             if row.get("samples_file") else "no samples file")
     fig = f" &middot; <a href='#{_e(figure_href)}'>family forest plot</a>" if figure_href else ""
+    question = question_of(row.get("family"))
+    ex_link = (f" &middot; <b>examples</b> <a href='{_e(row.get('examples_file'))}'>{_e(row.get('examples_file'))}</a>"
+               if row.get("examples_file") else "")
     return (
         f"<div class='detail-body'><p class='statement'>{_e(row.get('statement'))}</p>"
-        f"<p><b>claim id</b> <code>{_e(row.get('claim_id'))}</code> &middot; <b>samples</b> {link}{fig}</p>"
+        f"<p class='question'>{_e(question.key)}: {_e(question.title)}</p>"
+        f"<p><b>claim id</b> <code>{_e(row.get('claim_id'))}</code> &middot; <b>samples</b> {link}{ex_link}{fig}</p>"
         f"<p><b>registration</b>: <span class='reg'>{_e(reg.get('status', row.get('registration')))}</span>"
         f" (spec {_e((row.get('spec_hash') or '-')[:12])}, registered {_e((row.get('registered_hash') or '-')[:12])})"
         f"</p>{change_table}"
+        f"{examples_html((result or {}).get('examples'))}"
         f"<div class='cols'><div><h4>{_e(labels[2])}</h4>{samples_svg(tr, co, labels=labels[:2])}</div>"
         f"<div><h4>verdict</h4>{_kv_table([('d [CI]', row.get('d_ci')), ('p raw', row.get('p_value')), ('p corrected', row.get('p_adjusted')), ('p(d>min_d) corrected', row.get('p_min_effect_adjusted')), ('p(d<min_d) corrected', row.get('p_refute_adjusted')), ('n to decide (observed d / d = 0)', decision_n_cell(row)), ('min_d', row.get('min_d')), ('alternative', row.get('alternative')), ('paired', row.get('paired')), ('power', row.get('power'))])}</div>"
         f"<div><h4>controls</h4>{_kv_table(control_summary + controls)}</div>"
         f"<div><h4>fluency</h4>{_kv_table(fluency)}</div></div>"
         f"<details><summary>all metrics</summary>{_kv_table(others)}</details>"
-        f"<details><summary>spec (what the hash covers)</summary><pre>{_e(json.dumps(spec, indent=1, sort_keys=True) if spec else '-')}</pre></details>"
+        f"<details><summary>spec (what the hash covers)</summary>{_spec_html(spec, shared or {})}</details>"
         "</div>"
     )
 
@@ -160,7 +269,8 @@ REGISTRATION_COL = 9
 SCRIPT = r"""
 (function(){
   const rows = Array.from(document.querySelectorAll('tr.claim'));
-  const sel = {model: document.getElementById('f-model'), family: document.getElementById('f-family'),
+  const sel = {question: document.getElementById('f-question'),
+               model: document.getElementById('f-model'), family: document.getElementById('f-family'),
                verdict: document.getElementById('f-verdict'), registration: document.getElementById('f-registration')};
   const text = document.getElementById('f-text');
   function apply(){
@@ -218,6 +328,13 @@ table.kv{border-collapse:collapse;font-size:12px} table.kv th,table.kv td{paddin
 pre{max-height:22em;overflow:auto;background:#fff;border:1px solid #ddd;padding:6px;font-size:11px}
 .banner{padding:6px 10px;border-radius:4px;background:#fff4e5;border:1px solid #f0c36d}
 .none{color:#888;margin:0} img.forest{max-width:100%;border:1px solid #ddd;margin-bottom:1em}
+tr.question th{background:#eef3f8;text-align:left;padding-top:6px} .plain{font-weight:normal;color:#555}
+p.question{color:#555;margin:2px 0}
+.examples{margin:6px 0 10px} p.rule{font-size:12px;color:#555;margin:2px 0 4px}
+table.ex{border-collapse:collapse;font-size:12px;width:100%;table-layout:fixed}
+table.ex th,table.ex td{border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left;white-space:pre-wrap}
+table.ex th:first-child,table.ex td:first-child{width:8em} table.ex td.prompt{width:22%}
+.sc{color:#555;font-size:11px;margin-top:3px;white-space:normal} .pre{color:#6a1b9a}
 """
 
 
@@ -225,6 +342,26 @@ def decision_n_cell(row: dict) -> str:
     from emocheck.plugin.tally import decision_n_cell as cell
 
     return cell(row)
+#: colours kept in an embedded forest plot: its lines, points, bands and anti-aliased text fit in 32
+PNG_COLOURS = 32
+
+
+def embedded_png(path) -> bytes:
+    """The figure as embedded in the page: a 32-colour palette PNG (about a third of matplotlib's RGBA
+    file, same pixels size; the file on disk stays as drawn). Falls back to the file's bytes."""
+    import io
+
+    data = Path(path).read_bytes()
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            small = im.convert("RGB").quantize(colors=PNG_COLOURS, method=Image.Quantize.FASTOCTREE)
+            out = io.BytesIO()
+            small.save(out, "PNG", optimize=True)
+    except Exception:  # noqa: BLE001 - an image the palette step cannot read is embedded as it is
+        return data
+    return out.getvalue() if len(out.getvalue()) < len(data) else data
 
 
 def _options(name: str, values) -> str:
@@ -240,6 +377,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
     reg_claims = reg.get("claims") or {}
     figures = figures or {}
     fig_index = {fam: j for j, fam in enumerate(sorted(figures))}
+    shared = shared_spec_parts(_spec_of(by_id.get(r["claim_id"]), reg_claims.get(r["claim_id"])) for r in rows)
     body_rows = []
     for i, row in enumerate(rows):
         verdict = str(row.get("verdict") or "-")
@@ -270,9 +408,10 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         body_rows.append(
             f"<tr class='claim' id='c{i}' data-detail='d{i}' data-claim='{_e(row['claim_id'])}' "
             f"data-model='{_e(row.get('model') or '-')}' data-family='{_e(row.get('family'))}' "
+            f"data-question='{_e(question_of(row.get('family')).key)}' "
             f"data-verdict='{_e(verdict)}' data-registration='{_e(status)}'>{tds}</tr>"
             f"<tr class='detail' id='d{i}' hidden><td colspan='{len(COLUMNS)}'>"
-            f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor)}</td></tr>")
+            f"{_detail(row, by_id.get(row['claim_id']), reg_claims.get(row['claim_id']), fam_anchor, shared)}</td></tr>")
     head = "".join(f"<th data-col='{j}' data-key='{COLUMN_KEYS[j]}' data-kind='{kind}'>{_e(name)}</th>"
                    for j, (name, kind) in enumerate(COLUMNS))
     from emocheck.plugin.tally import verdict_tally
@@ -295,12 +434,14 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
                      if changed_fams else "") + "</p>")
     figs = "".join(
         f"<h3 id='fig-{j}'>{_e(fam)}</h3><img class='forest' alt='forest plot of {_e(fam)}' "
-        f"src='data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}'>"
+        f"src='data:image/png;base64,{base64.b64encode(embedded_png(path)).decode()}'>"
         for j, (fam, path) in enumerate(sorted(figures.items())) if Path(path).is_file())
     summary = _family_summary(rows)
     fam_rows = "".join(
-        f"<tr><td>{_e(name)}</td><td>{_e(f.get('declared'))}</td><td>{_e(f.get('run'))}</td>"
-        f"<td>{'yes' if f.get('membership_changed') else 'no'}</td></tr>" for name, f in sorted(families.items()))
+        _question_row(q, 4) + "".join(
+            f"<tr><td>{_e(name)}</td><td>{_e(families[name].get('declared'))}</td><td>{_e(families[name].get('run'))}</td>"
+            f"<td>{'yes' if families[name].get('membership_changed') else 'no'}</td></tr>" for name in names)
+        for q, names in by_question(families))
     settings_line = " | ".join(f"{_e(k)}: {_e(v)}" for k, v in settings.items())
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>emocheck report</title>"
@@ -308,6 +449,7 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         f"<h1>emocheck report: {_e(verdict_tally(rows))}</h1><p>{settings_line}</p>{banner}"
         + summary +
         "<div class='filters'>"
+        + _options("question", [question_of(r.get("family")).key for r in rows])
         + _options("model", [r.get("model") or "-" for r in rows])
         + _options("family", [r.get("family") for r in rows])
         + _options("verdict", [str(r.get("verdict") or "-") for r in rows])
@@ -320,12 +462,19 @@ def render_html(rows: list[dict], families: dict, settings: dict, *, results: li
         "<h2>Families</h2><table class='kv'><tr><th>family</th><th>declared</th><th>run</th>"
         f"<th>membership changed since lock</th></tr>{fam_rows}</table>"
         f"<h2>Forest plots</h2>{figs or '<p class=none>nothing to plot</p>'}"
+        + _shared_parts_section(shared) +
         f"<script>{SCRIPT}</script></body></html>"
     )
 
 
+def _question_row(question, colspan: int) -> str:
+    return (f"<tr class='question'><th colspan='{colspan}'>{_e(question.key)}: {_e(question.title)} "
+            f"<span class='plain'>{_e(question.plain)}</span></th></tr>")
+
+
 def _family_summary(rows: list[dict]) -> str:
-    """Supported / judged per family and model, with the refuted ones beside: the first thing a reader looks for."""
+    """Supported / judged per family and model (refuted beside), families under the research question
+    they answer: the first thing a reader looks for."""
     models = sorted({str(r.get("model") or "-") for r in rows})
     cells: dict[str, dict[str, list[int]]] = {}
     for r in rows:
@@ -340,10 +489,12 @@ def _family_summary(rows: list[dict]) -> str:
         return f"<td>{c[0]} / {c[1]}{refuted}</td>"
 
     body = "".join(
-        f"<tr><td>{_e(fam)}</td>" + "".join(cell(by[m]) if m in by else "<td>-</td>" for m in models) + "</tr>"
-        for fam, by in sorted(cells.items()))
-    return ("<details open><summary><b>Supported / judged, by family and model (refuted beside; the rest "
-            "inconclusive)</b></summary>"
+        _question_row(q, len(models) + 1) + "".join(
+            f"<tr><td>{_e(fam)}</td>" + "".join(cell(cells[fam][m]) if m in cells[fam] else "<td>-</td>"
+                                                for m in models) + "</tr>" for fam in fams)
+        for q, fams in by_question(cells))
+    return ("<details open><summary><b>Supported / judged, by research question, family and model (refuted "
+            "beside; the rest inconclusive)</b></summary>"
             f"<table class='kv summary'><tr><th>family</th>{head}</tr>{body}</table></details>")
 
 

@@ -172,6 +172,8 @@ def _judge(item, spec: ClaimSpec, state: _State) -> tuple[dict, BaseException | 
         result["samples"] = {"observed": ev.observed, "null": ev.null}
     else:
         result["samples"] = {"treated": ev.treated, "control": ev.control, "sample_ids": ev.sample_ids}
+    if ev.examples:
+        result["examples"] = ev.examples
     s = result["settings"]
     if ev.kind == "vs_null":
         from emocheck.stats.nulls import unsupportable_reason

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from emocheck.errors import ConfigError
+from emocheck.plugin.questions import by_question
 from emocheck.storage import (RUN_STARTED, atomic_write_dataframe, atomic_write_json, atomic_write_text,
                               file_lock, manifest_files, prune_by_manifest, stable_hash, write_manifest)
 from emocheck.plugin.tally import VERDICTS, _count, decision_n_cell, verdict_counts, verdict_tally  # noqa: F401
@@ -206,6 +207,7 @@ def finalize(results: Iterable[dict], correction: str = "holm", *, decision_n: b
                 column = f"p_{method}" if key == "p_value" else f"{key}_{method}"
                 row[column] = adj[f"{key}_{method}"] if adj else float("nan")
         row["samples_file"] = f"samples/{safe_name(r['claim_id'])}.csv" if r.get("samples") else ""
+        row["examples_file"] = examples_file(r) or ""
         for key, value in sorted((r.get("metrics") or {}).items()):
             row[f"metric_{key}"] = value
         rows.append(row)
@@ -336,6 +338,11 @@ def power_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def examples_file(result: dict) -> str | None:
+    """``examples/<claim>.json`` (relative to the statistics folder) when the claim recorded examples."""
+    return f"examples/{safe_name(result['claim_id'])}.json" if (result.get("examples") or {}).get("rows") else None
+
+
 def _samples_frame(result: dict):
     import pandas as pd
 
@@ -399,10 +406,56 @@ def registration_markdown(rows: list[dict], families: dict, registration: dict |
     return lines + [""]
 
 
+def _md_text(text, width: int = 160) -> str:
+    """One line of continuation text for a Markdown table cell or list item."""
+    text = " ".join(str(text or "").split()).replace("|", "\\|")
+    return _shorten(text, width) if text else "(empty)"
+
+
+def examples_markdown(rows: list[dict], results: list[dict]) -> list[str]:
+    """One example per claim that recorded examples (the median-difference prompt, else the middle row
+    shown), with a link to all of them; empty when no claim recorded any."""
+    by_id = {r["claim_id"]: r for r in results}
+    lines = []
+    for row in rows:
+        ex = (by_id.get(row["claim_id"]) or {}).get("examples") or {}
+        shown = ex.get("rows") or []
+        if not shown:
+            continue
+        one = next((e for e in shown if e.get("percentile") == 50), shown[len(shown) // 2])
+        col = ex.get("column", "score")
+        t, c = one.get("treated") or {}, one.get("control") or {}
+
+        def side(s):
+            pre = f"[{_md_text(s.get('prefix'), 60)}] " if s.get("prefix") else ""
+            nll = "" if col == "nll" else f", NLL {_fmt_num(s.get('nll'))}"
+            return f"`{s.get('condition')}` ({col} {_fmt_num(s.get('score'))}{nll}): {pre}{_md_text(s.get('text'))}"
+
+        lines += [f"- **{row['short_id']}** ({row['verdict']}, d = {_fmt_num(row.get('d'))}); prompt "
+                  f"{one.get('sample_id')}, rank {one.get('rank')} of {ex.get('n_judged')} by treated - control: "
+                  f"\"{_md_text(one.get('prompt'), 100)}\"",
+                  f"  - treated {side(t)}", f"  - control {side(c)}",
+                  f"  - all {len(shown)} examples: [{row['examples_file']}]({row['examples_file']})"]
+    if not lines:
+        return []
+    return (["## Example continuations", "",
+             "For each claim about generated text: the continuation at the median prompt (the prompt whose "
+             "treated - control difference is the median among the judged prompts), treated and control on that "
+             "prompt. report.html shows the 10th, 50th and 90th percentile prompts side by side; the rule is "
+             "fixed, so these are not picked by hand.", "", "<details><summary>one example per claim</summary>",
+             ""] + lines + ["", "</details>", ""])
+
+
+def _fmt_num(x) -> str:
+    v = _num(x)
+    return "-" if math.isnan(v) else f"{v:.3g}"
+
+
 def render_markdown(rows: list[dict], families: dict, settings: dict, registration: dict | None = None,
-                    validity=None, baseline=None) -> str:
+                    validity=None, baseline=None, results: list[dict] | None = None) -> str:
     """report.md. ``baseline``: the :class:`emocheck.plugin.compare.SessionComparison` against
-    ``--emocheck-baseline``; its changes come first, right after the title."""
+    ``--emocheck-baseline``; its changes come first, right after the title. ``results``: the claims'
+    records, for their example continuations."""
     lines = ["# emocheck statistics report", ""]
     if baseline is not None:
         lines += baseline.markdown(f"Verdict changes against the baseline {settings.get('baseline', '')}".rstrip())
@@ -410,7 +463,12 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
               f"({settings.get('correction')} correction within declared families, alpha = {settings.get('alpha')}; "
               f"the run fails on: {settings.get('fail_on', 'refuted')}).", ""]
     lines += ["## Session", ""] + session_settings_lines(settings) + [""]
-    lines += ["## Claims", "", format_table(rows, tablefmt="github", statement_width=200), ""]
+    lines += ["## Claims", "", "Grouped by the research question each claim family answers.", ""]
+    for question, fams in by_question(sorted({r["family"] for r in rows})):
+        members = [r for r in rows if r["family"] in fams]
+        lines += [f"### {question.key}: {question.title}", "", f"{question.plain} **{verdict_tally(members)}.**", "",
+                  format_table(members, tablefmt="github", statement_width=200), ""]
+    lines += examples_markdown(rows, results or [])
     late = changed_by_correction(rows)
     if late:
         lines += ["### Verdicts changed by the correction", ""]
@@ -425,7 +483,10 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
         from emocheck.evaluators.validity import validity_markdown
 
         lines += validity_markdown(validity)
-    lines += ["## Families", "", format_families(families, tablefmt="github"), ""]
+    lines += ["## Families", ""]
+    for question, names in by_question(families):
+        lines += [f"**{question.key}: {question.title}**", "",
+                  format_families({n: families[n] for n in names}, tablefmt="github"), ""]
     lines += ["## How the verdict is reached", "", VERDICT_TEXT, ""]
     lines += ["## Files", "",
               "- `effect_sizes.csv`: one row per claim, every number, all three corrections, `metric_*` columns",
@@ -433,6 +494,8 @@ def render_markdown(rows: list[dict], families: dict, settings: dict, registrati
               "test at alpha / m): detectable d at 80% power, n needed when d exceeds min_d by 0.2/0.3/0.5, and "
               "for inconclusive claims the n that would decide them",
               "- `samples/<claim>.csv`: the per-sample values behind each claim",
+              "- `examples/<claim>.json`: a claim's example continuations (treated and control on the same "
+              "prompts, chosen by the rule stated in the file), for claims about generated text",
               "- `forest_<family>-<hash>.png`: one forest plot per family (d with its CI per claim, a panel "
               "per model, dashed min_d, grey null band)",
               "- `report.html`: this report with sorting, filtering and per-claim details (self-contained)",
@@ -507,8 +570,11 @@ def write_statistics(results: list[dict], rows: list[dict], families: dict, sett
             paths["instrument_validity"] = out / VALIDITY_FILE
             paths["instrument_validity_meta"] = sidecar_path(out / VALIDITY_FILE)
         paths["report"] = out / "report.md"
+        for r in results:
+            if examples_file(r):
+                atomic_write_json(out / examples_file(r), r["examples"])
         atomic_write_text(paths["report"], render_markdown(rows, families, settings, registration, validity,
-                                                                   baseline))
+                                                           baseline, results=results))
         from emocheck.plugin.figures import family_forest_plots
         from emocheck.plugin.html_report import write_html
 
@@ -548,6 +614,7 @@ def _seal(out: Path, paths: dict, results: list[dict], settings: dict, session_s
         if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= started and p not in written:
             written.append(p)
     previous = manifest_files(out)      # what emocheck wrote here before: the only files it may remove
+    written += [out / examples_file(r) for r in results if examples_file(r)]
     paths["manifest"] = write_manifest(out, written, {"settings": settings})
     keep = {Path(p).relative_to(out).as_posix() for p in [*written, paths["manifest"]]}
     _, foreign = prune_by_manifest(out, previous, keep, started)
