@@ -23,6 +23,7 @@ Nothing here uses pickle: tensors go to safetensors, tables to CSV/Parquet, meta
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -142,7 +143,7 @@ RECORD_CHECKSUM = "record_sha256"
 
 
 def _canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=json_default).encode("utf-8")
 
 
 def seal_record(record: dict) -> dict:
