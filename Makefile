@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# A first verdict in about two minutes: a few real Q1 and Q3 claims on SmolLM2 (emocheck quickstart).
+# A first verdict in a few minutes: 25 real Q1 and Q3 claims on SmolLM2 (emocheck quickstart).
 quickstart: install
 	$(VENV)/bin/emocheck quickstart
 

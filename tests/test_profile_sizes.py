@@ -3,6 +3,8 @@ used before the sizes became profile fields (the literals below are those values
 with `base = "full"` inherits full's sizes, and a user overrides any size in pyproject.toml or pytest.ini."""
 from dataclasses import replace
 
+import dataclasses
+
 import pytest
 
 from emocheck import profiles
@@ -59,7 +61,8 @@ def phase_sizes(profile) -> dict:
         "patching": {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in patching.items()},
         "growth": dict(heads_growth.settings(profile)),
         "generation": dict(heads_generation.settings(profile)),
-        "circuits": dict(circuits_experiment.settings(profile)),
+        # the profile's own circuit sizes (settings() may raise `random` for the family: tested below)
+        "circuits": dataclasses.asdict(profile.circuits),
         "screen_prompts": heads_experiment.screen_cap(profile),
     }
 
@@ -74,6 +77,16 @@ def test_builtin_profiles_keep_their_sizes(name):
     assert got == want
     # the circuit's cache key hashes its settings dict: same keys, same order as before
     assert list(circuits_experiment.settings(profiles.get_profile(name))) == list(FROZEN["circuits"][name])
+
+
+@pytest.mark.parametrize("name", ["smoke", "ci", "full"])
+def test_circuit_null_draws_are_the_profiles_or_what_the_family_needs(name):
+    from emocheck.stats.nulls import null_draws_for
+    from emocheck.study import study_for
+
+    p = profiles.get_profile(name)
+    need = null_draws_for(len(study_for(p).emotions) * len(p.models))
+    assert circuits_experiment.settings(p)["random"] == max(p.circuits.random, need)
 
 
 def test_base_full_inherits_full_sizes(tmp_path):
