@@ -165,8 +165,8 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
            "--emocheck-models", ",".join(map(str, tiny_dirs)), "--emocheck-profile", "four",
            "-o", f"emocheck_profiles=four: {sizes}", "--emocheck-results", str(results),
            "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-W", "ignore::DeprecationWarning",
-           "-k", "not evaluator_validity"]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+           "-k", "not evaluator_validity", "-n", "2"]     # one worker per model (xdist groups by model)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
     assert done.returncode in (0, 1), done.stdout[-4000:] + done.stderr[-3000:]      # verdicts, not errors
     effects = pd.read_csv(results / "four" / "statistics" / "effect_sizes.csv")
     bad = effects[effects["status"] != "ok"]
