@@ -11,7 +11,7 @@ from scipy import stats as st
 from emocheck.patching import budget
 from emocheck.patching.conditions import claim_conditions
 from emocheck.patching.experiment import settings
-from emocheck.profiles import get_profile
+from emocheck.profiles import get_profile as profile_named
 from emocheck.stats import compare
 
 from fakes_patching import FakeSubspaces, FakeVectors, fake_null_source
@@ -19,7 +19,7 @@ from fakes_patching import FakeSubspaces, FakeVectors, fake_null_source
 
 @pytest.mark.parametrize("profile", ["ci", "full"])
 def test_rows_are_what_the_design_builds(profile):
-    s = settings(get_profile(profile))
+    s = settings(profile_named(profile))
     judged = s["judged_prompts"] or 200
     ids = [f"p{i}" for i in range(judged)]
     vecs = FakeVectors()
@@ -96,5 +96,5 @@ def test_stated_power_is_the_rules_power_by_simulation():
 
 
 def test_sweep_rows():
-    assert budget.sweep_rows(settings(get_profile("ci"))) == 4 * (1 + 1 * 4 * 4)
+    assert budget.sweep_rows(settings(profile_named("ci"))) == 4 * (1 + 1 * 4 * 4)
     assert budget.sweep_rows({"fractions": (0.25, 0.5, 0.75), "alphas": (1, 2), "tuning_prompts": 10}) == 10 * (1 + 6 * 4)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from emocheck.patching.conditions import Condition, claim_conditions, subset_of, sweep_conditions  # noqa: F401 (re-export)
+from emocheck.patching.conditions import EMOTIONS, Condition, claim_conditions, subset_of, sweep_conditions  # noqa: F401 (re-export)
 from emocheck.patching.directions import emotion_direction, random_directions  # noqa: F401 (re-export)
 from emocheck.patching.residual import PatchSpec
 from emocheck.patching.running import condition_key, empty_counts, run_conditions

@@ -132,14 +132,22 @@ def write_four_emotions(path: Path, per_emotion: int = 24, emotions=FOUR) -> Non
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    from emocheck.testing import tiny_model
+    """Two random models of different families: 5 layers of 4 heads (the head claims read the top 16 of
+    20) and a residual width of 96 (the alignment reduces each model to 64 principal components)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from emocheck.testing import tiny_config, tiny_tokenizer
 
     out = []
     for family in ("llama", "qwen3"):
+        config = tiny_config(family, n_layers=5)
+        config.hidden_size, config.head_dim = 96, 24
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         path = tmp_path_factory.mktemp("models") / f"tiny-{family}"
-        tiny = tiny_model(family, n_layers=5)          # 20 heads: the head claims read the top 16
-        tiny.model.save_pretrained(path)
-        tiny.tokenizer.save_pretrained(path)
+        model.save_pretrained(path)
+        tiny_tokenizer().save_pretrained(path)
         out.append(path)
     return out
 
@@ -154,7 +162,7 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
     # patch window is 5
     sizes = ("base=smoke prompts_per_emotion=36 generation_prompts=6 new_tokens=6 bootstrap_resamples=200 "
              "patching.judged_prompts=6 patching.tuning_prompts=2 patching.rows_per_batch=64 "
-             "heads.screen_prompts=all heads.exact_prompts=2 heads.exact_sets=4 heads.growth_sets=3 "
+             "heads.screen_prompts=all heads.exact_prompts=3 heads.exact_sets=4 heads.growth_sets=3 "
              "heads.direct_sets=50 heads.generation_prompts=6 "
              "circuits.attr_prompts=3 circuits.neutral_prompts=4 circuits.exact_prompts=1 circuits.held_out=3 "
              "circuits.random=9")
@@ -165,12 +173,17 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
            "--emocheck-models", ",".join(map(str, tiny_dirs)), "--emocheck-profile", "four",
            "-o", f"emocheck_profiles=four: {sizes}", "--emocheck-results", str(results),
            "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-W", "ignore::DeprecationWarning",
-           "-k", "not evaluator_validity"]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+           "-k", "not evaluator_validity", "-n", "2"]     # one worker per model (xdist groups by model)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
     assert done.returncode in (0, 1), done.stdout[-4000:] + done.stderr[-3000:]      # verdicts, not errors
     effects = pd.read_csv(results / "four" / "statistics" / "effect_sizes.csv")
-    bad = effects[effects["status"] != "ok"]
+    # Random tiny models write few or identical scores on so few prompts: a claim may be unjudgeable for
+    # want of data (that is its finding), but nothing in the pipeline may fail.
+    too_little = effects["error"].astype(str).str.contains(
+        "cannot judge the claim: |a paired test needs at least 3", regex=True)
+    bad = effects[(effects["status"] != "ok") & ~too_little]
     assert bad.empty, bad[["claim_id", "status", "error"]].to_string()
+    assert (effects["status"] == "ok").mean() > 0.75
     emotions = effects["params"].map(lambda p: json.loads(p).get("emotion"))
     # every phase's families ran, on the dataset's emotions only
     families = set(effects["family"])
