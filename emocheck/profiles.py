@@ -143,7 +143,7 @@ PROFILES: dict[str, Profile] = {
                         generation_prompts=8),
         circuits=CircuitSizes(attr_prompts=6, neutral_prompts=12, exact_prompts=1, held_out=6, random=39),
     ),
-    # `emocheck quickstart`: a first verdict in about two minutes on a 2-core CPU (QUICKSTART_CLAIMS below):
+    # `emocheck quickstart`: a first verdict in a few minutes on a 2-core CPU (QUICKSTART_CLAIMS below):
     # SmolLM2 only, 24 prompts per emotion for the representation claims, 8 judged generation prompts and
     # a 2-alpha sweep on 4 tuning prompts for the steering claims, no secondary conditions. Its numbers
     # are real but small-sample: most steering claims come out inconclusive at this n, and the report
@@ -156,8 +156,8 @@ PROFILES: dict[str, Profile] = {
         random_directions=2,
         new_tokens=16,
         bootstrap_resamples=500,
-        extra={"patching": {"judged_prompts": None, "tuning_prompts": 4, "fractions": (0.5,), "alphas": (0.5, 2.0),
-                            "rows_per_batch": 64, "secondary": ()}},
+        patching=PatchingSizes(judged_prompts=None, tuning_prompts=4, fractions=(0.5,), alphas=(0.5, 2.0),
+                               rows_per_batch=64, secondary=()),
     ),
     "ci": Profile(
         name="ci",

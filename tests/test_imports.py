@@ -19,6 +19,7 @@ LAYERS = (
     ("atomic",),                                  # atomic writes
     ("timing",),                                  # phase timing (writes its files atomically)
     ("storage",),                                 # artefacts: checksummed, verified, locked
+    ("shipped",),                                 # the repository's own files, checked against their digests
     ("profiles", "dataset", "study", "compute",   # configuration, data, the study, compute plans,
      "shuffled_labels"),                          # the label-shuffled dataset of the end-to-end null
     ("stats",),                                   # pure statistics

@@ -675,14 +675,15 @@ def test_shift(evidence):
 
 def test_identical_outcomes_are_a_verdict_not_an_error(pytester, run):
     """Identical paired outcomes (as a label-shuffled run produced for one specificity claim) are
-    judged: no difference -> d 0, p 1, not supported; one identical non-zero difference on every
-    prompt -> the exact sign test (p = 0.5^20), supported; files and report are written."""
+    judged: no difference -> d 0, p 1, inconclusive (no scale to measure d in); one identical non-zero
+    difference on every prompt -> the exact sign test (p = 0.5^20), supported; files and report are written."""
     pytester.makepyfile(test_ecp_same=DEGENERATE)
     result = run("--emocheck-models", "a")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 passed*1 inconclusive*"])
     eff = _effects(pytester)
     same, shift = eff.loc["test_ecp_same.py::test_same"], eff.loc["test_ecp_same.py::test_shift"]
-    assert same["status"] == "ok" and same["verdict"] == "not supported"
+    assert same["status"] == "ok" and same["verdict"] == "inconclusive"
     assert same["d"] == 0 and same["p_value"] == 1
     assert shift["status"] == "ok" and shift["verdict"] == "supported"
     assert shift["d"] == np.inf and shift["p_value"] == pytest.approx(0.5 ** 20)

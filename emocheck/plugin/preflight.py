@@ -144,7 +144,7 @@ def check_environment() -> list[str]:
         if _env(name) and _env(name).strip().lower() not in _FLAGS:
             bad(name, "use 1 or 0")
     if _env("EMOCHECK_GENERATION_ENGINE"):
-        from emocheck.patching.residual import ENGINES
+        from emocheck.patching.engine import ENGINES
 
         if _env("EMOCHECK_GENERATION_ENGINE") not in ENGINES:
             bad("EMOCHECK_GENERATION_ENGINE", f"one of {', '.join(ENGINES)}")
