@@ -161,7 +161,7 @@ def _run_claim(block: Block, tmp_path: Path, model_dir: Path) -> None:
     assert len(effects) > 0, f"{block.id}: no claim was judged:\n{_show(done)}"
     bad = effects[effects["status"] != "ok"]
     assert bad.empty, f"{block.id}: claims without a verdict:\n{bad[['claim_id', 'status', 'error']]}\n{_show(done)}"
-    assert effects["verdict"].isin(["supported", "not supported"]).all(), effects[["claim_id", "verdict"]]
+    assert effects["verdict"].isin(["supported", "refuted", "inconclusive"]).all(), effects[["claim_id", "verdict"]]
 
 
 @pytest.mark.parametrize("block", CODE_BLOCKS, ids=[b.id for b in CODE_BLOCKS])
