@@ -163,7 +163,7 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
     sizes = ("base=smoke prompts_per_emotion=36 generation_prompts=6 new_tokens=6 bootstrap_resamples=200 "
              "patching.judged_prompts=6 patching.tuning_prompts=2 patching.rows_per_batch=64 "
              "heads.screen_prompts=all heads.exact_prompts=3 heads.exact_sets=4 heads.growth_sets=3 "
-             "heads.direct_sets=50 heads.generation_prompts=6 "
+             "heads.direct_sets=319 heads.generation_prompts=6 "
              "circuits.attr_prompts=3 circuits.neutral_prompts=4 circuits.exact_prompts=1 circuits.held_out=3 "
              "circuits.random=9")
     env = {k: v for k, v in os.environ.items()
