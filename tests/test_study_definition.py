@@ -156,11 +156,11 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
     """joy, fear, anger and gratitude (not the embedded study) through Q1-Q3 and phases 4-8: every claim
     file is collected and run on two tiny random models; each claim is judged (a verdict, not an error)."""
     data = tmp_path / "four.jsonl"
-    write_four_emotions(data, per_emotion=36)
+    write_four_emotions(data, per_emotion=80)
     results = tmp_path / "results"
-    # 36 prompts per emotion: 10 held out each, the rank the alignment's k = 10 needs; 6 new tokens: the
+    # 80 prompts per emotion: 24 held out each, 12 in each half of the split-half k selection (k = 10 needs rank 10); 6 new tokens: the
     # patch window is 5
-    sizes = ("base=smoke prompts_per_emotion=36 generation_prompts=6 new_tokens=6 bootstrap_resamples=200 "
+    sizes = ("base=smoke prompts_per_emotion=80 generation_prompts=6 new_tokens=6 bootstrap_resamples=200 "
              "patching.judged_prompts=6 patching.tuning_prompts=2 patching.rows_per_batch=64 "
              "heads.screen_prompts=all heads.exact_prompts=3 heads.exact_sets=4 heads.growth_sets=3 "
              "heads.direct_sets=319 heads.generation_prompts=6 "
@@ -187,7 +187,7 @@ def test_four_emotion_dataset_runs_every_phase_on_tiny_models(tiny_dirs, tmp_pat
     emotions = effects["params"].map(lambda p: json.loads(p).get("emotion"))
     # every phase's families ran, on the dataset's emotions only
     families = set(effects["family"])
-    for family in ("q1_vs_neutral", "q1_read_out", "q2_alignment_overlap_vs_permuted", "q3_residual_patching",
+    for family in ("q1_vs_neutral", "q1_read_out", "q2_alignment_emotion_vs_random_groups", "q3_residual_patching",
                    "q3_patching_fluency", "q3_propagation", "q1_heads_writers", "q3_heads_ablation",
                    "q3_heads_generation", "q8_circuits_faithfulness", "q8_circuit_modulation"):
         assert family in families, (family, sorted(families))
